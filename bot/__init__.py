@@ -1,0 +1,1 @@
+"""carebridge core: flows, engine, store, services, web app and command line."""

@@ -1,0 +1,106 @@
+"""Value types of the understanding layer: what the engine asks for and what it gets back.
+
+A leaf module: imports only the standard library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+AnswerValue = bool | float | str | tuple[str, ...] | tuple[float, float] | None
+
+
+class QuestionType(StrEnum):
+    """Kinds of question a flow can ask."""
+
+    BOOL = "bool"
+    NUMBER = "number"
+    CHOICE = "choice"
+    MULTI = "multi"
+    TEXT = "text"
+    BP = "bp"  # blood pressure: records (systolic, diastolic)
+
+
+class AnswerStatus(StrEnum):
+    """How a reply fits the question that was asked."""
+
+    OK = "ok"
+    UNKNOWN = "unknown"  # "don't know" / "skip" (only accepted where the question allows it)
+    INVALID = "invalid"  # not understood as an answer
+    OUT_OF_RANGE = "out_of_range"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a choice or multi-select question, numbered from 1 in display order."""
+
+    value: str  # choice: the recorded value; multi: the concept id recorded as true
+    labels: tuple[str, ...]  # words a patient may type for it (the label text first)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """The question the bot is waiting on."""
+
+    concept: str
+    type: QuestionType
+    unit: str | None = None  # the concept's unit (UCUM-ish: Cel, mg/dL, %, mm[Hg], kg, d, a)
+    input_unit: str | None = None  # the unit patients are asked in, when it differs (mmol/L)
+    options: tuple[Option, ...] = ()
+    allow_unknown: bool = False
+    range: tuple[float, float] | None = None
+    personal_best: float | None = None  # peak flow in L/min, to convert to percent
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A reply read as an answer to an Expectation; value is normalised to the concept unit."""
+
+    status: AnswerStatus
+    value: AnswerValue = None
+
+
+@dataclass(frozen=True)
+class Intent:
+    name: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A reading or a finding; `entity` is a concept id, value in the concept's unit."""
+
+    entity: str
+    value: Any
+    start: int
+    end: int
+    extractor: str
+    confidence: float = 1.0
+    negated: bool = False
+    uncertain: bool = False
+
+
+@dataclass(frozen=True)
+class Understanding:
+    """Everything the interpreter read in one message."""
+
+    text: str
+    language: str
+    intent: Intent
+    intent_ranking: tuple[Intent, ...] = ()
+    entities: tuple[Entity, ...] = ()
+    red_flags: tuple[str, ...] = ()  # global red-flag concept ids, not negated
+    answer: Answer | None = None  # set when an Expectation was given
+    subject: str | None = None  # who is ill, when said: "self", "child", "parent", ...
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def findings(self) -> dict[str, Any]:
+        """Concept -> value for what the message asserted (negated findings map to False)."""
+        out: dict[str, Any] = {}
+        for ent in self.entities:
+            if ent.uncertain:
+                continue
+            out[ent.entity] = False if ent.negated else ent.value
+        return out
