@@ -1,0 +1,246 @@
+"""The composition root: one inbound message -> one transaction -> replies in the outbox.
+
+Wires config, flows, the interpreter, the engine and the store. May import anything in bot,
+nlu and channels.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from bot import engine
+from bot.config import Config
+from bot.events import (
+    AnswerRecorded,
+    ContactChanged,
+    ErrorRaised,
+    EscalationOpened,
+    Event,
+    FollowUpScheduled,
+    MsgCreated,
+    TriageDecided,
+)
+from bot.flow import Library
+from bot.loader import load_library
+from bot.messages import Inbound, Outbound
+from bot.session import Session
+from bot.store import Store, open_store
+from nlu.types import Expectation, Understanding
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class Interpreter(Protocol):
+    def interpret(
+        self, text: str, expecting: Expectation | None, language: str = "en"
+    ) -> Understanding: ...
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Handled:
+    """What one inbound message did (for CLIs, tests and the web layer)."""
+
+    duplicate: bool = False
+    contact_id: int | None = None
+    session: Session | None = None
+    events: tuple[Event, ...] = ()
+    outbox_ids: list[int] = field(default_factory=list)
+
+    @property
+    def replies(self) -> list[MsgCreated]:
+        return [e for e in self.events if isinstance(e, MsgCreated)]
+
+    @property
+    def escalated(self) -> bool:
+        return any(isinstance(e, EscalationOpened) for e in self.events)
+
+
+def load_flows(config: Config) -> Library:
+    """The flow library for this configuration."""
+    return load_library(
+        config.path(config.flows.dir),
+        config.path("data/concepts.yaml"),
+        languages=config.languages,
+        placeholders={
+            "emergency_number": config.emergency.number,
+            "crisis_line": config.emergency.crisis_line,
+            "service_name": config.service_name,
+        },
+        first_flow=config.flows.first,
+        default_flow=config.flows.default,
+        max_failures=config.flows.max_failures,
+    )
+
+
+def default_interpreter(config: Config) -> Interpreter:
+    """The configured interpreter (embedded by default)."""
+    from nlu.interpreter import default_interpreter as embedded
+
+    interpreter: Interpreter = embedded()
+    if config.nlu.backend == "rasa":
+        from nlu.rasa import RasaHttpInterpreter
+
+        interpreter = RasaHttpInterpreter(
+            config.nlu.rasa_url or "http://localhost:5005",
+            fallback=interpreter,
+            timeout=config.nlu.rasa_timeout_s,
+        )
+    return interpreter
+
+
+class CareBridge:
+    """The application: handle inbound messages and expose the store to services."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: Store | None = None,
+        library: Library | None = None,
+        interpreter: Interpreter | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.config = config
+        self.library = library or load_flows(config)
+        self.store = store or open_store(config.storage_url())
+        self.interpreter = interpreter or default_interpreter(config)
+        self.clock = clock
+
+    def close(self) -> None:
+        self.store.close()
+
+    def handle(self, inbound: Inbound) -> Handled:
+        """Process one inbound message in one transaction; a duplicate does nothing."""
+        now = self.clock()
+        with self.store.transaction():
+            inbox_id = self.store.record_inbound(inbound)
+            if inbox_id is None:
+                log.info("duplicate inbound channel=%s", inbound.channel)
+                return Handled(duplicate=True)
+            contact = self.store.get_or_create_contact(
+                inbound.channel, inbound.address, now, language=inbound.language_hint
+            )
+            self.store.touch_inbound(contact.id, now)
+            session = self.store.current_session(contact)
+            expecting = engine.expectation(self.library, session)
+            try:
+                understanding = self.interpreter.interpret(
+                    inbound.text, expecting, contact.language
+                )
+                sprint = engine.resume(self.library, session, inbound, understanding, now)
+            except Exception:  # a bug must not cost the patient a reply or the message
+                log.exception("engine failure contact=%s", contact.id)
+                sprint = engine.Sprint(
+                    session, (ErrorRaised("engine_failure"), MsgCreated(self._error_text()))
+                )
+            saved = self.store.save_session(sprint.session, now)
+            self.store.add_transcript(
+                contact.id, saved.id, "in", inbound.text, inbound.channel, now
+            )
+            handled = self._apply(saved, sprint.events, inbound.channel, inbound.address, now)
+            self.store.mark_inbound_processed(inbox_id, now)
+        return handled
+
+    def start_flow(self, contact_id: int, flow_id: str, kind: str = "reminder") -> Handled:
+        """Begin a flow for a contact on the bot's initiative (check-ins, follow-ups)."""
+        now = self.clock()
+        with self.store.transaction():
+            contact = self.store.get_contact(contact_id)
+            if contact is None or contact.opted_out:
+                return Handled(contact_id=contact_id)
+            channel, address = self.store.contact_address(contact_id)
+            session = self.store.current_session(contact)
+            sprint = engine.start(self.library, session, flow_id, now)
+            saved = self.store.save_session(sprint.session, now)
+            return self._apply(saved, sprint.events, channel, address, now, kind=kind)
+
+    def _error_text(self) -> str:
+        msg = self.library.interrupts.messages.get("error", {})
+        return (msg.get("en") or "Sorry, something went wrong.").format_map(
+            engine._SafeFormat(self.library.placeholders)
+        )
+
+    def _apply(
+        self,
+        session: Session,
+        events: tuple[Event, ...],
+        channel: str,
+        address: str,
+        now: datetime,
+        *,
+        kind: str = "reply",
+    ) -> Handled:
+        """Perform what the events imply, inside the caller's transaction."""
+        contact_id = session.contact.id
+        assert session.id is not None
+        handled = Handled(contact_id=contact_id, session=session, events=events)
+        for ev in events:
+            match ev:
+                case MsgCreated(text=text, choices=choices):
+                    out = Outbound(channel, address, text, choices, contact_id, kind)
+                    handled.outbox_ids.append(self.store.enqueue(out, now))
+                    self.store.add_transcript(contact_id, session.id, "out", text, channel, now)
+                case ContactChanged(field=name, value=value):
+                    self.store.update_contact(contact_id, now=now, **{name: value})
+                case EscalationOpened():
+                    self.store.open_escalation(
+                        contact_id,
+                        session.id,
+                        ev.level,
+                        ev.reason,
+                        ev.flow,
+                        ev.red_flags,
+                        self._summary(session),
+                        now,
+                    )
+                    log.info("escalation opened contact=%s level=%s", contact_id, ev.level)
+                case AnswerRecorded(concept=concept, value=value):
+                    cdef = self.library.concepts.get(concept)
+                    if cdef and cdef.type == "number" and isinstance(value, int | float):
+                        self.store.add_reading(
+                            contact_id, session.id, concept, float(value), cdef.unit, now
+                        )
+                case FollowUpScheduled():
+                    self.store.schedule_job(
+                        contact_id,
+                        "follow_up",
+                        ev.flow,
+                        ev.due_at,
+                        {
+                            "every_s": ev.every.total_seconds() if ev.every else None,
+                            "times": ev.times,
+                        },
+                        dedupe_key=f"follow_up:{contact_id}:{ev.flow}:{ev.due_at.isoformat()}",
+                    )
+                case TriageDecided():
+                    log.info("triage contact=%s flow=%s level=%s", contact_id, ev.flow, ev.level)
+                case ErrorRaised():
+                    log.warning("conversation error contact=%s code=%s", contact_id, ev.code)
+                case _:
+                    pass
+        return handled
+
+    def _summary(self, session: Session) -> dict[str, Any]:
+        """What a clinician needs at a glance: flow, level, red flags, answers with units."""
+        answers = {}
+        for concept, value in session.answers.items():
+            cdef = self.library.concepts.get(concept)
+            unit = cdef.unit if cdef and cdef.type == "number" else None
+            answers[concept] = {"value": value, "unit": unit}
+        return {
+            "flow": session.flow,
+            "triage": session.triage,
+            "red_flags": list(session.red_flags),
+            "answers": answers,
+            "risk_band": session.answers.get("covid_risk_band"),
+        }

@@ -1,0 +1,313 @@
+"""The `carebridge` command line: chat, triage, flows, nlu (and later serve and workers).
+
+A composition root: may import anything in bot, nlu and channels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import click
+import yaml
+
+from bot import engine
+from bot.config import Config, load_config
+from bot.errors import CarebridgeError
+from bot.events import EscalationOpened, RedFlagRaised
+from bot.flow import AskNode, ClassifyNode, EndNode, EnterNode, EscalateNode, Flow, TriageNode
+from bot.messages import Inbound, Outbound
+from bot.simulate import simulate
+from bot.store import OutboxStatus
+
+
+def _config(ctx: click.Context) -> Config:
+    cfg: Config = ctx.obj["config"]
+    return cfg
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level (ids only, never text).")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """carebridge: symptom-checker and check-in chatbot for telemedicine."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    try:
+        ctx.obj = {"config": load_config(config_path)}
+    except CarebridgeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _library(cfg: Config) -> Any:
+    from bot.app import load_flows
+
+    try:
+        return load_flows(cfg)
+    except CarebridgeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# --- chat ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--channel", type=click.Choice(["sms", "whatsapp", "telegram"]), default="sms", show_default=True
+)
+@click.option("--script", type=click.File("r"), default=None, help="Patient lines, one per line.")
+@click.option("--jsonl", is_flag=True, help="Machine mode: JSON object per reply line.")
+@click.option("--as", "address", default="terminal-user", show_default=True, help="Patient id.")
+@click.pass_context
+def chat(
+    ctx: click.Context, channel: str, script: IO[str] | None, jsonl: bool, address: str
+) -> None:
+    """Talk to the bot in the terminal, rendered as CHANNEL would show it."""
+    from bot.app import CareBridge
+
+    cfg = _config(ctx)
+    try:
+        app = CareBridge(cfg, library=_library(cfg))
+    except CarebridgeError as exc:
+        raise click.ClickException(str(exc)) from None
+    lines = script if script is not None else sys.stdin
+    interactive = script is None and sys.stdin.isatty() and not jsonl
+    try:
+        if not jsonl:
+            click.echo(f"carebridge chat ({channel}). Type your message; Ctrl-D to leave.\n")
+            _show_pending(app, channel, address)
+        for n, line in enumerate(_lines(lines, interactive)):
+            text = line.rstrip("\n")
+            if not text.strip():
+                continue
+            if script is not None and not jsonl:
+                click.echo(f"> {text}")
+            stamp = app.clock().strftime("%Y%m%d%H%M%S%f")
+            inbound = Inbound(channel, address, text, app.clock(), f"chat-{stamp}-{n}")
+            handled = app.handle(inbound)
+            sent = _deliver(app, handled.contact_id)
+            if jsonl:
+                click.echo(json.dumps(_jsonl_state(app, handled, sent)))
+            else:
+                for out in sent:
+                    click.echo(render_text(out, channel) + "\n")
+    finally:
+        app.close()
+
+
+def render_text(out: Outbound, channel: str) -> str:
+    """How the reply looks on CHANNEL (SMS and WhatsApp: numbered options)."""
+    if not out.choices:
+        return out.text
+    if channel == "telegram":
+        return out.text + "\n" + "  ".join(f"[{c}]" for c in out.choices)
+    return out.text + "\n" + "\n".join(f"{i}. {c}" for i, c in enumerate(out.choices, 1))
+
+
+def _lines(stream: IO[str], interactive: bool) -> Iterator[str]:
+    while True:
+        if interactive:
+            click.echo("> ", nl=False)
+        line = stream.readline()
+        if not line:
+            return
+        yield line
+
+
+def _show_pending(app: Any, channel: str, address: str) -> None:
+    """After a restart, show the question the patient was last asked."""
+    contact = app.store.find_contact(channel, address)
+    if contact is None:
+        return
+    session = app.store.current_session(contact)
+    if engine.expectation(app.library, session) is None:
+        return
+    last = [t for t in app.store.transcript(contact.id) if t.direction == "out"]
+    if last:
+        click.echo("(continuing where you left off)\n" + last[-1].text + "\n")
+
+
+def _deliver(app: Any, contact_id: int | None) -> list[Outbound]:
+    """The terminal is this contact's channel: take its queued replies and mark them sent."""
+    if contact_id is None:
+        return []
+    out = []
+    now = app.clock()
+    for row in app.store.outbox(contact_id=contact_id, status=OutboxStatus.QUEUED):
+        out.append(row.outbound())
+        app.store.mark_sent(row.id, f"terminal-{row.id}", now)
+    return out
+
+
+def _jsonl_state(app: Any, handled: Any, sent: list[Outbound]) -> dict[str, Any]:
+    session = handled.session
+    exp = engine.expectation(app.library, session) if session else None
+    return {
+        "replies": [o.text for o in sent],
+        "expecting": None
+        if exp is None
+        else {
+            "concept": exp.concept,
+            "type": str(exp.type),
+            "choices": [o.labels[0] for o in exp.options],
+        },
+        "flow": session.flow if session else None,
+        "triage": session.triage if session else None,
+        "red_flags": sorted(
+            {c for e in handled.events if isinstance(e, RedFlagRaised) for c in e.concepts}
+        ),
+        "escalated": any(isinstance(e, EscalationOpened) for e in handled.events),
+        "status": str(session.status) if session else ("duplicate" if handled.duplicate else None),
+    }
+
+
+# --- triage -------------------------------------------------------------------------------------
+
+
+def _read_facts(source: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        facts = yaml.safe_load(text) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise click.ClickException(f"{source}: cannot read facts: {exc}") from None
+    if not isinstance(facts, dict):
+        raise click.ClickException(f"{source}: facts must be a mapping of concept -> value")
+    return facts
+
+
+def _check_facts(lib: Any, facts: dict[str, Any], where: str) -> None:
+    unknown = sorted(k for k in facts if k not in lib.concepts)
+    if unknown:
+        raise click.ClickException(f"{where}: unknown concept id(s): {', '.join(unknown)}")
+
+
+@main.command("triage")
+@click.option("--flow", "flow_id", required=True, help="Flow id, e.g. covid_screening.")
+@click.option("--facts", "facts_src", required=True, help="YAML/JSON facts file, or - for stdin.")
+@click.option("--lang", default="en", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def triage_cmd(ctx: click.Context, flow_id: str, facts_src: str, lang: str, as_json: bool) -> None:
+    """Run a flow as a simulated patient answering from FACTS; print the triage level."""
+    lib = _library(_config(ctx))
+    if flow_id not in lib.flows:
+        raise click.ClickException(f"unknown flow '{flow_id}' (have: {', '.join(sorted(lib.flows))})")
+    facts = _read_facts(facts_src)
+    _check_facts(lib, facts, facts_src)
+    result = simulate(lib, flow_id, facts, lang)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2, default=str))
+    else:
+        click.echo(f"{flow_id}: {result.triage}" + (" (escalated)" if result.escalated else ""))
+
+
+# --- flows ------------------------------------------------------------------------------------
+
+
+@main.group()
+def flows() -> None:
+    """Validate, test and draw flows."""
+
+
+@flows.command("validate")
+@click.pass_context
+def flows_validate(ctx: click.Context) -> None:
+    """Load every flow file and report every problem at once."""
+    lib = _library(_config(ctx))
+    click.echo(f"ok: {len(lib.flows)} flows ({', '.join(sorted(lib.flows))})")
+
+
+@flows.command("test")
+@click.option("--dir", "tests_dir", type=click.Path(file_okay=False), default=None)
+@click.pass_context
+def flows_test(ctx: click.Context, tests_dir: str | None) -> None:
+    """Run every vignette in flows/tests/*.yaml; fail on any mismatch."""
+    cfg = _config(ctx)
+    lib = _library(cfg)
+    folder = Path(tests_dir) if tests_dir else cfg.path(cfg.flows.dir) / "tests"
+    passed, failed = 0, []
+    for path in sorted(folder.glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        flow_id = doc.get("flow")
+        if flow_id not in lib.flows:
+            failed.append(f"{path}: unknown flow '{flow_id}'")
+            continue
+        for i, case in enumerate(doc.get("cases") or []):
+            name = case.get("name", f"case {i}")
+            facts = case.get("facts") or {}
+            unknown = sorted(k for k in facts if k not in lib.concepts)
+            if unknown:
+                failed.append(f"{path}: {name}: unknown concept(s) {unknown}")
+                continue
+            got = simulate(lib, flow_id, facts).triage
+            if got == case.get("expect"):
+                passed += 1
+            else:
+                failed.append(f"{path}: {name}: expected {case.get('expect')}, got {got}")
+    for line in failed:
+        click.echo(f"FAIL {line}")
+    click.echo(f"{passed} passed, {len(failed)} failed")
+    if failed or not passed:
+        ctx.exit(1)
+
+
+@flows.command("graph")
+@click.argument("flow_id")
+@click.pass_context
+def flows_graph(ctx: click.Context, flow_id: str) -> None:
+    """Print FLOW_ID as a Mermaid flowchart."""
+    lib = _library(_config(ctx))
+    if flow_id not in lib.flows:
+        raise click.ClickException(f"unknown flow '{flow_id}'")
+    click.echo(mermaid(lib.flows[flow_id]))
+
+
+def mermaid(flow: Flow) -> str:
+    """A Mermaid flowchart of one flow, for reviewers."""
+    lines = ["flowchart TD"]
+    for node in flow.nodes.values():
+        label = type(node).__name__.removesuffix("Node").lower()
+        if isinstance(node, AskNode):
+            label = f"ask {'/'.join(node.concepts)}"
+        elif isinstance(node, TriageNode):
+            label = "triage"
+        elif isinstance(node, ClassifyNode):
+            label = f"classify {node.concept}"
+        elif isinstance(node, EnterNode):
+            label = f"enter {node.flow}"
+        elif isinstance(node, EscalateNode):
+            label = f"escalate {node.level}"
+        lines.append(f'    {node.id}["{node.id}: {label}"]')
+        if isinstance(node, EndNode):
+            continue
+        for case in node.next:
+            arrow = " -->|when| " if case.when is not None else " --> "
+            lines.append(f"    {node.id}{arrow}{case.goto}")
+        if isinstance(node, TriageNode):
+            for level, outcomes in node.outcomes.items():
+                for o in outcomes:
+                    if o.next:
+                        lines.append(f"    {node.id} -->|{level}| {o.next}")
+    return "\n".join(lines)
+
+
+def _register_optional() -> None:
+    try:
+        from bot.cli_nlu import nlu
+    except ImportError:  # pragma: no cover - the nlu commands are part of the package
+        return
+    main.add_command(nlu)
+
+
+_register_optional()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+
+__all__ = ["main", "mermaid"]

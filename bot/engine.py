@@ -1,0 +1,508 @@
+"""The pure conversation engine: library + session + input + `now` in, new session + events out.
+
+No database, network, clock or randomness here, so golden transcripts are deterministic.
+Imports bot.flow, bot.conditions, bot.session, bot.events, bot.messages and nlu types.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.conditions import decide, evaluate, triage
+from bot.events import (
+    AnswerRecorded,
+    ContactChanged,
+    ErrorRaised,
+    EscalationOpened,
+    Event,
+    FlowEnded,
+    FlowEntered,
+    FollowUpScheduled,
+    MsgCreated,
+    RedFlagRaised,
+    TriageDecided,
+)
+from bot.flow import (
+    EMERGENCY_LEVELS,
+    ESCALATING_LEVELS,
+    GLOBAL_RED_FLAGS,
+    AskNode,
+    Case,
+    ClassifyNode,
+    EndNode,
+    EnterNode,
+    EscalateNode,
+    Flow,
+    Library,
+    Node,
+    RouteNode,
+    SayNode,
+    Text,
+    TriageNode,
+)
+from bot.messages import Inbound
+from bot.session import Contact, Frame, Session, SessionStatus
+from nlu.types import (
+    Answer,
+    AnswerStatus,
+    Expectation,
+    Option,
+    QuestionType,
+    Understanding,
+)
+
+MAX_STEPS = 500
+FLOW_START = ""  # Frame.node value meaning "start this flow" rather than "continue after node"
+CONTACT_CONCEPTS = {
+    "consent_care": "consent_care",
+    "consent_broadcast": "consent_broadcast",
+    "preferred_language": "language",
+}
+INTENT_FLOWS = {"start_screening": "covid_screening", "report_symptom": "covid_screening"}
+_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Sprint:
+    """The result of one engine step."""
+
+    session: Session
+    events: tuple[Event, ...]
+
+    @property
+    def replies(self) -> list[MsgCreated]:
+        return [e for e in self.events if isinstance(e, MsgCreated)]
+
+
+class _SafeFormat(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def keyword(lib: Library, text: str, language: str) -> str | None:
+    """The interrupt a message is, if it is exactly one of the configured keywords."""
+    word = _PUNCT.sub("", text).strip().upper()
+    if not word:
+        return None
+    for name, per_lang in lib.interrupts.keywords.items():
+        langs = [language, *(lang for lang in per_lang if lang != language)]
+        for lang in langs:
+            if word in per_lang.get(lang, ()):
+                return name
+    return None
+
+
+def expectation(lib: Library, session: Session) -> Expectation | None:
+    """What the session is waiting for, for the interpreter; None outside a question."""
+    node = _current_ask(lib, session)
+    if node is None:
+        return None
+    lang = session.contact.language
+    concept = lib.concepts.get(node.concepts[0])
+    options: tuple[Option, ...] = ()
+    if node.type in ("choice", "multi"):
+        wanted = set(session.pending_options) if node.type == "multi" else None
+        options = tuple(
+            Option(o.value, _labels(o.text, lang, o.value))
+            for o in node.options
+            if wanted is None or o.value in wanted
+        )
+    return Expectation(
+        concept=node.concepts[0],
+        type=QuestionType(node.type),
+        unit=concept.unit if concept else None,
+        input_unit=node.input_unit,
+        options=options,
+        allow_unknown=node.allow_unknown,
+        range=node.range,
+    )
+
+
+def _labels(text: Text, lang: str, value: str) -> tuple[str, ...]:
+    seen: list[str] = []
+    for label in (text.get(lang), text.get("en"), *text.values(), value.replace("_", " ")):
+        if label and label not in seen:
+            seen.append(label)
+    return tuple(seen)
+
+
+def _current_ask(lib: Library, session: Session) -> AskNode | None:
+    if session.status is not SessionStatus.ACTIVE or not session.flow or not session.node:
+        return None
+    flow = lib.flows.get(session.flow)
+    node = flow.nodes.get(session.node) if flow else None
+    return node if isinstance(node, AskNode) else None
+
+
+def start(
+    lib: Library,
+    session: Session,
+    flow_id: str,
+    now: datetime,
+    understanding: Understanding | None = None,
+) -> Sprint:
+    """Begin `flow_id` as a new conversation (answers pre-filled from free text, if any)."""
+    run = _Run(lib, session, now)
+    run.begin(flow_id, understanding)
+    return run.sprint()
+
+
+def resume(
+    lib: Library,
+    session: Session,
+    inbound: Inbound,
+    understanding: Understanding,
+    now: datetime,
+) -> Sprint:
+    """Handle one patient message: interrupts first, then the question being asked."""
+    run = _Run(lib, session, now)
+    run.handle(inbound, understanding)
+    return run.sprint()
+
+
+class _Run:
+    """Mutable working state for one engine step; `sprint()` freezes it."""
+
+    def __init__(self, lib: Library, session: Session, now: datetime) -> None:
+        self.lib = lib
+        self.s = session
+        self.now = now
+        self.events: list[Event] = []
+        self.buffer: list[str] = []
+        self.choices: tuple[str, ...] = ()
+        self.answers: dict[str, Any] = dict(session.answers)
+        self.contact: Contact = session.contact
+
+    # --- output ---------------------------------------------------------------------------
+    def t(self, text: Text | None, **extra: str) -> str:
+        if not text:
+            return ""
+        lang = self.contact.language
+        raw = text.get(lang) or text.get("en") or next(iter(text.values()))
+        values = _SafeFormat({**self.lib.placeholders, **extra})
+        return string.Formatter().vformat(raw, (), values)
+
+    def msg(self, key: str, **extra: str) -> str:
+        return self.t(self.lib.interrupts.messages.get(key), **extra)
+
+    def say(self, text: str) -> None:
+        if text:
+            self.buffer.append(text)
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.events.append(MsgCreated("\n\n".join(self.buffer), self.choices))
+        self.buffer, self.choices = [], ()
+
+    def sprint(self) -> Sprint:
+        self.flush()
+        self.s = self.s.evolve(answers=self.answers, contact=self.contact, updated_at=self.now)
+        return Sprint(self.s, tuple(self.events))
+
+    def record(self, concept: str, value: Any, source: str = "answer") -> None:
+        self.answers[concept] = value
+        self.events.append(AnswerRecorded(concept, value, source))
+        field = CONTACT_CONCEPTS.get(concept)
+        if field is not None and value is not None:
+            self.contact_change(field, value)
+
+    def contact_change(self, field: str, value: Any) -> None:
+        self.contact = _replace_contact(self.contact, field, value)
+        self.events.append(ContactChanged(field, value))
+
+    # --- entry points ------------------------------------------------------------------------
+    def handle(self, inbound: Inbound, u: Understanding) -> None:
+        word = keyword(self.lib, inbound.text, self.contact.language)
+        if u.red_flags:
+            self.red_flag(tuple(u.red_flags))
+            return
+        if word == "stop":
+            self.contact_change("opted_out", True)
+            self.say(self.msg("stopped"))
+            self.s = self.s.evolve(status=SessionStatus.COMPLETED, stack=(), node=None)
+            return
+        if self.contact.opted_out:
+            if word == "start":
+                self.contact_change("opted_out", False)
+                self.say(self.msg("started"))
+            return  # an opted-out contact gets nothing else (red flags are answered above)
+        if self.s.status is SessionStatus.HANDED_OFF:
+            return  # a human has the conversation
+        if word == "help":
+            self.say(self.msg("help"))
+            self.reask()
+            return
+        if word == "agent":
+            self.events.append(
+                EscalationOpened("consultation", "patient_request", self.s.flow, ())
+            )
+            self.say(self.msg("agent"))
+            self.s = self.s.evolve(status=SessionStatus.HANDED_OFF, stack=(), node=None)
+            return
+        if word == "restart":
+            self.say(self.msg("restart"))
+            self.answers = {}
+            self.begin(self.s.flow or self.lib.default_flow, None, fresh=True)
+            return
+        if word == "menu":
+            self.begin(self.lib.default_flow, None, fresh=False)
+            return
+        if word == "language":
+            self.begin("language", None, fresh=False)
+            return
+        if _current_ask(self.lib, self.s) is None:
+            target = self.lib.default_flow
+            if u.intent.name in INTENT_FLOWS and INTENT_FLOWS[u.intent.name] in self.lib.flows:
+                target = INTENT_FLOWS[u.intent.name]
+            elif any(
+                self.lib.concepts.get(e.entity) is not None and not e.negated for e in u.entities
+            ):
+                target = INTENT_FLOWS["report_symptom"]
+            self.begin(target, u)
+            return
+        self.answer(u.answer)
+
+    def begin(self, flow_id: str, u: Understanding | None, *, fresh: bool = True) -> None:
+        """Start a conversation; a contact never asked for consent goes through it first."""
+        if fresh:
+            self.answers = {} if u is None else self.answers_from(u)
+            self.s = self.s.evolve(
+                id=None, started_at=self.now, triage=None, red_flags=(), failures=0
+            )
+        stack: tuple[Frame, ...] = ()
+        if self.contact.consent_care is not True and flow_id != self.lib.first_flow:
+            stack = (Frame(flow_id, FLOW_START),)
+            flow_id = self.lib.first_flow
+        self.s = self.s.evolve(stack=stack)
+        if u is not None:
+            self.confirm_prefill(u)
+        self.enter(flow_id)
+
+    def answers_from(self, u: Understanding) -> dict[str, Any]:
+        answers: dict[str, Any] = {}
+        for concept, value in u.findings().items():
+            cdef = self.lib.concepts.get(concept)
+            if cdef is None or concept in GLOBAL_RED_FLAGS:
+                continue
+            if cdef.type == "bool" and isinstance(value, bool):
+                answers[concept] = value
+            elif cdef.type == "number" and isinstance(value, int | float):
+                answers[concept] = float(value)
+        for concept, value in answers.items():
+            self.events.append(AnswerRecorded(concept, value, "prefill"))
+        return answers
+
+    def confirm_prefill(self, u: Understanding) -> None:
+        noted = [c.replace("_", " ") for c, v in self.answers.items() if v is True]
+        if noted and "prefilled" in self.lib.interrupts.messages:
+            self.say(self.msg("prefilled", items=", ".join(noted)))
+
+    # --- red flags ------------------------------------------------------------------------------
+    def red_flag(self, flags: tuple[str, ...]) -> None:
+        for concept in flags:
+            self.record(concept, True, "red_flag")
+        self.events.append(RedFlagRaised(flags))
+        flow = self.s.flow or "red_flag"
+        self.events.append(TriageDecided(flow, "emergency_ambulance", ()))
+        self.events.append(EscalationOpened("emergency_ambulance", "red_flag", self.s.flow, flags))
+        self.say(self.msg("red_flag"))
+        if "suicidal_thoughts" in flags:
+            self.say(self.msg("crisis"))
+        self.s = self.s.evolve(
+            status=SessionStatus.COMPLETED,
+            stack=(),
+            node=None,
+            triage="emergency_ambulance",
+            red_flags=tuple(dict.fromkeys((*self.s.red_flags, *flags))),
+        )
+
+    # --- answering ----------------------------------------------------------------------------------
+    def reask(self) -> None:
+        node = _current_ask(self.lib, self.s)
+        if node is not None:
+            self.ask(node, pending=self.s.pending_options)
+
+    def answer(self, ans: Answer | None) -> None:
+        node = _current_ask(self.lib, self.s)
+        assert node is not None and self.s.flow is not None
+        if ans is None or ans.status in (AnswerStatus.INVALID, AnswerStatus.OUT_OF_RANGE):
+            failures = self.s.failures + 1
+            self.s = self.s.evolve(failures=failures)
+            key = "out_of_range" if ans and ans.status is AnswerStatus.OUT_OF_RANGE else ""
+            self.say(self.msg(key) if key else self.t(node.hint) or self.msg(f"hint_{node.type}"))
+            if failures >= self.lib.max_failures:
+                self.say(self.msg("offer_human"))
+            self.ask(node, pending=self.s.pending_options)
+            return
+        self.s = self.s.evolve(failures=0)
+        value = ans.value if ans.status is AnswerStatus.OK else None
+        if node.type == "bp":
+            pair = value if isinstance(value, tuple) and len(value) == 2 else (None, None)
+            for concept, v in zip(node.concepts, pair, strict=True):
+                self.record(concept, float(v) if v is not None else None)
+        elif node.type == "multi":
+            chosen = set(value) if isinstance(value, tuple) else set()
+            asked = self.s.pending_options or node.concepts
+            for concept in asked:
+                self.record(concept, (concept in chosen) if value is not None else None)
+        else:
+            self.record(node.concepts[0], value)
+        flags = tuple(rf for rf in GLOBAL_RED_FLAGS if self.answers.get(rf) is True)
+        new_flags = tuple(f for f in flags if f not in self.s.red_flags)
+        if new_flags:
+            self.red_flag(new_flags)
+            return
+        self.walk(self.s.flow, self.next_of(self.flow(self.s.flow), node.next))
+
+    # --- walking ---------------------------------------------------------------------------------------
+    def flow(self, flow_id: str) -> Flow:
+        return self.lib.flows[flow_id]
+
+    def next_of(self, flow: Flow, cases: tuple[Case, ...]) -> str:
+        for case in cases:
+            if case.when is None or evaluate(case.when, self.answers, flow.defines):
+                return case.goto
+        raise _FlowBug(f"{flow.id}: no case matched")  # loader requires a default
+
+    def enter(self, flow_id: str) -> None:
+        if flow_id not in self.lib.flows:
+            self.fail("unknown_flow", flow_id)
+            return
+        self.events.append(FlowEntered(flow_id))
+        self.walk(flow_id, self.flow(flow_id).start)
+
+    def fail(self, code: str, detail: str) -> None:
+        self.events.append(ErrorRaised(code, detail))
+        self.say(self.msg("error"))
+        self.s = self.s.evolve(status=SessionStatus.COMPLETED, stack=(), node=None)
+
+    def walk(self, flow_id: str, node_id: str) -> None:
+        try:
+            self._walk(flow_id, node_id)
+        except _FlowBug as exc:
+            self.fail("flow_bug", str(exc))
+
+    def _walk(self, flow_id: str, node_id: str) -> None:
+        for _ in range(MAX_STEPS):
+            flow = self.flow(flow_id)
+            node: Node = flow.nodes[node_id]
+            nxt: str | None = None
+            match node:
+                case AskNode():
+                    pending = self.pending(node)
+                    if pending is None:
+                        nxt = self.next_of(flow, node.next)
+                    else:
+                        self.s = self.s.evolve(
+                            flow=flow_id, node=node.id, status=SessionStatus.ACTIVE, failures=0
+                        )
+                        self.ask(node, pending=pending)
+                        return
+                case SayNode():
+                    self.say(self.t(node.text))
+                    nxt = self.next_of(flow, node.next)
+                case RouteNode():
+                    nxt = self.next_of(flow, node.next)
+                case TriageNode():
+                    nxt = self.do_triage(flow, node)
+                case ClassifyNode():
+                    value, _ = decide(node.rows, node.order, self.answers, flow.defines)
+                    if value is not None:
+                        self.record(node.concept, value, "classify")
+                    nxt = self.next_of(flow, node.next)
+                case EscalateNode():
+                    flags = tuple(rf for rf in GLOBAL_RED_FLAGS if self.answers.get(rf) is True)
+                    self.events.append(EscalationOpened(node.level, node.reason, flow_id, flags))
+                    nxt = self.next_of(flow, node.next)
+                case EnterNode():
+                    if node.flow not in self.lib.flows:
+                        raise _FlowBug(f"{flow_id}:{node.id}: unknown flow {node.flow}")
+                    self.s = self.s.evolve(stack=(*self.s.stack, Frame(flow_id, node.id)))
+                    self.events.append(FlowEntered(node.flow))
+                    flow_id, nxt = node.flow, self.flow(node.flow).start
+                case EndNode():
+                    self.say(self.t(node.text))
+                    self.events.append(FlowEnded(flow_id))
+                    if node.exit_all or not self.s.stack:
+                        self.s = self.s.evolve(
+                            flow=flow_id, node=None, status=SessionStatus.COMPLETED, stack=()
+                        )
+                        return
+                    frame = self.s.stack[-1]
+                    self.s = self.s.evolve(stack=self.s.stack[:-1])
+                    flow_id = frame.flow
+                    if frame.node == FLOW_START:
+                        self.events.append(FlowEntered(flow_id))
+                        nxt = self.flow(flow_id).start
+                    else:
+                        caller = self.flow(flow_id).nodes[frame.node]
+                        assert isinstance(caller, EnterNode)
+                        nxt = self.next_of(self.flow(flow_id), caller.next)
+            assert nxt is not None
+            node_id = nxt
+        raise _FlowBug(f"{flow_id}: more than {MAX_STEPS} steps without a question")
+
+    def pending(self, node: AskNode) -> tuple[str, ...] | None:
+        """What is still to ask at this node; None when everything is answered already."""
+        missing = tuple(c for c in node.concepts if c not in self.answers)
+        if node.type == "multi":
+            return missing or None
+        return node.concepts if len(missing) == len(node.concepts) else None
+
+    def ask(self, node: AskNode, *, pending: tuple[str, ...]) -> None:
+        text = self.t(node.text)
+        if node.allow_unknown:
+            text += self.msg("unknown_allowed")
+        self.say(text)
+        if node.type in ("choice", "multi"):
+            wanted = set(pending) if node.type == "multi" else None
+            self.choices = tuple(
+                self.t(o.text) for o in node.options if wanted is None or o.value in wanted
+            )
+        if node.type == "bool":
+            self.choices = ()
+        self.s = self.s.evolve(pending_options=pending if node.type == "multi" else ())
+
+    def do_triage(self, flow: Flow, node: TriageNode) -> str:
+        level, rows = triage(node.rows, self.answers, flow.defines)
+        if level is None:
+            raise _FlowBug(f"{flow.id}:{node.id}: no triage row matched (add an otherwise row)")
+        self.events.append(TriageDecided(flow.id, level, rows))
+        self.s = self.s.evolve(triage=level)
+        outcome = next(
+            o
+            for o in node.outcomes[level]
+            if o.when is None or evaluate(o.when, self.answers, flow.defines)
+        )
+        self.say(self.t(outcome.text, level_label=level.replace("_", " ")))
+        if level in EMERGENCY_LEVELS:
+            self.say(self.msg("emergency_instruction"))
+        if level in ESCALATING_LEVELS:
+            flags = tuple(rf for rf in GLOBAL_RED_FLAGS if self.answers.get(rf) is True)
+            self.events.append(EscalationOpened(level, "triage", flow.id, flags))
+        if outcome.follow_up is not None:
+            fu = outcome.follow_up
+            delay = fu.after or fu.every
+            assert delay is not None
+            self.events.append(FollowUpScheduled(fu.flow, self.now + delay, fu.every, fu.times))
+        return outcome.next or self.next_of(flow, node.next)
+
+
+class _FlowBug(Exception):
+    """A flow reached a state the loader could not rule out; becomes an ErrorRaised event."""
+
+
+def _replace_contact(contact: Contact, field: str, value: Any) -> Contact:
+    from dataclasses import replace
+
+    known: Mapping[str, str] = {
+        "opted_out": "opted_out",
+        "language": "language",
+        "consent_care": "consent_care",
+    }
+    return replace(contact, **{known[field]: value}) if field in known else contact

@@ -1,0 +1,241 @@
+"""The parsed, validated form of a flow file (see docs/flows.md).
+
+Imports only the standard library. Built by bot.loader; read by bot.engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+# A text per language: {"en": "...", "hi": "..."}.
+Text = dict[str, str]
+
+LEVELS: tuple[str, ...] = (
+    "emergency_ambulance",
+    "emergency",
+    "consultation_24",
+    "consultation",
+    "self_care",
+)
+"""Triage levels, most urgent first (copied from data/concepts.yaml and checked against it)."""
+
+ESCALATING_LEVELS = frozenset(LEVELS[:3])
+EMERGENCY_LEVELS = frozenset(LEVELS[:2])
+
+GLOBAL_RED_FLAGS: tuple[str, ...] = (
+    "severe_dyspnea",
+    "chest_pain",
+    "confusion",
+    "hard_to_wake",
+    "cyanosis",
+    "stroke_signs",
+    "convulsions",
+    "suicidal_thoughts",
+)
+
+
+def urgency(level: str) -> int:
+    """Rank of a triage level: 0 is the most urgent."""
+    return LEVELS.index(level)
+
+
+# --- conditions -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Truthy:
+    """A concept, a defined name, or `red_flag`, taken as true or false."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Compare:
+    """All comparisons hold on an answered concept: (("lt", 90),)."""
+
+    concept: str
+    ops: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class AllOf:
+    items: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    item: Condition
+
+
+@dataclass(frozen=True)
+class Count:
+    """The number of true items satisfies every comparison in ops."""
+
+    items: tuple[Condition, ...]
+    ops: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Answered:
+    concept: str
+
+
+Condition = Truthy | Compare | AnyOf | AllOf | Not | Count | Answered
+
+
+@dataclass(frozen=True)
+class Case:
+    """One branch of a `next` list; `when is None` is the default."""
+
+    when: Condition | None
+    goto: str
+
+
+# --- nodes ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    value: str  # choice: recorded value; multi: the concept recorded
+    text: Text
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    flow: str
+    after: timedelta | None = None
+    every: timedelta | None = None
+    times: int = 1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    when: Condition | None
+    text: Text | None
+    follow_up: FollowUp | None = None
+    next: str | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    when: Condition | None
+    value: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class SayNode:
+    id: str
+    text: Text
+    next: tuple[Case, ...]
+
+
+@dataclass(frozen=True)
+class AskNode:
+    id: str
+    text: Text
+    type: str  # bool | number | choice | multi | text | bp
+    concepts: tuple[str, ...]  # one concept; two for bp; option concepts for multi
+    next: tuple[Case, ...]
+    options: tuple[Option, ...] = ()
+    allow_unknown: bool = False
+    hint: Text | None = None
+    range: tuple[float, float] | None = None
+    input_unit: str | None = None
+
+
+@dataclass(frozen=True)
+class RouteNode:
+    id: str
+    next: tuple[Case, ...]
+
+
+@dataclass(frozen=True)
+class TriageNode:
+    id: str
+    rows: tuple[Row, ...]
+    outcomes: dict[str, tuple[Outcome, ...]]
+    next: tuple[Case, ...]
+
+
+@dataclass(frozen=True)
+class ClassifyNode:
+    id: str
+    concept: str
+    order: tuple[str, ...]
+    rows: tuple[Row, ...]
+    next: tuple[Case, ...]
+
+
+@dataclass(frozen=True)
+class EscalateNode:
+    id: str
+    reason: str
+    level: str
+    next: tuple[Case, ...]
+
+
+@dataclass(frozen=True)
+class EnterNode:
+    id: str
+    flow: str
+    next: tuple[Case, ...]
+
+
+@dataclass(frozen=True)
+class EndNode:
+    id: str
+    text: Text | None = None
+    exit_all: bool = False
+
+
+Node = SayNode | AskNode | RouteNode | TriageNode | ClassifyNode | EscalateNode | EnterNode | EndNode
+
+
+@dataclass(frozen=True)
+class Flow:
+    id: str
+    spec_version: int
+    title: Text
+    start: str
+    nodes: dict[str, Node]
+    defines: dict[str, Condition] = field(default_factory=dict)
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Interrupts:
+    """Keywords per interrupt and language, and the system messages."""
+
+    keywords: dict[str, dict[str, tuple[str, ...]]]
+    messages: dict[str, Text]
+
+
+@dataclass(frozen=True)
+class ConceptDef:
+    id: str
+    type: str  # bool | number | choice | text
+    unit: str | None = None
+    values: tuple[str, ...] = ()
+    range: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Library:
+    """Everything the engine needs that does not change per message."""
+
+    flows: dict[str, Flow]
+    interrupts: Interrupts
+    concepts: dict[str, ConceptDef]
+    languages: tuple[str, ...] = ("en",)
+    placeholders: dict[str, str] = field(default_factory=dict)  # emergency_number, ...
+    first_flow: str = "consent"
+    default_flow: str = "menu"
+    max_failures: int = 3

@@ -1,0 +1,112 @@
+"""A simulated patient who answers every question from a facts file (`carebridge triage`).
+
+Absent bool = no, absent number = "don't know". Pure: runs the engine without a store.
+Imports bot.engine, bot.flow, bot.session, bot.events, bot.messages and nlu types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot import engine
+from bot.events import EscalationOpened, MsgCreated, RedFlagRaised
+from bot.flow import Library
+from bot.messages import Inbound
+from bot.session import Contact, Session, SessionStatus
+from nlu.types import Answer, AnswerStatus, Expectation, Intent, QuestionType, Understanding
+
+SIM_TIME = datetime(2020, 4, 1, 9, 0, tzinfo=UTC)
+MAX_TURNS = 200
+
+
+@dataclass
+class SimResult:
+    flow: str
+    triage: str | None
+    red_flags: list[str]
+    escalated: bool
+    answers: dict[str, Any]
+    transcript: list[dict[str, str]]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "flow": self.flow,
+            "triage": self.triage,
+            "red_flags": self.red_flags,
+            "escalated": self.escalated,
+            "answers": self.answers,
+            "transcript": self.transcript,
+        }
+
+
+def answer_from_facts(exp: Expectation, facts: dict[str, Any]) -> tuple[str, Answer]:
+    """What the simulated patient types, and the answer it means."""
+    if exp.type is QuestionType.BOOL:
+        value = bool(facts.get(exp.concept, False))
+        return ("yes" if value else "no"), Answer(AnswerStatus.OK, value)
+    if exp.type is QuestionType.NUMBER:
+        if facts.get(exp.concept) is None:
+            return "don't know", Answer(AnswerStatus.UNKNOWN)
+        num = float(facts[exp.concept])
+        return f"{num:g}", Answer(AnswerStatus.OK, num)
+    if exp.type is QuestionType.BP:
+        sys_, dia = facts.get("systolic_bp"), facts.get("diastolic_bp")
+        if sys_ is None or dia is None:
+            return "don't know", Answer(AnswerStatus.UNKNOWN)
+        return f"{sys_:g}/{dia:g}", Answer(AnswerStatus.OK, (float(sys_), float(dia)))
+    if exp.type is QuestionType.MULTI:
+        chosen = tuple(o.value for o in exp.options if facts.get(o.value))
+        typed = " ".join(str(i) for i, o in enumerate(exp.options, 1) if o.value in chosen)
+        return (typed or "0"), Answer(AnswerStatus.OK, chosen)
+    if exp.type is QuestionType.CHOICE:
+        value = facts.get(exp.concept)
+        if value is None and exp.options:
+            value = exp.options[0].value
+        return str(value), Answer(AnswerStatus.OK, str(value))
+    return str(facts.get(exp.concept, "")), Answer(AnswerStatus.OK, str(facts.get(exp.concept, "")))
+
+
+def simulate(lib: Library, flow_id: str, facts: dict[str, Any], language: str = "en") -> SimResult:
+    """Run `flow_id` to the end as a patient who answers from `facts`."""
+    if flow_id not in lib.flows:
+        raise KeyError(flow_id)
+    contact = Contact(id=0, channel="sim", language=language, consent_care=True)
+    session = Session(contact=contact)
+    transcript: list[dict[str, str]] = []
+    red_flags: list[str] = []
+    escalated = False
+
+    def take(events: tuple[Any, ...]) -> None:
+        nonlocal escalated
+        for ev in events:
+            if isinstance(ev, MsgCreated):
+                transcript.append({"bot": ev.text})
+            elif isinstance(ev, RedFlagRaised):
+                red_flags.extend(ev.concepts)
+            elif isinstance(ev, EscalationOpened):
+                escalated = True
+
+    sprint = engine.start(lib, session, flow_id, SIM_TIME)
+    take(sprint.events)
+    session = sprint.session
+    for _ in range(MAX_TURNS):
+        exp = engine.expectation(lib, session)
+        if exp is None or session.status is not SessionStatus.ACTIVE:
+            break
+        typed, answer = answer_from_facts(exp, facts)
+        transcript.append({"patient": typed})
+        u = Understanding(typed, language, Intent("inform", 1.0), answer=answer)
+        inbound = Inbound("sim", "sim", typed, SIM_TIME, f"sim-{len(transcript)}")
+        sprint = engine.resume(lib, session, inbound, u, SIM_TIME)
+        take(sprint.events)
+        session = sprint.session
+    return SimResult(
+        flow=flow_id,
+        triage=session.triage,
+        red_flags=sorted(set(red_flags)),
+        escalated=escalated,
+        answers=dict(session.answers),
+        transcript=transcript,
+    )
