@@ -113,7 +113,7 @@ def expectation(lib: Library, session: Session) -> Expectation | None:
             if wanted is None or o.value in wanted
         )
     return Expectation(
-        concept=node.concepts[0],
+        concept=options[0].value if node.type == "multi" and options else node.concepts[0],
         type=QuestionType(node.type),
         unit=concept.unit if concept else None,
         input_unit=node.input_unit,
@@ -249,11 +249,13 @@ class _Run:
             self.answers = {}
             self.begin(self.s.flow or self.lib.default_flow, None, fresh=True)
             return
-        if word == "menu":
-            self.begin(self.lib.default_flow, None, fresh=False)
-            return
-        if word == "language":
-            self.begin("language", None, fresh=False)
+        if word in ("menu", "language"):
+            target = self.lib.default_flow if word == "menu" else "language"
+            for node in self.lib.flows[target].nodes.values():  # ask its questions again
+                if isinstance(node, AskNode):
+                    for concept in node.concepts:
+                        self.answers.pop(concept, None)
+            self.begin(target, None, fresh=False)
             return
         if _current_ask(self.lib, self.s) is None:
             target = self.lib.default_flow

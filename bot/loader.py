@@ -49,7 +49,9 @@ from bot.flow import (
 )
 
 SPEC_VERSION = 2
-PLACEHOLDERS = frozenset({"emergency_number", "crisis_line", "service_name", "level_label"})
+PLACEHOLDERS = frozenset(
+    {"emergency_number", "crisis_line", "service_name", "level_label", "items"}
+)
 NODE_KINDS = ("say", "ask", "route", "triage", "classify", "escalate", "enter", "end")
 QUESTION_TYPES = ("bool", "number", "choice", "multi", "text", "bp")
 COMPARE_OPS = ("lt", "le", "gt", "ge", "eq", "ne", "between")

@@ -12,7 +12,7 @@ from typing import Any
 
 from bot import engine
 from bot.events import EscalationOpened, MsgCreated, RedFlagRaised
-from bot.flow import Library
+from bot.flow import GLOBAL_RED_FLAGS, AskNode, EnterNode, Library
 from bot.messages import Inbound
 from bot.session import Contact, Session, SessionStatus
 from nlu.types import Answer, AnswerStatus, Expectation, Intent, QuestionType, Understanding
@@ -68,6 +68,23 @@ def answer_from_facts(exp: Expectation, facts: dict[str, Any]) -> tuple[str, Ans
     return str(facts.get(exp.concept, "")), Answer(AnswerStatus.OK, str(facts.get(exp.concept, "")))
 
 
+def asked_concepts(lib: Library, flow_id: str) -> set[str]:
+    """Every concept a flow (and the flows it enters) can ask about."""
+    seen: set[str] = set()
+    todo, done = [flow_id], set()
+    while todo:
+        fid = todo.pop()
+        if fid in done or fid not in lib.flows:
+            continue
+        done.add(fid)
+        for node in lib.flows[fid].nodes.values():
+            if isinstance(node, AskNode):
+                seen.update(node.concepts)
+            elif isinstance(node, EnterNode):
+                todo.append(node.flow)
+    return seen
+
+
 def simulate(lib: Library, flow_id: str, facts: dict[str, Any], language: str = "en") -> SimResult:
     """Run `flow_id` to the end as a patient who answers from `facts`."""
     if flow_id not in lib.flows:
@@ -91,6 +108,16 @@ def simulate(lib: Library, flow_id: str, facts: dict[str, Any], language: str = 
     sprint = engine.start(lib, session, flow_id, SIM_TIME)
     take(sprint.events)
     session = sprint.session
+    volunteered = tuple(
+        rf for rf in GLOBAL_RED_FLAGS if facts.get(rf) and rf not in asked_concepts(lib, flow_id)
+    )
+    if volunteered:  # a red flag the flow never asks about is said in free text
+        typed = "I have " + " and ".join(rf.replace("_", " ") for rf in volunteered)
+        transcript.append({"patient": typed})
+        u = Understanding(typed, language, Intent("report_symptom", 1.0), red_flags=volunteered)
+        sprint = engine.resume(lib, session, Inbound("sim", "sim", typed, SIM_TIME, "sim-0"), u, SIM_TIME)
+        take(sprint.events)
+        session = sprint.session
     for _ in range(MAX_TURNS):
         exp = engine.expectation(lib, session)
         if exp is None or session.status is not SessionStatus.ACTIVE:

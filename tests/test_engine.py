@@ -159,6 +159,7 @@ def test_emergency_outcome_has_the_instruction_in_the_same_reply(lib: Library) -
     session = say(lib, session, "0", u("0", ())).session
     session = say(lib, session, "30", u("30", 30.0)).session
     session = say(lib, session, "1", u("1", ("cough",))).session
+    session = say(lib, session, "skip", u("skip", status=AnswerStatus.UNKNOWN)).session
     sprint = say(lib, session, "88", u("88", 88.0))  # SpO2
     [reply] = replies(sprint)
     assert "112" in reply
@@ -169,7 +170,7 @@ def test_emergency_outcome_has_the_instruction_in_the_same_reply(lib: Library) -
 
 def test_symptomatic_self_care_schedules_daily_rechecks(lib: Library) -> None:
     session = screening(lib)
-    for text, value in [("0", ()), ("30", 30.0), ("2", ("cough",)), ("98", 98.0)]:
+    for text, value in [("0", ()), ("30", 30.0), ("2", ("cough",)), ("37", 37.0), ("98", 98.0)]:
         session = say(lib, session, text, u(text, value)).session
     while (exp := engine.expectation(lib, session)) is not None:
         value = () if exp.type == "multi" else False
