@@ -7,13 +7,15 @@ nlu and channels.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bot import engine
 from bot.config import Config
+from bot.dispatch import Dispatcher, Sender
 from bot.events import (
     AnswerRecorded,
     ContactChanged,
@@ -29,6 +31,7 @@ from bot.loader import load_library
 from bot.messages import Inbound, Outbound
 from bot.session import Session
 from bot.store import Store, open_store
+from channels.render import split_outbound
 from nlu.types import Expectation, Understanding
 
 log = logging.getLogger(__name__)
@@ -188,7 +191,8 @@ class CareBridge:
             match ev:
                 case MsgCreated(text=text, choices=choices):
                     out = Outbound(channel, address, text, choices, contact_id, kind)
-                    handled.outbox_ids.append(self.store.enqueue(out, now))
+                    for part in split_outbound(out):
+                        handled.outbox_ids.append(self.store.enqueue(part, now))
                     self.store.add_transcript(contact_id, session.id, "out", text, channel, now)
                 case ContactChanged(field=name, value=value):
                     self.store.update_contact(contact_id, now=now, **{name: value})
@@ -244,3 +248,54 @@ class CareBridge:
             "answers": answers,
             "risk_band": session.answers.get("covid_risk_band"),
         }
+
+
+def build_channels(
+    config: Config, env: Mapping[str, str] | None = None
+) -> tuple[dict[str, Sender], dict[str, str]]:
+    """The provider channels that are enabled and have their secrets; and why others are off."""
+    from channels.simulator import SimulatorChannel
+    from channels.telegram import TelegramChannel
+    from channels.twilio import TwilioChannel
+
+    env = os.environ if env is None else env
+    senders: dict[str, Sender] = {"web": SimulatorChannel()}
+    off: dict[str, str] = {}
+    public = config.server.public_url.rstrip("/")
+    for kind in ("sms", "whatsapp"):
+        if not getattr(config.channels, kind).enabled:
+            off[kind] = f"channels.{kind}.enabled is false"
+            continue
+        sid, token = env.get("TWILIO_ACCOUNT_SID"), env.get("TWILIO_AUTH_TOKEN")
+        sender = config.twilio.sms_from if kind == "sms" else config.twilio.whatsapp_from
+        if not sid or not token:
+            off[kind] = "TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN not set"
+        elif not sender:
+            off[kind] = f"twilio.{kind}_from not set"
+        else:
+            senders[kind] = TwilioChannel(
+                kind,
+                sid,
+                token,
+                sender,
+                api_base_url=config.twilio.api_base_url,
+                status_callback_url=f"{public}/webhooks/twilio/status",
+                whatsapp_template_sid=config.twilio.whatsapp_template_sid,
+            )
+    if not config.channels.telegram.enabled:
+        off["telegram"] = "channels.telegram.enabled is false"
+    elif not env.get("TELEGRAM_BOT_TOKEN"):
+        off["telegram"] = "TELEGRAM_BOT_TOKEN not set"
+    else:
+        senders["telegram"] = TelegramChannel(
+            env["TELEGRAM_BOT_TOKEN"], api_base_url=config.telegram.api_base_url
+        )
+    return senders, off
+
+
+def build_dispatcher(config: Config, store: Store, senders: Mapping[str, Sender]) -> Dispatcher:
+    """The outbox dispatcher with the configured per-channel rates."""
+    rates = {
+        name: getattr(config.channels, name).rate_per_s for name in ("sms", "whatsapp", "telegram")
+    }
+    return Dispatcher(store, senders, rates={**rates, "web": 100.0})

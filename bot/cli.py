@@ -57,7 +57,10 @@ def _library(cfg: Config) -> Any:
 
 @main.command()
 @click.option(
-    "--channel", type=click.Choice(["sms", "whatsapp", "telegram"]), default="sms", show_default=True
+    "--channel",
+    type=click.Choice(["sms", "whatsapp", "telegram"]),
+    default="sms",
+    show_default=True,
 )
 @click.option("--script", type=click.File("r"), default=None, help="Patient lines, one per line.")
 @click.option("--jsonl", is_flag=True, help="Machine mode: JSON object per reply line.")
@@ -138,7 +141,7 @@ def _deliver(app: Any, contact_id: int | None) -> list[Outbound]:
     out = []
     now = app.clock()
     for row in app.store.outbox(contact_id=contact_id, status=OutboxStatus.QUEUED):
-        out.append(row.outbound())
+        out.append(row.outbound)
         app.store.mark_sent(row.id, f"terminal-{row.id}", now)
     return out
 
@@ -195,7 +198,9 @@ def triage_cmd(ctx: click.Context, flow_id: str, facts_src: str, lang: str, as_j
     """Run a flow as a simulated patient answering from FACTS; print the triage level."""
     lib = _library(_config(ctx))
     if flow_id not in lib.flows:
-        raise click.ClickException(f"unknown flow '{flow_id}' (have: {', '.join(sorted(lib.flows))})")
+        raise click.ClickException(
+            f"unknown flow '{flow_id}' (have: {', '.join(sorted(lib.flows))})"
+        )
     facts = _read_facts(facts_src)
     _check_facts(lib, facts, facts_src)
     result = simulate(lib, flow_id, facts, lang)
@@ -232,7 +237,7 @@ def flows_test(ctx: click.Context, tests_dir: str | None) -> None:
     passed, failed = 0, []
     for path in sorted(folder.glob("*.yaml")):
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        flow_id = doc.get("flow")
+        flow_id = str(doc.get("flow"))
         if flow_id not in lib.flows:
             failed.append(f"{path}: unknown flow '{flow_id}'")
             continue
@@ -293,6 +298,67 @@ def mermaid(flow: Flow) -> str:
                     if o.next:
                         lines.append(f"    {node.id} -->|{level}| {o.next}")
     return "\n".join(lines)
+
+
+# --- server -----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default server.host, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default server.port, 8000).")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Run the web app: webhooks, the simulator at /, and the outbox dispatcher."""
+    import uvicorn
+
+    from bot.web import create_app
+
+    cfg = _config(ctx)
+    host = host or cfg.server.host
+    port = cfg.server.port if port is None else port
+    _library(cfg)  # fail fast, with every flow problem listed
+    app = create_app(cfg)
+    click.echo(f"carebridge is running: open http://{host}:{port}/ to chat (Ctrl-C to stop)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@main.command("telegram-poll")
+@click.pass_context
+def telegram_poll(ctx: click.Context) -> None:
+    """Development without a public URL: long-poll Telegram instead of a webhook."""
+    import asyncio
+
+    from bot.app import CareBridge, build_channels, build_dispatcher
+    from channels.telegram import TelegramChannel, parse_telegram_payload
+
+    cfg = _config(ctx)
+    senders, off = build_channels(cfg)
+    telegram = senders.get("telegram")
+    if not isinstance(telegram, TelegramChannel):
+        raise click.ClickException(f"telegram is off: {off.get('telegram', 'not configured')}")
+    bridge = CareBridge(cfg, library=_library(cfg))
+    dispatcher = build_dispatcher(cfg, bridge.store, senders)
+
+    async def on_update(payload: dict[str, Any]) -> None:
+        inbound = parse_telegram_payload(payload)
+        if inbound is not None:
+            await asyncio.to_thread(bridge.handle, inbound)
+            dispatcher.wake()
+
+    async def run() -> None:
+        await telegram.start()
+        stop = asyncio.Event()
+        worker = asyncio.create_task(dispatcher.run_forever(stop=stop))
+        try:
+            await telegram.poll(on_update)
+        finally:
+            stop.set()
+            await worker
+            await telegram.stop()
+            bridge.close()
+
+    click.echo("polling Telegram (Ctrl-C to stop)")
+    asyncio.run(run())
 
 
 def _register_optional() -> None:

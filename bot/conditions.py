@@ -53,9 +53,7 @@ def truthy(value: Any) -> bool:
     return True
 
 
-def evaluate(
-    cond: Condition, answers: Mapping[str, Any], defines: Mapping[str, Condition]
-) -> bool:
+def evaluate(cond: Condition, answers: Mapping[str, Any], defines: Mapping[str, Condition]) -> bool:
     """True when the condition holds for these answers."""
     match cond:
         case Truthy(name):

@@ -127,5 +127,7 @@ def secret(name: str, env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     value = env.get(name)
     if not value:
-        raise ConfigError(f"environment variable {name} is not set (secrets never go in config.yaml)")
+        raise ConfigError(
+            f"environment variable {name} is not set (secrets never go in config.yaml)"
+        )
     return value

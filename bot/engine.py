@@ -178,7 +178,7 @@ class _Run:
         self.answers: dict[str, Any] = dict(session.answers)
         self.contact: Contact = session.contact
 
-    # --- output ---------------------------------------------------------------------------
+    # --- output ------------------------------------------------
     def t(self, text: Text | None, **extra: str) -> str:
         if not text:
             return ""
@@ -215,7 +215,7 @@ class _Run:
         self.contact = _replace_contact(self.contact, field, value)
         self.events.append(ContactChanged(field, value))
 
-    # --- entry points ------------------------------------------------------------------------
+    # --- entry points ------------------------------------------------
     def handle(self, inbound: Inbound, u: Understanding) -> None:
         word = keyword(self.lib, inbound.text, self.contact.language)
         if u.red_flags:
@@ -238,9 +238,7 @@ class _Run:
             self.reask()
             return
         if word == "agent":
-            self.events.append(
-                EscalationOpened("consultation", "patient_request", self.s.flow, ())
-            )
+            self.events.append(EscalationOpened("consultation", "patient_request", self.s.flow, ()))
             self.say(self.msg("agent"))
             self.s = self.s.evolve(status=SessionStatus.HANDED_OFF, stack=(), node=None)
             return
@@ -304,7 +302,7 @@ class _Run:
         if noted and "prefilled" in self.lib.interrupts.messages:
             self.say(self.msg("prefilled", items=", ".join(noted)))
 
-    # --- red flags ------------------------------------------------------------------------------
+    # --- red flags ------------------------------------------------
     def red_flag(self, flags: tuple[str, ...]) -> None:
         for concept in flags:
             self.record(concept, True, "red_flag")
@@ -323,7 +321,7 @@ class _Run:
             red_flags=tuple(dict.fromkeys((*self.s.red_flags, *flags))),
         )
 
-    # --- answering ----------------------------------------------------------------------------------
+    # --- answering ------------------------------------------------
     def reask(self) -> None:
         node = _current_ask(self.lib, self.s)
         if node is not None:
@@ -331,7 +329,8 @@ class _Run:
 
     def answer(self, ans: Answer | None) -> None:
         node = _current_ask(self.lib, self.s)
-        assert node is not None and self.s.flow is not None
+        flow_id = self.s.flow
+        assert node is not None and flow_id is not None
         if ans is None or ans.status in (AnswerStatus.INVALID, AnswerStatus.OUT_OF_RANGE):
             failures = self.s.failures + 1
             self.s = self.s.evolve(failures=failures)
@@ -359,9 +358,9 @@ class _Run:
         if new_flags:
             self.red_flag(new_flags)
             return
-        self.walk(self.s.flow, self.next_of(self.flow(self.s.flow), node.next))
+        self.walk(flow_id, self.next_of(self.flow(flow_id), node.next))
 
-    # --- walking ---------------------------------------------------------------------------------------
+    # --- walking ------------------------------------------------
     def flow(self, flow_id: str) -> Flow:
         return self.lib.flows[flow_id]
 

@@ -1,12 +1,12 @@
 """Exception tree of carebridge. Imports only the standard library.
 
-    CarebridgeError
-    ├── ConfigError          a setting is missing or wrong (names the key and the file)
-    ├── FlowError            one or more flow files are invalid (lists every problem)
-    ├── StoreError           the database cannot be opened or migrated
-    └── ChannelError         a provider call failed
-        ├── TransientChannelError   worth retrying (429, 5xx, timeout); may carry retry_after
-        └── PermanentChannelError   not worth retrying (bad number, blocked, opted out)
+CarebridgeError
+├── ConfigError          a setting is missing or wrong (names the key and the file)
+├── FlowError            one or more flow files are invalid (lists every problem)
+├── StoreError           the database cannot be opened or migrated
+└── ChannelError         a provider call failed
+    ├── TransientChannelError   worth retrying (429, 5xx, timeout); may carry retry_after
+    └── PermanentChannelError   not worth retrying (bad number, blocked, opted out)
 """
 
 from __future__ import annotations

@@ -196,7 +196,9 @@ class EndNode:
     exit_all: bool = False
 
 
-Node = SayNode | AskNode | RouteNode | TriageNode | ClassifyNode | EscalateNode | EnterNode | EndNode
+Node = (
+    SayNode | AskNode | RouteNode | TriageNode | ClassifyNode | EscalateNode | EnterNode | EndNode
+)
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,7 @@ def _read_yaml(path: Path, problems: Problems) -> Any:
         problems.add("-", "-", f"cannot read file: {exc.strerror}")
         return None
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "-"

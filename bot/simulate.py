@@ -61,10 +61,10 @@ def answer_from_facts(exp: Expectation, facts: dict[str, Any]) -> tuple[str, Ans
         typed = " ".join(str(i) for i, o in enumerate(exp.options, 1) if o.value in chosen)
         return (typed or "0"), Answer(AnswerStatus.OK, chosen)
     if exp.type is QuestionType.CHOICE:
-        value = facts.get(exp.concept)
-        if value is None and exp.options:
-            value = exp.options[0].value
-        return str(value), Answer(AnswerStatus.OK, str(value))
+        choice = facts.get(exp.concept)
+        if choice is None and exp.options:
+            choice = exp.options[0].value
+        return str(choice), Answer(AnswerStatus.OK, str(choice))
     return str(facts.get(exp.concept, "")), Answer(AnswerStatus.OK, str(facts.get(exp.concept, "")))
 
 
@@ -115,7 +115,9 @@ def simulate(lib: Library, flow_id: str, facts: dict[str, Any], language: str = 
         typed = "I have " + " and ".join(rf.replace("_", " ") for rf in volunteered)
         transcript.append({"patient": typed})
         u = Understanding(typed, language, Intent("report_symptom", 1.0), red_flags=volunteered)
-        sprint = engine.resume(lib, session, Inbound("sim", "sim", typed, SIM_TIME, "sim-0"), u, SIM_TIME)
+        sprint = engine.resume(
+            lib, session, Inbound("sim", "sim", typed, SIM_TIME, "sim-0"), u, SIM_TIME
+        )
         take(sprint.events)
         session = sprint.session
     for _ in range(MAX_TURNS):

@@ -141,9 +141,7 @@ def test_free_text_prefills_answers_and_the_flow_skips_them(lib: Library) -> Non
         Entity("cough", True, 10, 15, "test"),
         Entity("symptom_onset_days", 3.0, 22, 28, "test"),
     )
-    sprint = say(
-        lib, consented(), "fever and cough since 3 days", u(entities=found, answer=False)
-    )
+    sprint = say(lib, consented(), "fever and cough since 3 days", u(entities=found, answer=False))
     assert sprint.session.flow == "covid_screening"
     assert AnswerRecorded("fever", True, "prefill") in sprint.events
     session = sprint.session

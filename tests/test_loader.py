@@ -118,7 +118,9 @@ nodes:
     with pytest.raises(FlowError) as err:
         load(flows_dir(tmp_path, tiny=flow))
     assert any(
-        p.endswith("tiny.yaml:decide:outcomes.consultation: missing: the table can reach this level")
+        p.endswith(
+            "tiny.yaml:decide:outcomes.consultation: missing: the table can reach this level"
+        )
         for p in err.value.problems
     )
 

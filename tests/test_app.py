@@ -1,0 +1,116 @@
+"""The composition root end to end: real SQLite, real interpreter, one transaction a message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import count
+
+import pytest
+
+from bot.app import CareBridge
+from bot.config import Config
+from bot.messages import Inbound
+from bot.session import SessionStatus
+from bot.store import OutboxStatus
+
+
+class Clock:
+    """A controllable clock: every reading is one second later."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2020, 4, 1, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+def app(tmp_config: Config) -> Iterator[CareBridge]:
+    bridge = CareBridge(tmp_config, clock=Clock())
+    yield bridge
+    bridge.close()
+
+
+_ids = count()
+
+
+def send(app: CareBridge, text: str, address: str = "+15550001", pid: str | None = None) -> str:
+    """Patient sends `text`; returns the bot's replies joined (empty if none)."""
+    inbound = Inbound("sms", address, text, app.clock(), pid or f"SM{next(_ids)}")
+    handled = app.handle(inbound)
+    return "\n---\n".join(m.text for m in handled.replies)
+
+
+def into_screening(app: CareBridge, address: str = "+15550001") -> None:
+    send(app, "hi", address)
+    send(app, "yes", address)  # consent
+    reply = send(app, "1", address)  # menu: COVID-19 check
+    assert "any of these right now" in reply
+
+
+def test_typed_red_flag_mid_screening_gets_the_emergency_number_and_an_escalation(
+    app: CareBridge,
+) -> None:
+    into_screening(app)
+    send(app, "0")  # no warning signs
+    reply = send(app, "my father can't breathe properly and his lips are blue")
+    assert "112" in reply
+    [ticket] = app.store.escalations()
+    assert ticket.level == "emergency_ambulance"
+    assert set(ticket.red_flags) >= {"severe_dyspnea", "cyanosis"}
+
+
+def test_negated_red_flag_does_not_interrupt(app: CareBridge) -> None:
+    into_screening(app)
+    reply = send(app, "I have no chest pain")
+    assert "112" not in reply
+    assert app.store.escalations() == []
+
+
+def test_a_replayed_message_gets_no_second_reply(app: CareBridge) -> None:
+    first = send(app, "hi", pid="SM-same")
+    again = send(app, "hi", pid="SM-same")
+    assert first and again == ""
+    assert len(app.store.outbox()) == 1
+
+
+def test_killing_the_process_resumes_at_the_same_question(tmp_config: Config) -> None:
+    clock = Clock()
+    first = CareBridge(tmp_config, clock=clock)
+    into_screening(first)
+    send(first, "0")
+    contact = first.store.get_or_create_contact("sms", "+15550001", clock())
+    node_before = first.store.current_session(contact).node
+    first.close()  # the process dies here
+    second = CareBridge(tmp_config, clock=clock)
+    try:
+        session = second.store.current_session(contact)
+        assert session.node == node_before == "ask_age"
+        assert session.status is SessionStatus.ACTIVE
+        assert "symptoms" in send(second, "45")
+    finally:
+        second.close()
+
+
+def test_a_whole_screening_by_text_ends_in_a_triage_level(app: CareBridge) -> None:
+    into_screening(app)
+    for text in ["0", "45", "fever and cough", "101.3F", "97", "no", "no", "no", "no", "0"]:
+        reply = send(app, text)
+    contact = app.store.get_or_create_contact("sms", "+15550001", app.clock())
+    session = app.store.current_session(contact)
+    assert session.status is SessionStatus.COMPLETED
+    assert session.triage == "self_care"
+    assert session.answers["temperature_c"] == 38.5
+    assert "isolate" in reply.lower()
+    readings = app.store.readings(contact.id, "temperature_c")
+    assert [r.value for r in readings] == [38.5]
+
+
+def test_every_reply_is_queued_in_the_outbox_with_the_transcript(app: CareBridge) -> None:
+    send(app, "hi")
+    rows = app.store.outbox()
+    assert [r.status for r in rows] == [OutboxStatus.QUEUED]
+    contact = app.store.get_or_create_contact("sms", "+15550001", app.clock())
+    assert [t.direction for t in app.store.transcript(contact.id)] == ["in", "out"]
