@@ -103,12 +103,12 @@ def chat(
 
 
 def render_text(out: Outbound, channel: str) -> str:
-    """How the reply looks on CHANNEL (SMS and WhatsApp: numbered options)."""
-    if not out.choices:
-        return out.text
-    if channel == "telegram":
-        return out.text + "\n" + "  ".join(f"[{c}]" for c in out.choices)
-    return out.text + "\n" + "\n".join(f"{i}. {c}" for i, c in enumerate(out.choices, 1))
+    """How the reply looks on CHANNEL (SMS and WhatsApp: numbered options; Telegram: buttons)."""
+    from channels.render import render
+
+    shown = render(out, channel)
+    buttons = "  ".join(f"[{b.label}]" for b in shown.buttons)
+    return f"{shown.text}\n{buttons}" if buttons else shown.text
 
 
 def _lines(stream: IO[str], interactive: bool) -> Iterator[str]:

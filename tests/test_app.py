@@ -103,7 +103,7 @@ def test_a_whole_screening_by_text_ends_in_a_triage_level(app: CareBridge) -> No
     assert session.status is SessionStatus.COMPLETED
     assert session.triage == "self_care"
     assert session.answers["temperature_c"] == 38.5
-    assert "isolate" in reply.lower()
+    assert "stay home away from others" in reply.lower()
     readings = app.store.readings(contact.id, "temperature_c")
     assert [r.value for r in readings] == [38.5]
 
