@@ -12,6 +12,7 @@ import pytest
 from bot.errors import ConfigError, StoreError
 from bot.messages import Inbound, Outbound
 from bot.session import Contact, Frame, Session, SessionStatus
+from bot.store.migrations import MIGRATIONS
 from bot.store import (
     EscalationStatus,
     JobStatus,
@@ -64,7 +65,7 @@ def test_migrations_apply_once_and_are_idempotent_across_reopen(db_path: Path) -
     SqliteStore(db_path).close()
     with SqliteStore(db_path) as s:
         versions = [r["version"] for r in s.db.query("SELECT version FROM schema_migrations")]
-        assert versions == [1]
+        assert versions == sorted(m.version for m in MIGRATIONS)
         assert {"contacts", "inbox", "sessions", "outbox", "jobs"} <= set(s.db.table_names())
 
 
@@ -339,9 +340,10 @@ def test_a_second_escalation_is_folded_into_the_open_ticket(
 
 
 def test_outbox_claim_retry_and_final_status(store: SqliteStore, contact: Contact) -> None:
+    other = store.get_or_create_contact("sms", "+15550002", T0)
     first = store.enqueue(sms(contact, "one"), T0)
-    later = store.enqueue(sms(contact, "reminder"), T0, not_before=at(60))
-    second = store.enqueue(sms(contact, "two"), T0)
+    later = store.enqueue(sms(other, "reminder"), T0, not_before=at(60))
+    second = store.enqueue(sms(other, "two"), T0)
 
     claimed = store.claim_outbox(at(1), limit=10)
     assert [r.id for r in claimed] == [first, second]
@@ -364,7 +366,7 @@ def test_outbox_claim_retry_and_final_status(store: SqliteStore, contact: Contac
 
     assert [r.id for r in store.claim_outbox(at(60), limit=10)] == [later]
     assert [r.id for r in store.outbox(status="sent")] == [first]
-    assert [r.id for r in store.outbox(contact_id=contact.id)] == [first, later, second]
+    assert [r.id for r in store.outbox(contact_id=other.id)] == [later, second]
     with pytest.raises(ValueError, match="status"):
         store.mark_failed(first, "sent", "not a failure", at(4))
     with pytest.raises(KeyError):
@@ -407,7 +409,7 @@ def test_status_callbacks_by_provider_id_never_go_backwards(
 def test_rows_left_sending_by_a_crash_are_requeued(store: SqliteStore, contact: Contact) -> None:
     stuck = store.enqueue(sms(contact), T0)
     store.claim_outbox(T0, limit=1)
-    fresh = store.enqueue(sms(contact), T0)
+    fresh = store.enqueue(sms(store.get_or_create_contact("sms", "+15550002", T0)), T0)
     store.claim_outbox(at(9), limit=1)
     assert store.requeue_stuck(at(10), older_than=timedelta(minutes=5)) == 1
     assert [r.id for r in store.outbox(status="queued")] == [stuck]
@@ -419,8 +421,9 @@ def test_rows_left_sending_by_a_crash_are_requeued(store: SqliteStore, contact: 
 def test_two_stores_claiming_from_two_threads_never_share_a_row(
     db_path: Path, store: SqliteStore, contact: Contact
 ) -> None:
+    people = [store.get_or_create_contact("sms", f"+1555010{n:02d}", T0) for n in range(30)]
     with store.transaction():
-        ids = {store.enqueue(sms(contact, f"message {n}"), T0) for n in range(300)}
+        ids = {store.enqueue(sms(people[n % 30], f"message {n}"), T0) for n in range(300)}
     start = threading.Barrier(2)
     claimed: dict[str, list[int]] = {}
     errors: list[BaseException] = []
@@ -473,3 +476,19 @@ def test_jobs_dedupe_claim_and_finish(store: SqliteStore, contact: Contact) -> N
     store.finish_job(job, "failed", at(62))  # a finished job stays finished
     with pytest.raises(ValueError, match="status"):
         store.finish_job(job, "running", at(62))
+
+
+def test_claim_keeps_a_contacts_messages_in_order_behind_a_retry(
+    store: SqliteStore, contact: Contact
+) -> None:
+    now = T0
+    someone = store.get_or_create_contact("sms", "+15550002", T0)
+    first = store.enqueue(sms(contact, "one"), now)
+    second = store.enqueue(sms(contact, "two"), now)
+    other = store.enqueue(sms(someone, "other"), now)
+    assert [r.id for r in store.claim_outbox(now, 10)] == [first, other]
+    store.mark_retry(first, "500", now + timedelta(seconds=30))
+    assert store.claim_outbox(now + timedelta(seconds=1), 10) == []  # "two" waits for "one"
+    assert [r.id for r in store.claim_outbox(now + timedelta(seconds=31), 10)] == [first]
+    store.mark_sent(first, "SM1", now + timedelta(seconds=31))
+    assert [r.id for r in store.claim_outbox(now + timedelta(seconds=32), 10)] == [second]

@@ -21,18 +21,33 @@ from bot.errors import StoreError
 from bot.messages import Inbound, Outbound
 from bot.session import Contact, Session
 from bot.store.base import (
+    FINAL_ESCALATION_STATUSES,
     FINAL_OUTBOX_STATUSES,
     TRIAGE_LEVELS,
+    AuditRow,
+    AuthSessionRow,
+    CheckinKind,
+    CheckinRow,
+    CheckinStatus,
     ContactRow,
+    EnrollmentRow,
+    EnrollmentStatus,
     EscalationRow,
     EscalationStatus,
     InboxRow,
     JobRow,
     JobStatus,
+    NewSchedule,
+    NoteRow,
     OutboxRow,
     OutboxStatus,
     ReadingRow,
+    Role,
+    ScheduleRow,
+    ScheduleStatus,
+    SessionMark,
     TranscriptEntry,
+    UserRow,
 )
 from bot.store.migrations import MIGRATIONS, Migration
 
@@ -427,14 +442,15 @@ class SqliteStore:
         text: str,
         channel: str,
         at: datetime,
+        author: str | None = None,
     ) -> int:
-        """Append one line ("in" or "out") to a contact's transcript."""
+        """Append one line ("in" or "out"; `author`: the clinician who wrote it)."""
         _checked(direction, ("in", "out"), "direction")
         with self._atomic("add_transcript") as conn:
             row = conn.execute(
-                "INSERT INTO transcript (contact_id, session_id, direction, text, channel, at)"
-                " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                (contact_id, session_id, direction, text, channel, _ts(at)),
+                "INSERT INTO transcript (contact_id, session_id, direction, text, channel, at,"
+                " author) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (contact_id, session_id, direction, text, channel, _ts(at), author),
             ).fetchone()
         return int(row[0])
 
@@ -453,6 +469,7 @@ class SqliteStore:
                 text=r["text"],
                 channel=r["channel"],
                 at=_dt_req(r["at"]),
+                author=r["author"],
             )
             for r in reversed(rows)
         ]
@@ -524,13 +541,21 @@ class SqliteStore:
             log.info("store: escalation %d appended for contact %d", current["id"], contact_id)
             return int(current["id"])
 
-    def escalations(self, status: str | None = None) -> list[EscalationRow]:
-        """Tickets, optionally with one status, in the order they were opened."""
-        if status is None:
-            rows = self._rows("SELECT * FROM escalations ORDER BY id")
-        else:
-            _checked(status, EscalationStatus, "status")
-            rows = self._rows("SELECT * FROM escalations WHERE status = ? ORDER BY id", (status,))
+    def escalations(
+        self, status: str | None = None, contact_id: int | None = None
+    ) -> list[EscalationRow]:
+        """Tickets, optionally with one status and/or of one contact, in the order opened."""
+        where: list[str] = ["1"]
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(_checked(status, EscalationStatus, "status"))
+        if contact_id is not None:
+            where.append("contact_id = ?")
+            params.append(contact_id)
+        rows = self._rows(
+            f"SELECT * FROM escalations WHERE {' AND '.join(where)} ORDER BY id", tuple(params)
+        )
         return [_escalation_row(r) for r in rows]
 
     def get_escalation(self, escalation_id: int) -> EscalationRow | None:
@@ -541,12 +566,12 @@ class SqliteStore:
     def set_escalation_status(
         self, escalation_id: int, status: str, now: datetime, by: str | None = None
     ) -> None:
-        """Claim (by a clinician) or close a ticket; a closed ticket stays closed."""
+        """Claim (by a clinician) or close a ticket; a final status never changes."""
         new = EscalationStatus(_checked(status, EscalationStatus, "status"))
         at = _ts(now)
         with self._atomic("set_escalation_status") as conn:
             current = self._require(conn, "escalations", escalation_id)
-            if current["status"] == EscalationStatus.CLOSED:
+            if current["status"] in FINAL_ESCALATION_STATUSES:
                 return
             conn.execute(
                 "UPDATE escalations SET status = ?, updated_at = ?,"
@@ -560,11 +585,338 @@ class SqliteStore:
                     by,
                     new == EscalationStatus.CLAIMED,
                     at,
-                    new == EscalationStatus.CLOSED,
+                    new in FINAL_ESCALATION_STATUSES,
                     at,
                     escalation_id,
                 ),
             )
+
+    def plan_escalation(
+        self, escalation_id: int, priority: str, deadline_at: datetime, now: datetime
+    ) -> None:
+        """Set a ticket's priority and claim deadline."""
+        with self._atomic("plan_escalation") as conn:
+            self._require(conn, "escalations", escalation_id)
+            conn.execute(
+                "UPDATE escalations SET priority = ?, deadline_at = ?, updated_at = ? WHERE id = ?",
+                (priority, _ts(deadline_at), _ts(now), escalation_id),
+            )
+
+    def claim_escalation(
+        self,
+        escalation_id: int,
+        user_id: int,
+        username: str,
+        now: datetime,
+        *,
+        take_over: bool = False,
+    ) -> bool:
+        """waiting -> claimed by this user (or, with `take_over`, from another user).
+
+        False if the ticket is final, or claimed by someone else and not `take_over`.
+        """
+        claimable = "status = 'waiting' OR (status = 'claimed' AND (assignee_id = ? OR ?))"
+        with self._atomic("claim_escalation") as conn:
+            self._require(conn, "escalations", escalation_id)
+            cursor = conn.execute(
+                "UPDATE escalations SET status = 'claimed', assignee_id = ?, claimed_by = ?,"
+                " claimed_at = CASE WHEN assignee_id IS ? THEN coalesce(claimed_at, ?) ELSE ? END,"
+                f" updated_at = ? WHERE id = ? AND ({claimable})",
+                (
+                    user_id,
+                    username,
+                    user_id,
+                    _ts(now),
+                    _ts(now),
+                    _ts(now),
+                    escalation_id,
+                    user_id,
+                    int(take_over),
+                ),
+            )
+        return cursor.rowcount == 1
+
+    def release_escalation(self, escalation_id: int, user_id: int, now: datetime) -> bool:
+        """claimed by this user -> waiting (back in the queue); False otherwise."""
+        with self._atomic("release_escalation") as conn:
+            self._require(conn, "escalations", escalation_id)
+            cursor = conn.execute(
+                "UPDATE escalations SET status = 'waiting', assignee_id = NULL, claimed_by = NULL,"
+                " claimed_at = NULL, updated_at = ?"
+                " WHERE id = ? AND status = 'claimed' AND assignee_id = ?",
+                (_ts(now), escalation_id, user_id),
+            )
+        return cursor.rowcount == 1
+
+    def finish_escalation(self, escalation_id: int, status: str, now: datetime) -> bool:
+        """An open ticket -> a final status (resolved, returned_to_bot, closed); False if final."""
+        _checked(status, FINAL_ESCALATION_STATUSES, "status")
+        at = _ts(now)
+        with self._atomic("finish_escalation") as conn:
+            self._require(conn, "escalations", escalation_id)
+            cursor = conn.execute(
+                "UPDATE escalations SET status = ?, closed_at = ?, updated_at = ?,"
+                " resolved_at = CASE WHEN ? = 'resolved' THEN ? ELSE resolved_at END"
+                " WHERE id = ? AND status IN ('waiting', 'claimed')",
+                (status, at, at, status, at, escalation_id),
+            )
+        return cursor.rowcount == 1
+
+    def note_first_response(self, escalation_id: int, now: datetime) -> None:
+        """Record the first clinician reply (later calls change nothing)."""
+        with self._atomic("note_first_response") as conn:
+            self._require(conn, "escalations", escalation_id)
+            conn.execute(
+                "UPDATE escalations SET first_response_at = coalesce(first_response_at, ?),"
+                " updated_at = ? WHERE id = ?",
+                (_ts(now), _ts(now), escalation_id),
+            )
+
+    def announce_escalation(self, escalation_id: int, now: datetime, quiet_since: datetime) -> bool:
+        """Mark a waiting ticket announced unless it was announced after `quiet_since`.
+
+        True for exactly one caller per announcement, so a sweep may run on every node.
+        """
+        with self._atomic("announce_escalation") as conn:
+            cursor = conn.execute(
+                "UPDATE escalations SET announced_at = ?, announcements = announcements + 1"
+                " WHERE id = ? AND status = 'waiting'"
+                " AND (announced_at IS NULL OR announced_at <= ?)",
+                (_ts(now), escalation_id, _ts(quiet_since)),
+            )
+        return cursor.rowcount == 1
+
+    def raise_escalation(self, escalation_id: int, now: datetime) -> bool:
+        """Mark a waiting ticket as past its deadline (raised in the queue); True the first time."""
+        with self._atomic("raise_escalation") as conn:
+            cursor = conn.execute(
+                "UPDATE escalations SET raised_at = ?"
+                " WHERE id = ? AND status = 'waiting' AND raised_at IS NULL",
+                (_ts(now), escalation_id),
+            )
+        return cursor.rowcount == 1
+
+    def add_ticket_note(self, escalation_id: int, user_id: int, text: str, now: datetime) -> int:
+        """Add an internal note to a ticket."""
+        with self._atomic("add_ticket_note") as conn:
+            row = conn.execute(
+                "INSERT INTO ticket_notes (escalation_id, user_id, text, at) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
+                (escalation_id, user_id, text, _ts(now)),
+            ).fetchone()
+        return int(row[0])
+
+    def ticket_notes(self, escalation_id: int) -> list[NoteRow]:
+        """A ticket's notes, oldest first."""
+        rows = self._rows(
+            "SELECT n.*, u.username FROM ticket_notes n JOIN users u ON u.id = n.user_id"
+            " WHERE n.escalation_id = ? ORDER BY n.id",
+            (escalation_id,),
+        )
+        return [
+            NoteRow(
+                id=r["id"],
+                escalation_id=r["escalation_id"],
+                user_id=r["user_id"],
+                username=r["username"],
+                text=r["text"],
+                at=_dt_req(r["at"]),
+            )
+            for r in rows
+        ]
+
+    # -- console users, log-ins and the audit log -----------------------------
+
+    def add_user(
+        self,
+        username: str,
+        password_hash: str,
+        role: str,
+        now: datetime,
+        *,
+        must_change_password: bool = True,
+    ) -> int | None:
+        """Create a console user; None if the username is taken."""
+        _checked(role, Role, "role")
+        with self._atomic("add_user") as conn:
+            row = conn.execute(
+                "INSERT INTO users (username, password_hash, role, must_change_password,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (username) DO NOTHING RETURNING id",
+                (username, password_hash, role, int(must_change_password), _ts(now), _ts(now)),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def get_user(self, user_id: int) -> UserRow | None:
+        """One user, or None."""
+        rows = self._rows("SELECT * FROM users WHERE id = ?", (user_id,))
+        return _user_row(rows[0]) if rows else None
+
+    def find_user(self, username: str) -> UserRow | None:
+        """The user with this username, or None."""
+        rows = self._rows("SELECT * FROM users WHERE username = ?", (username,))
+        return _user_row(rows[0]) if rows else None
+
+    def users(self) -> list[UserRow]:
+        """Every console user, by username."""
+        return [_user_row(r) for r in self._rows("SELECT * FROM users ORDER BY username")]
+
+    def set_user_password(
+        self, user_id: int, password_hash: str, now: datetime, *, must_change_password: bool
+    ) -> None:
+        """Replace a user's password hash (and unlock the account)."""
+        with self._atomic("set_user_password") as conn:
+            self._require(conn, "users", user_id)
+            conn.execute(
+                "UPDATE users SET password_hash = ?, must_change_password = ?, failed_logins = 0,"
+                " locked_until = NULL, updated_at = ? WHERE id = ?",
+                (password_hash, int(must_change_password), _ts(now), user_id),
+            )
+
+    def set_user_disabled(self, user_id: int, disabled: bool, now: datetime) -> None:
+        """Disable (no log-in) or enable a user."""
+        with self._atomic("set_user_disabled") as conn:
+            self._require(conn, "users", user_id)
+            conn.execute(
+                "UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?",
+                (int(disabled), _ts(now), user_id),
+            )
+
+    def record_login(
+        self, user_id: int, now: datetime, *, ok: bool, lock_until: datetime | None = None
+    ) -> None:
+        """A log-in attempt: success resets the failure count; a failure counts (and may lock)."""
+        with self._atomic("record_login") as conn:
+            self._require(conn, "users", user_id)
+            if ok:
+                conn.execute(
+                    "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ?"
+                    " WHERE id = ?",
+                    (_ts(now), user_id),
+                )
+            elif lock_until is not None:
+                conn.execute(
+                    "UPDATE users SET failed_logins = 0, locked_until = ? WHERE id = ?",
+                    (_ts(lock_until), user_id),
+                )
+            else:
+                conn.execute(
+                    "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = ?", (user_id,)
+                )
+
+    def create_auth_session(
+        self, user_id: int, token_hash: str, csrf_token: str, now: datetime, expires_at: datetime
+    ) -> int:
+        """Record a new log-in."""
+        with self._atomic("create_auth_session") as conn:
+            row = conn.execute(
+                "INSERT INTO auth_sessions (user_id, token_hash, csrf_token, created_at,"
+                " expires_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (user_id, token_hash, csrf_token, _ts(now), _ts(expires_at), _ts(now)),
+            ).fetchone()
+        return int(row[0])
+
+    def get_auth_session(self, token_hash: str) -> AuthSessionRow | None:
+        """The log-in with this token hash (expired or revoked ones too), or None."""
+        rows = self._rows("SELECT * FROM auth_sessions WHERE token_hash = ?", (token_hash,))
+        if not rows:
+            return None
+        r = rows[0]
+        return AuthSessionRow(
+            id=r["id"],
+            user_id=r["user_id"],
+            token_hash=r["token_hash"],
+            csrf_token=r["csrf_token"],
+            created_at=_dt_req(r["created_at"]),
+            expires_at=_dt_req(r["expires_at"]),
+            last_seen_at=_dt_req(r["last_seen_at"]),
+            revoked_at=_dt(r["revoked_at"]),
+        )
+
+    def touch_auth_session(self, session_id: int, now: datetime) -> None:
+        """Record activity on a log-in (for the idle timeout)."""
+        with self._atomic("touch_auth_session") as conn:
+            conn.execute(
+                "UPDATE auth_sessions SET last_seen_at = max(last_seen_at, ?) WHERE id = ?",
+                (_ts(now), session_id),
+            )
+
+    def revoke_auth_sessions(
+        self, now: datetime, *, session_id: int | None = None, user_id: int | None = None
+    ) -> int:
+        """End one log-in, or every log-in of a user; returns how many were ended."""
+        if (session_id is None) == (user_id is None):
+            raise ValueError("give exactly one of session_id and user_id")
+        column, value = ("id", session_id) if session_id is not None else ("user_id", user_id)
+        with self._atomic("revoke_auth_sessions") as conn:
+            cursor = conn.execute(
+                f"UPDATE auth_sessions SET revoked_at = ? WHERE {column} = ?"
+                " AND revoked_at IS NULL",
+                (_ts(now), value),
+            )
+        return cursor.rowcount
+
+    def add_audit(
+        self,
+        now: datetime,
+        user_id: int | None,
+        username: str | None,
+        action: str,
+        *,
+        contact_id: int | None = None,
+        escalation_id: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> int:
+        """Append one entry to the audit log (which can never be changed or deleted)."""
+        with self._atomic("add_audit") as conn:
+            row = conn.execute(
+                "INSERT INTO audit_log (at, user_id, username, action, contact_id, escalation_id,"
+                " detail) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    _ts(now),
+                    user_id,
+                    username,
+                    action,
+                    contact_id,
+                    escalation_id,
+                    _json(detail or {}),
+                ),
+            ).fetchone()
+        return int(row[0])
+
+    def audit_log(
+        self,
+        *,
+        contact_id: int | None = None,
+        user_id: int | None = None,
+        limit: int = 200,
+    ) -> list[AuditRow]:
+        """Audit entries, newest first, optionally about one contact or by one user."""
+        where: list[str] = ["1"]
+        params: list[Any] = []
+        if contact_id is not None:
+            where.append("contact_id = ?")
+            params.append(contact_id)
+        if user_id is not None:
+            where.append("user_id = ?")
+            params.append(user_id)
+        rows = self._rows(
+            f"SELECT * FROM audit_log WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [
+            AuditRow(
+                id=r["id"],
+                at=_dt_req(r["at"]),
+                user_id=r["user_id"],
+                username=r["username"],
+                action=r["action"],
+                contact_id=r["contact_id"],
+                escalation_id=r["escalation_id"],
+                detail=json.loads(r["detail"]),
+            )
+            for r in rows
+        ]
 
     # -- outbox ---------------------------------------------------------------
 
@@ -591,7 +943,7 @@ class SqliteStore:
         return int(row[0])
 
     def claim_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
-        """Atomically move up to `limit` due queued rows to sending; oldest first."""
+        """Atomically move up to `limit` due queued rows to sending; oldest first, in order per contact."""
         if limit <= 0:
             return []
         with self._atomic("claim_outbox") as conn:
@@ -599,8 +951,23 @@ class SqliteStore:
                 conn,
                 "UPDATE outbox SET status = ?, attempts = attempts + 1, claimed_at = ?"
                 " WHERE id IN (SELECT id FROM outbox WHERE status = ? AND next_attempt_at <= ?"
+                # a contact's messages go in order: never overtake an earlier one still pending
+                " AND (contact_id IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS older"
+                " WHERE older.contact_id = outbox.contact_id AND older.id < outbox.id"
+                " AND older.status IN (?, ?)"
+                # (a message scheduled for later, not yet tried, holds nothing back)
+                " AND (older.attempts > 0 OR older.next_attempt_at <= ?)))"
                 " ORDER BY id LIMIT ?) RETURNING *",
-                (OutboxStatus.SENDING, _ts(now), OutboxStatus.QUEUED, _ts(now), limit),
+                (
+                    OutboxStatus.SENDING,
+                    _ts(now),
+                    OutboxStatus.QUEUED,
+                    _ts(now),
+                    OutboxStatus.QUEUED,
+                    OutboxStatus.SENDING,
+                    _ts(now),
+                    limit,
+                ),
             )
         return sorted((_outbox_row(r) for r in rows), key=lambda r: r.id)
 
@@ -821,6 +1188,396 @@ class SqliteStore:
                 (status, _ts(now), job_id, JobStatus.PENDING, JobStatus.RUNNING),
             )
 
+    # -- check-ins (issue 5) ----------------------------------------------------
+
+    def save_enrollment(
+        self,
+        contact_id: int,
+        *,
+        status: str,
+        conditions: tuple[str, ...],
+        checkin_time: str,
+        timezone: str,
+        team: str | None,
+        baselines: dict[str, Any],
+        now: datetime,
+        session_id: int | None = None,
+        enrolled_by: str | None = None,
+    ) -> EnrollmentRow:
+        """Create or replace the contact's enrollment (one per contact)."""
+        new = EnrollmentStatus(_checked(status, EnrollmentStatus, "status"))
+        at = _ts(now)
+        with self._atomic("save_enrollment") as conn:
+            rows = self._write_rows(
+                conn,
+                "INSERT INTO enrollments (contact_id, status, conditions, checkin_time, timezone,"
+                " team, baselines, session_id, enrolled_by, created_at, updated_at,"
+                " activated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (contact_id) DO UPDATE SET status = excluded.status,"
+                " conditions = excluded.conditions, checkin_time = excluded.checkin_time,"
+                " timezone = excluded.timezone, team = excluded.team,"
+                " baselines = excluded.baselines,"
+                " session_id = coalesce(excluded.session_id, session_id),"
+                " enrolled_by = coalesce(excluded.enrolled_by, enrolled_by),"
+                " updated_at = excluded.updated_at,"
+                " activated_at = coalesce(activated_at, excluded.activated_at) RETURNING *",
+                (
+                    contact_id,
+                    new,
+                    _json(list(conditions)),
+                    checkin_time,
+                    timezone,
+                    team,
+                    _json(baselines),
+                    session_id,
+                    enrolled_by,
+                    at,
+                    at,
+                    at if new == EnrollmentStatus.ACTIVE else None,
+                ),
+            )
+        return _enrollment_row(rows[0])
+
+    def get_enrollment(self, contact_id: int) -> EnrollmentRow | None:
+        """The contact's enrollment, or None."""
+        rows = self._rows("SELECT * FROM enrollments WHERE contact_id = ?", (contact_id,))
+        return _enrollment_row(rows[0]) if rows else None
+
+    def enrollments(
+        self, status: str | None = None, team: str | None = None
+    ) -> list[EnrollmentRow]:
+        """Enrollments, optionally with one status and/or team, oldest first."""
+        where: list[str] = ["1"]
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(_checked(status, EnrollmentStatus, "status"))
+        if team is not None:
+            where.append("team = ?")
+            params.append(team)
+        rows = self._rows(
+            f"SELECT * FROM enrollments WHERE {' AND '.join(where)} ORDER BY id", tuple(params)
+        )
+        return [_enrollment_row(r) for r in rows]
+
+    def enrollments_to_sync(self) -> list[EnrollmentRow]:
+        """Enrollments whose status no longer matches the contact: invited or paused with
+        consent (and not opted out), or active without consent or opted out."""
+        rows = self._rows(
+            "SELECT e.* FROM enrollments e JOIN contacts c ON c.id = e.contact_id WHERE"
+            " (e.status IN (?, ?) AND c.consent_care = 1 AND c.opted_out = 0)"
+            " OR (e.status = ? AND (c.opted_out = 1 OR coalesce(c.consent_care, 0) = 0))"
+            " ORDER BY e.id",
+            (EnrollmentStatus.INVITED, EnrollmentStatus.PAUSED, EnrollmentStatus.ACTIVE),
+        )
+        return [_enrollment_row(r) for r in rows]
+
+    def set_enrollment_status(self, contact_id: int, status: str, now: datetime) -> None:
+        """Change an enrollment's status (active also records activated_at the first time)."""
+        new = EnrollmentStatus(_checked(status, EnrollmentStatus, "status"))
+        with self._atomic("set_enrollment_status") as conn:
+            cursor = conn.execute(
+                "UPDATE enrollments SET status = ?, updated_at = ?, activated_at ="
+                " coalesce(activated_at, CASE WHEN ? THEN ? END) WHERE contact_id = ?",
+                (new, _ts(now), new == EnrollmentStatus.ACTIVE, _ts(now), contact_id),
+            )
+            if cursor.rowcount == 0:
+                raise KeyError(f"no enrollment for contact {contact_id}")
+
+    def replace_schedules(
+        self, contact_id: int, schedules: list[NewSchedule], now: datetime
+    ) -> list[int]:
+        """End the contact's active schedules and add these; returns the new ids."""
+        at = _ts(now)
+        ids = []
+        with self._atomic("replace_schedules") as conn:
+            conn.execute(
+                "UPDATE schedules SET status = ?, updated_at = ?"
+                " WHERE contact_id = ? AND status = ?",
+                (ScheduleStatus.ENDED, at, contact_id, ScheduleStatus.ACTIVE),
+            )
+            for s in schedules:
+                status = ScheduleStatus.ACTIVE if s.next_due_at else ScheduleStatus.ENDED
+                row = conn.execute(
+                    "INSERT INTO schedules (contact_id, flow, label, rule, timezone, next_due_at,"
+                    " status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " RETURNING id",
+                    (
+                        contact_id,
+                        s.flow,
+                        s.label,
+                        _json(s.rule),
+                        s.timezone,
+                        _ts(s.next_due_at) if s.next_due_at else None,
+                        status,
+                        at,
+                        at,
+                    ),
+                ).fetchone()
+                ids.append(int(row[0]))
+        return ids
+
+    def schedules(
+        self, contact_id: int | None = None, status: str | None = "active"
+    ) -> list[ScheduleRow]:
+        """Schedules (active ones by default), optionally of one contact, by id."""
+        where: list[str] = ["1"]
+        params: list[Any] = []
+        if contact_id is not None:
+            where.append("contact_id = ?")
+            params.append(contact_id)
+        if status is not None:
+            where.append("status = ?")
+            params.append(_checked(status, ScheduleStatus, "status"))
+        rows = self._rows(
+            f"SELECT * FROM schedules WHERE {' AND '.join(where)} ORDER BY id", tuple(params)
+        )
+        return [_schedule_row(r) for r in rows]
+
+    def due_schedules(self, now: datetime, limit: int) -> list[ScheduleRow]:
+        """Active schedules whose next occurrence is due, earliest first."""
+        rows = self._rows(
+            "SELECT * FROM schedules WHERE status = ? AND next_due_at <= ?"
+            " ORDER BY next_due_at, id LIMIT ?",
+            (ScheduleStatus.ACTIVE, _ts(now), limit),
+        )
+        return [_schedule_row(r) for r in rows]
+
+    def advance_schedule(
+        self, schedule_id: int, expected: datetime, next_due_at: datetime | None, now: datetime
+    ) -> bool:
+        """Move a schedule to its next occurrence (None ends it) if it still is at `expected`;
+        False when another sweep moved it first."""
+        with self._atomic("advance_schedule") as conn:
+            cursor = conn.execute(
+                "UPDATE schedules SET next_due_at = ?, updated_at = ?,"
+                " status = CASE WHEN ? IS NULL THEN ? ELSE status END"
+                " WHERE id = ? AND status = ? AND next_due_at = ?",
+                (
+                    _ts(next_due_at) if next_due_at else None,
+                    _ts(now),
+                    _ts(next_due_at) if next_due_at else None,
+                    ScheduleStatus.ENDED,
+                    schedule_id,
+                    ScheduleStatus.ACTIVE,
+                    _ts(expected),
+                ),
+            )
+        return cursor.rowcount == 1
+
+    def add_checkin(
+        self,
+        contact_id: int,
+        kind: str,
+        flow: str,
+        due_at: datetime,
+        not_before: datetime,
+        now: datetime,
+        schedule_id: int | None = None,
+    ) -> int | None:
+        """Queue a check-in occurrence; None if this (contact, kind, flow, due_at) exists."""
+        _checked(kind, CheckinKind, "kind")
+        with self._atomic("add_checkin") as conn:
+            row = conn.execute(
+                "INSERT INTO checkins (contact_id, kind, flow, schedule_id, due_at, not_before,"
+                " status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (contact_id, kind, flow, due_at) DO NOTHING RETURNING id",
+                (
+                    contact_id,
+                    kind,
+                    flow,
+                    schedule_id,
+                    _ts(due_at),
+                    _ts(not_before),
+                    CheckinStatus.QUEUED,
+                    _ts(now),
+                ),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def checkins(
+        self,
+        contact_id: int | None = None,
+        status: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+    ) -> list[CheckinRow]:
+        """Check-in occurrences, latest due first (then latest id)."""
+        where: list[str] = ["1"]
+        params: list[Any] = []
+        if contact_id is not None:
+            where.append("contact_id = ?")
+            params.append(contact_id)
+        if status is not None:
+            where.append("status = ?")
+            params.append(_checked(status, CheckinStatus, "status"))
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(_checked(kind, CheckinKind, "kind"))
+        params.append(-1 if limit is None else limit)
+        rows = self._rows(
+            f"SELECT * FROM checkins WHERE {' AND '.join(where)}"
+            " ORDER BY due_at DESC, id DESC LIMIT ?",
+            tuple(params),
+        )
+        return [_checkin_row(r) for r in rows]
+
+    def contacts_with_checkins(self, statuses: tuple[str, ...]) -> list[int]:
+        """Contacts with at least one check-in in one of these statuses."""
+        for status in statuses:
+            _checked(status, CheckinStatus, "status")
+        marks = ", ".join("?" for _ in statuses) or "NULL"
+        rows = self._rows(
+            f"SELECT DISTINCT contact_id FROM checkins WHERE status IN ({marks})"
+            " ORDER BY contact_id",
+            tuple(statuses),
+        )
+        return [int(r["contact_id"]) for r in rows]
+
+    def claim_checkin(self, checkin_id: int, now: datetime) -> bool:
+        """Claim a queued check-in (queued -> open); False if another sweep claimed it."""
+        with self._atomic("claim_checkin") as conn:
+            cursor = conn.execute(
+                "UPDATE checkins SET status = ?, started_at = ? WHERE id = ? AND status = ?",
+                (CheckinStatus.OPEN, _ts(now), checkin_id, CheckinStatus.QUEUED),
+            )
+        return cursor.rowcount == 1
+
+    def set_checkin_session(self, checkin_id: int, session_id: int) -> None:
+        """Record the conversation an open check-in is carried out in."""
+        with self._atomic("set_checkin_session") as conn:
+            cursor = conn.execute(
+                "UPDATE checkins SET session_id = ? WHERE id = ?", (session_id, checkin_id)
+            )
+            if cursor.rowcount == 0:
+                raise KeyError(f"no checkins row with id {checkin_id}")
+
+    def resolve_checkin(
+        self, checkin_id: int, status: str, now: datetime, *, expected: str
+    ) -> bool:
+        """Move a check-in from `expected` to `status`; False if it was not in `expected`."""
+        _checked(status, CheckinStatus, "status")
+        _checked(expected, CheckinStatus, "expected")
+        with self._atomic("resolve_checkin") as conn:
+            cursor = conn.execute(
+                "UPDATE checkins SET status = ?, resolved_at = ? WHERE id = ? AND status = ?",
+                (status, _ts(now), checkin_id, expected),
+            )
+        return cursor.rowcount == 1
+
+    def jobs(
+        self, contact_id: int | None = None, kind: str | None = None, status: str | None = None
+    ) -> list[JobRow]:
+        """Jobs, optionally of one contact, kind and/or status, earliest due first."""
+        where: list[str] = ["1"]
+        params: list[Any] = []
+        if contact_id is not None:
+            where.append("contact_id = ?")
+            params.append(contact_id)
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        if status is not None:
+            where.append("status = ?")
+            params.append(_checked(status, JobStatus, "status"))
+        rows = self._rows(
+            f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY due_at, id", tuple(params)
+        )
+        return [_job_row(r) for r in rows]
+
+    def requeue_stuck_jobs(self, now: datetime, older_than: timedelta) -> int:
+        """Put jobs left `running` (a worker died) for longer than `older_than` back to pending.
+
+        Safe because a job's effects and its `finish_job` commit in one transaction: a job
+        still running after a crash has no effects yet.
+        """
+        with self._atomic("requeue_stuck_jobs") as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET status = ?, worker = NULL, claimed_at = NULL"
+                " WHERE status = ? AND claimed_at <= ?",
+                (JobStatus.PENDING, JobStatus.RUNNING, _ts(now - older_than)),
+            )
+        if cursor.rowcount:
+            log.warning("store: requeued %d jobs stuck in running", cursor.rowcount)
+        return cursor.rowcount
+
+    def session_mark(self, session_id: int) -> SessionMark | None:
+        """A session's lifecycle columns, or None."""
+        rows = self._rows(f"SELECT {_MARK_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
+        return _session_mark(rows[0]) if rows else None
+
+    def get_session(self, session_id: int) -> Session | None:
+        """One stored session with its contact, or None."""
+        rows = self._rows(
+            "SELECT id, contact_id, state, started_at, updated_at FROM sessions WHERE id = ?",
+            (session_id,),
+        )
+        if not rows:
+            return None
+        contact = self.get_contact(rows[0]["contact_id"])
+        if contact is None:
+            return None
+        return Session.from_state(
+            contact,
+            json.loads(rows[0]["state"]),
+            id=rows[0]["id"],
+            started_at=_dt(rows[0]["started_at"]),
+            updated_at=_dt(rows[0]["updated_at"]),
+        )
+
+    def idle_sessions(self, before: datetime, limit: int) -> list[SessionMark]:
+        """Each contact's latest session if it is active and unchanged since `before`."""
+        rows = self._rows(
+            f"SELECT {_MARK_COLUMNS} FROM sessions s WHERE s.status = ? AND s.updated_at <= ?"
+            " AND s.id = (SELECT max(id) FROM sessions WHERE contact_id = s.contact_id)"
+            " ORDER BY s.updated_at, s.id LIMIT ?",
+            ("active", _ts(before), limit),
+        )
+        return [_session_mark(r) for r in rows]
+
+    def unreviewed_sessions(self, since: datetime, limit: int) -> list[SessionMark]:
+        """Sessions that ended (completed, handed off) since `since` and were not reviewed
+        after their last change, oldest first."""
+        rows = self._rows(
+            f"SELECT {_MARK_COLUMNS} FROM sessions s WHERE s.status IN (?, ?)"
+            " AND s.updated_at >= ? AND (s.reviewed_at IS NULL OR s.reviewed_at < s.updated_at)"
+            " ORDER BY s.updated_at, s.id LIMIT ?",
+            ("completed", "handed_off", _ts(since), limit),
+        )
+        return [_session_mark(r) for r in rows]
+
+    def mark_session_nudged(self, session_id: int, last_activity: datetime, now: datetime) -> bool:
+        """Record the one nudge of this silence: only if the session is still active, unchanged
+        since `last_activity` and not nudged after it. False otherwise."""
+        with self._atomic("mark_session_nudged") as conn:
+            cursor = conn.execute(
+                "UPDATE sessions SET nudged_at = ? WHERE id = ? AND status = ?"
+                " AND updated_at = ? AND (nudged_at IS NULL OR nudged_at < updated_at)",
+                (_ts(now), session_id, "active", _ts(last_activity)),
+            )
+        return cursor.rowcount == 1
+
+    def expire_session(self, session_id: int, last_activity: datetime, now: datetime) -> bool:
+        """Mark an active session unchanged since `last_activity` as expired (answers kept)."""
+        with self._atomic("expire_session") as conn:
+            cursor = conn.execute(
+                "UPDATE sessions SET status = ?, state = json_set(state, '$.status', ?),"
+                " expired_at = ? WHERE id = ? AND status = ? AND updated_at = ?",
+                ("expired", "expired", _ts(now), session_id, "active", _ts(last_activity)),
+            )
+        return cursor.rowcount == 1
+
+    def mark_session_reviewed(self, session_id: int, updated_at: datetime) -> bool:
+        """Claim the review of a session that ended, as of its `updated_at`; False if another
+        sweep reviewed that version already (a later change makes it due for review again)."""
+        with self._atomic("mark_session_reviewed") as conn:
+            cursor = conn.execute(
+                "UPDATE sessions SET reviewed_at = ? WHERE id = ? AND updated_at = ?"
+                " AND (reviewed_at IS NULL OR reviewed_at < updated_at)",
+                (_ts(updated_at), session_id, _ts(updated_at)),
+            )
+        return cursor.rowcount == 1
+
 
 @contextmanager
 def _translated(op: str) -> Iterator[None]:
@@ -866,6 +1623,30 @@ def _escalation_row(r: sqlite3.Row) -> EscalationRow:
         claimed_by=r["claimed_by"],
         claimed_at=_dt(r["claimed_at"]),
         closed_at=_dt(r["closed_at"]),
+        priority=r["priority"],
+        deadline_at=_dt(r["deadline_at"]),
+        assignee_id=r["assignee_id"],
+        first_response_at=_dt(r["first_response_at"]),
+        resolved_at=_dt(r["resolved_at"]),
+        announced_at=_dt(r["announced_at"]),
+        announcements=r["announcements"],
+        raised_at=_dt(r["raised_at"]),
+    )
+
+
+def _user_row(r: sqlite3.Row) -> UserRow:
+    return UserRow(
+        id=r["id"],
+        username=r["username"],
+        password_hash=r["password_hash"],
+        role=Role(r["role"]),
+        disabled=bool(r["disabled"]),
+        must_change_password=bool(r["must_change_password"]),
+        failed_logins=r["failed_logins"],
+        locked_until=_dt(r["locked_until"]),
+        last_login_at=_dt(r["last_login_at"]),
+        created_at=_dt_req(r["created_at"]),
+        updated_at=_dt_req(r["updated_at"]),
     )
 
 
@@ -907,4 +1688,76 @@ def _job_row(r: sqlite3.Row) -> JobRow:
         worker=r["worker"],
         claimed_at=_dt(r["claimed_at"]),
         finished_at=_dt(r["finished_at"]),
+    )
+
+
+# -- check-ins (issue 5) ------------------------------------------------------------------
+
+_MARK_COLUMNS = (
+    "s.id, s.contact_id, s.flow, s.status, s.started_at, s.updated_at, s.nudged_at,"
+    " s.expired_at, s.reviewed_at"
+)
+
+
+def _enrollment_row(r: sqlite3.Row) -> EnrollmentRow:
+    return EnrollmentRow(
+        id=r["id"],
+        contact_id=r["contact_id"],
+        status=EnrollmentStatus(r["status"]),
+        conditions=tuple(json.loads(r["conditions"])),
+        checkin_time=r["checkin_time"],
+        timezone=r["timezone"],
+        team=r["team"],
+        baselines=json.loads(r["baselines"]),
+        session_id=r["session_id"],
+        enrolled_by=r["enrolled_by"],
+        created_at=_dt_req(r["created_at"]),
+        updated_at=_dt_req(r["updated_at"]),
+        activated_at=_dt(r["activated_at"]),
+    )
+
+
+def _schedule_row(r: sqlite3.Row) -> ScheduleRow:
+    return ScheduleRow(
+        id=r["id"],
+        contact_id=r["contact_id"],
+        flow=r["flow"],
+        label=r["label"],
+        rule=json.loads(r["rule"]),
+        timezone=r["timezone"],
+        next_due_at=_dt(r["next_due_at"]),
+        status=ScheduleStatus(r["status"]),
+        created_at=_dt_req(r["created_at"]),
+        updated_at=_dt(r["updated_at"]),
+    )
+
+
+def _checkin_row(r: sqlite3.Row) -> CheckinRow:
+    return CheckinRow(
+        id=r["id"],
+        contact_id=r["contact_id"],
+        kind=CheckinKind(r["kind"]),
+        flow=r["flow"],
+        schedule_id=r["schedule_id"],
+        due_at=_dt_req(r["due_at"]),
+        not_before=_dt_req(r["not_before"]),
+        status=CheckinStatus(r["status"]),
+        session_id=r["session_id"],
+        created_at=_dt_req(r["created_at"]),
+        started_at=_dt(r["started_at"]),
+        resolved_at=_dt(r["resolved_at"]),
+    )
+
+
+def _session_mark(r: sqlite3.Row) -> SessionMark:
+    return SessionMark(
+        id=r["id"],
+        contact_id=r["contact_id"],
+        flow=r["flow"],
+        status=r["status"],
+        started_at=_dt_req(r["started_at"]),
+        updated_at=_dt_req(r["updated_at"]),
+        nudged_at=_dt(r["nudged_at"]),
+        expired_at=_dt(r["expired_at"]),
+        reviewed_at=_dt(r["reviewed_at"]),
     )
