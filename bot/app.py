@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from bot import engine
+from bot import engine, trends
 from bot.config import Config
 from bot.dispatch import Dispatcher, Sender
+from bot.escalation import Tickets
 from bot.events import (
     AnswerRecorded,
     ContactChanged,
@@ -118,6 +120,14 @@ class CareBridge:
         self.store = store or open_store(config.storage_url())
         self.interpreter = interpreter or default_interpreter(config)
         self.clock = clock
+        self.tickets = Tickets(
+            self.store,
+            config,
+            clock=clock,
+            split=split_outbound,
+            start_flow=self.start_flow,
+            flows=self.library.flows,
+        )
 
     def close(self) -> None:
         self.store.close()
@@ -141,8 +151,14 @@ class CareBridge:
                     inbound.text, expecting, contact.language
                 )
                 sprint = engine.resume(self.library, session, inbound, understanding, now)
-            except Exception:  # a bug must not cost the patient a reply or the message
-                log.exception("engine failure contact=%s", contact.id)
+            except Exception as exc:  # a bug must not cost the patient a reply or the message
+                # the traceback without the exception's message, which may quote patient text
+                log.error(
+                    "engine failure contact=%s error=%s\n%s",
+                    contact.id,
+                    type(exc).__name__,
+                    "".join(traceback.format_tb(exc.__traceback__)),
+                )
                 sprint = engine.Sprint(
                     session, (ErrorRaised("engine_failure"), MsgCreated(self._error_text()))
                 )
@@ -197,7 +213,7 @@ class CareBridge:
                 case ContactChanged(field=name, value=value):
                     self.store.update_contact(contact_id, now=now, **{name: value})
                 case EscalationOpened():
-                    self.store.open_escalation(
+                    ticket_id = self.store.open_escalation(
                         contact_id,
                         session.id,
                         ev.level,
@@ -207,6 +223,7 @@ class CareBridge:
                         self._summary(session),
                         now,
                     )
+                    self.tickets.opened(ticket_id, now)  # priority, deadline, on-call
                     log.info("escalation opened contact=%s level=%s", contact_id, ev.level)
                 case AnswerRecorded(concept=concept, value=value):
                     cdef = self.library.concepts.get(concept)
@@ -247,7 +264,125 @@ class CareBridge:
             "red_flags": list(session.red_flags),
             "answers": answers,
             "risk_band": session.answers.get("covid_risk_band"),
+            "trends": self._trend_lines(session.contact.id),  # "BP last 5: 142/90, ..."
         }
+
+    # --- check-ins (issue 5): used by bot.scheduler and bot.cli_patients --------------------
+
+    def start_checkin(
+        self,
+        contact_id: int,
+        flow_id: str,
+        now: datetime,
+        *,
+        answers: Mapping[str, Any] | None = None,
+        kind: str = "reminder",
+    ) -> Handled:
+        """Begin `flow_id` for a contact at `now` on the bot's initiative (check-ins, follow-ups,
+        enrollment), with per-patient baselines put in the session's answers so the questions
+        read the patient's units; joins the caller's transaction. An opted-out contact gets
+        nothing (`Handled.session` is None)."""
+        with self.store.transaction():
+            contact = self.store.get_contact(contact_id)
+            if contact is None or contact.opted_out:
+                return Handled(contact_id=contact_id)
+            channel, address = self.store.contact_address(contact_id)
+            session = self.store.current_session(contact)
+            sprint = engine.start(self.library, session, flow_id, now)
+            started = sprint.session
+            if answers:
+                started = started.evolve(answers={**answers, **started.answers})
+            saved = self.store.save_session(started, now)
+            return self._apply(saved, sprint.events, channel, address, now, kind=kind)
+
+    def send_reminder(
+        self, session: Session, text: str, choices: tuple[str, ...], now: datetime
+    ) -> list[int]:
+        """Queue a reminder about a conversation (the lifecycle nudge) and its transcript line."""
+        contact_id = session.contact.id
+        channel, address = self.store.contact_address(contact_id)
+        out = Outbound(channel, address, text, choices, contact_id, "reminder")
+        with self.store.transaction():
+            ids = [self.store.enqueue(part, now) for part in split_outbound(out)]
+            self.store.add_transcript(contact_id, session.id, "out", text, channel, now)
+        return ids
+
+    def escalate(
+        self,
+        contact_id: int,
+        session: Session | None,
+        level: str,
+        reason: str,
+        flow: str | None,
+        extra: Mapping[str, Any],
+        now: datetime,
+    ) -> int:
+        """Open (or fold into the open) clinician ticket on the bot's own initiative (missed
+        check-ins, the blood-pressure trend): the usual summary plus `extra`."""
+        summary = (
+            self._summary(session)
+            if session is not None
+            else {"trends": self._trend_lines(contact_id)}
+        )
+        summary.update(extra)
+        with self.store.transaction():
+            ticket = self.store.open_escalation(
+                contact_id,
+                session.id if session is not None else None,
+                level,
+                reason,
+                flow,
+                tuple(session.red_flags) if session is not None else (),
+                summary,
+                now,
+            )
+            self.tickets.opened(ticket, now)  # priority, deadline, on-call
+        log.info("escalation opened contact=%s level=%s reason=%s", contact_id, level, reason)
+        return ticket
+
+    def apply_trend_rule(self, session: Session, now: datetime) -> int | None:
+        """PROTOCOLS.md's trend rule after a conversation that measured blood pressure: when
+        it and the two check-ins before it were all at >= 140/90, open a `consultation`
+        escalation; once per conversation (idempotent). Returns the ticket id, or None."""
+        if session.id is None:
+            return None
+        contact_id = session.contact.id
+        rows = [
+            *self.store.readings(contact_id, "systolic_bp", limit=20),
+            *self.store.readings(contact_id, "diastolic_bp", limit=20),
+        ]
+        series = trends.blood_pressures(rows)
+        if not series or series[-1].session_id != session.id or not trends.trend_alert(series):
+            return None
+        with self.store.transaction():
+            streak = trends.raised_streak(series)
+            mark = self.store.schedule_job(
+                contact_id,
+                "trend_alert",
+                "hypertension_checkin",
+                now,
+                {"streak": streak},
+                dedupe_key=f"trend:{contact_id}:{session.id}",
+            )
+            if mark is None:
+                return None  # raised for this conversation already
+            self.store.finish_job(mark, "done", now)
+            rule = (
+                f"{streak} check-ins in a row at or above "
+                f"{trends.RAISED_SYSTOLIC:g}/{trends.RAISED_DIASTOLIC:g}"
+            )
+            return self.escalate(
+                contact_id,
+                session,
+                trends.TREND_LEVEL,
+                "bp_trend",
+                "hypertension_checkin",
+                {"trend_rule": rule},
+                now,
+            )
+
+    def _trend_lines(self, contact_id: int) -> list[str]:
+        return trends.summary_lines(self.store.readings(contact_id, limit=100))
 
 
 def build_channels(

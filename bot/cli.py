@@ -37,6 +37,9 @@ def _config(ctx: click.Context) -> Config:
 def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """carebridge: symptom-checker and check-in chatbot for telemedicine."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    for noisy in ("httpx", "httpcore", "telegram", "twilio", "uvicorn.access"):
+        # their INFO/DEBUG lines carry URLs with the bot token, phone numbers or message text
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         ctx.obj = {"config": load_config(config_path)}
     except CarebridgeError as exc:

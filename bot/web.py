@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from bot.app import CareBridge, build_channels, build_dispatcher
 from bot.config import Config
+from bot.console import console_routes
 from bot.dispatch import Dispatcher, Sender
 from bot.errors import ChannelError
 from bot.messages import Inbound
@@ -113,7 +114,8 @@ def create_app(
         Route("/webhooks/twilio/status", twilio_status, methods=["POST"]),
         Route("/webhooks/telegram", telegram_webhook, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    console = console_routes(bridge, wake=state.dispatcher.wake, env=env)  # /console, /api
+    app = Starlette(routes=[*routes, *console], lifespan=lifespan)
     app.state.web = state
     return app
 
@@ -135,7 +137,8 @@ def twilio_inbound(kind: str) -> Handler:
     async def endpoint(request: Request) -> Response:
         state = _state(request)
         if kind not in state.senders:
-            return PlainTextResponse(f"{kind} channel is not configured", status_code=404)
+            why = state.disabled.get(kind, "not configured")
+            return PlainTextResponse(f"{kind} channel is off: {why}", status_code=404)
         form = {k: str(v) for k, v in (await request.form()).items()}
         try:
             inbound = parse_twilio_webhook(
@@ -186,8 +189,11 @@ async def twilio_status(request: Request) -> Response:
 async def telegram_webhook(request: Request) -> Response:
     state = _state(request)
     sender = state.senders.get("telegram")
-    if not isinstance(sender, TelegramChannel):
-        return PlainTextResponse("telegram channel is not configured", status_code=404)
+    if not isinstance(sender, TelegramChannel) or not state.env.get("TELEGRAM_WEBHOOK_SECRET"):
+        return PlainTextResponse(
+            "telegram webhook is not configured (TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET)",
+            status_code=404,
+        )
     try:
         payload = await request.json()
     except ValueError:

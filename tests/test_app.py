@@ -114,3 +114,17 @@ def test_every_reply_is_queued_in_the_outbox_with_the_transcript(app: CareBridge
     assert [r.status for r in rows] == [OutboxStatus.QUEUED]
     contact = app.store.get_or_create_contact("sms", "+15550001", app.clock())
     assert [t.direction for t in app.store.transcript(contact.id)] == ["in", "out"]
+
+
+def test_logs_carry_ids_never_message_text_or_phone_numbers(
+    app: CareBridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    into_screening(app, "+15557654321")
+    send(app, "my father can't breathe properly and his lips are blue", "+15557654321")
+    assert caplog.records, "expected some log lines (escalation, triage)"
+    logged = caplog.text
+    assert "+15557654321" not in logged and "5557654321" not in logged
+    assert "breathe" not in logged and "lips" not in logged

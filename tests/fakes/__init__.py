@@ -41,6 +41,7 @@ class FakeServer:
     """Base of the fakes: lifecycle, recording, failure queue and outage switch."""
 
     hang_seconds = 30.0  # a "timeout" failure holds the request this long (or until stop)
+    lifespan = "off"  # "on" for apps whose startup and shutdown must run
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
@@ -65,11 +66,12 @@ class FakeServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"  # known before app() builds, for apps that need it
         config = uvicorn.Config(
             self.app(),
             log_level="warning",
             access_log=False,
-            lifespan="off",
+            lifespan=self.lifespan,  # type: ignore[arg-type]
             ws="none",
             http="h11",
             loop="asyncio",
@@ -85,7 +87,6 @@ class FakeServer:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError(f"{type(self).__name__} did not start")
             time.sleep(0.01)
-        self.url = f"http://127.0.0.1:{port}"
         return self
 
     def stop(self) -> None:

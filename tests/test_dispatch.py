@@ -1,0 +1,118 @@
+"""The outbox dispatcher with an in-memory channel: retries, backoff, pacing, final statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.dispatch import Dispatcher, RetryPolicy
+from bot.errors import PermanentChannelError, TransientChannelError
+from bot.messages import Outbound
+from bot.store import OutboxStatus, SqliteStore
+from channels.base import CollectingChannel
+
+T0 = datetime(2020, 4, 1, 9, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteStore:
+    return SqliteStore(tmp_path / "d.db")
+
+
+def setup(store: SqliteStore, channel: str = "sms", n: int = 1) -> list[int]:
+    contact = store.get_or_create_contact(channel, "+15550001", T0)
+    return [
+        store.enqueue(Outbound(channel, "+15550001", f"m{i}", contact_id=contact.id), T0)
+        for i in range(n)
+    ]
+
+
+def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
+    policy, rng = RetryPolicy(base_s=2, cap_s=60), random.Random(7)
+    delays = [policy.delay(n, None, rng) for n in range(1, 8)]
+    assert all(1.0 <= d <= 2.0 for d in delays[:1])
+    assert delays[-1] <= 60 and delays[-1] >= 30  # capped, at least half the cap
+    assert policy.delay(1, 45.0, rng) == 45.0  # the provider's retry_after wins
+
+
+def test_transient_errors_are_retried_later_then_sent(store: SqliteStore) -> None:
+    [row] = setup(store)
+    sms, clock = CollectingChannel("sms"), Clock()
+    sms.fail_next(TransientChannelError("429", code="429", retry_after=30))
+    d = Dispatcher(store, {"sms": sms}, clock=clock, rng=random.Random(1))
+
+    async def scenario() -> None:
+        assert await d.run_once() == 1
+        retry = store.get_outbox(row)
+        assert retry is not None and retry.status == OutboxStatus.QUEUED
+        assert retry.next_attempt_at >= T0 + timedelta(seconds=30)
+        assert await d.run_once() == 0  # not due yet
+        clock.now = retry.next_attempt_at
+        assert await d.run_once() == 1
+
+    asyncio.run(scenario())
+    sent = store.get_outbox(row)
+    assert sent is not None and (sent.status, sent.attempts) == (OutboxStatus.SENT, 2)
+    assert [m.text for m in sms.sent] == ["m0"]
+
+
+def test_permanent_opt_out_error_marks_the_contact_opted_out(store: SqliteStore) -> None:
+    [row] = setup(store)
+    sms = CollectingChannel("sms")
+    sms.fail_next(PermanentChannelError("unsubscribed", code="21610", opt_out=True))
+    asyncio.run(Dispatcher(store, {"sms": sms}, clock=Clock()).run_once())
+    failed = store.get_outbox(row)
+    assert failed is not None and failed.status == OutboxStatus.FAILED
+    contact = store.find_contact("sms", "+15550001")
+    assert contact is not None and contact.opted_out
+
+
+def test_whatsapp_outside_24_hours_is_sent_as_the_approved_template(store: SqliteStore) -> None:
+    setup(store, "whatsapp")
+    wa, clock = CollectingChannel("whatsapp"), Clock()
+    asyncio.run(Dispatcher(store, {"whatsapp": wa}, clock=clock).run_once())
+    assert wa.sent[0].meta.get("template") == "1"  # the patient never wrote: no open window
+    contact = store.find_contact("whatsapp", "+15550001")
+    assert contact is not None
+    store.touch_inbound(contact.id, T0)
+    store.enqueue(Outbound("whatsapp", "+15550001", "in window", contact_id=contact.id), T0)
+    clock.now = T0 + timedelta(hours=23)
+    asyncio.run(Dispatcher(store, {"whatsapp": wa}, clock=clock).run_once())
+    assert "template" not in wa.sent[1].meta
+
+
+def test_63016_is_recorded_as_undelivered(store: SqliteStore) -> None:
+    [row] = setup(store, "whatsapp")
+    wa = CollectingChannel("whatsapp")
+    wa.fail_next(PermanentChannelError("outside window", code="63016"))
+    asyncio.run(Dispatcher(store, {"whatsapp": wa}, clock=Clock()).run_once())
+    got = store.get_outbox(row)
+    assert got is not None and got.status == OutboxStatus.UNDELIVERED
+
+
+def test_one_chat_is_paced_to_its_per_chat_rate(store: SqliteStore) -> None:
+    setup(store, "telegram", n=3)
+    tg = CollectingChannel("telegram")
+    d = Dispatcher(store, {"telegram": tg}, rates={"telegram": 30}, per_chat_rates={"telegram": 5})
+    start = time.monotonic()
+
+    async def drain() -> None:
+        while await d.run_once():
+            pass
+
+    asyncio.run(drain())
+    assert [m.text for m in tg.sent] == ["m0", "m1", "m2"]  # in order
+    assert time.monotonic() - start >= 0.35  # two gaps of 1/5 s between three messages
