@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench setup system-deps clean
+.PHONY: run chat test lint bench setup system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ system-deps:
 	@command -v chromium >/dev/null 2>&1 || sh scripts/install-system-deps.sh
 
 run: $(STAMP)
+	$(BIN)/carebridge serve
+
+chat: $(STAMP)
 	$(BIN)/carebridge chat
 
 lint: $(STAMP)

@@ -91,6 +91,9 @@ def create_app(
                 await start()
         if dispatch:
             state.tasks.append(asyncio.create_task(state.dispatcher.run_forever(stop=state.stop)))
+        warm = getattr(bridge.interpreter, "warm", None)
+        if warm is not None:  # load or train the classifier without delaying /healthz
+            state.tasks.append(asyncio.create_task(run_in_threadpool(warm, "en")))
         try:
             yield
         finally:
