@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -61,6 +62,7 @@ class Dispatcher:
     _limiters: dict[str, AsyncLimiter] = field(default_factory=dict, init=False)
     _last_chat_send: dict[tuple[str, str], float] = field(default_factory=dict, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     def wake(self) -> None:
         """Sweep now rather than at the next idle tick (call from the event loop)."""
@@ -72,9 +74,18 @@ class Dispatcher:
             self._limiters[channel] = AsyncLimiter(max(1.0, rate), 1.0)
         return self._limiters[channel]
 
+    def _claim_size(self, channel: str) -> int:
+        """About one second of sending: rows never wait long in `sending` behind the limiter."""
+        return max(1, min(self.batch, math.ceil(self.rates.get(channel, 1.0))))
+
     async def run_once(self) -> int:
-        """Claim due rows and send them; returns how many rows were attempted."""
-        rows = self.store.claim_outbox(self.clock(), self.batch)
+        """Claim due rows per channel and send them; returns how many rows were attempted."""
+        now = self.clock()
+        rows = [
+            row
+            for channel in self.senders
+            for row in self.store.claim_outbox(now, self._claim_size(channel), channel)
+        ]
         if not rows:
             return 0
         by_chat: dict[tuple[str, str], list[OutboxRow]] = {}
@@ -87,6 +98,7 @@ class Dispatcher:
     async def run_forever(self, idle_s: float = 0.2, stop: asyncio.Event | None = None) -> None:
         """Sweep until `stop` is set; sleep `idle_s` when nothing was due."""
         stop = stop or asyncio.Event()
+        self._stop = stop
         self.store.requeue_stuck(self.clock(), timedelta(minutes=5))
         while not stop.is_set():
             try:
@@ -108,6 +120,9 @@ class Dispatcher:
 
     async def _send_chat(self, rows: list[OutboxRow]) -> None:
         for row in rows:
+            if self._stop.is_set():  # shutting down: hand the row back, due at once
+                self.store.mark_retry(row.id, "shutdown", self.clock())
+                continue
             await self._send_one(row)
 
     async def _pace_chat(self, channel: str, address: str) -> None:

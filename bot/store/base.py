@@ -41,11 +41,31 @@ FINAL_OUTBOX_STATUSES = frozenset(
 
 
 class EscalationStatus(StrEnum):
-    """Where a clinician ticket stands; waiting and claimed are "open"."""
+    """Where a clinician ticket stands: waiting -> claimed -> resolved | returned_to_bot.
+
+    Waiting and claimed are "open"; the others are final. `closed` is the status tickets had
+    before the console existed (schema version 3); it is still accepted and is final.
+    """
 
     WAITING = "waiting"
     CLAIMED = "claimed"
+    RESOLVED = "resolved"
+    RETURNED_TO_BOT = "returned_to_bot"
     CLOSED = "closed"
+
+
+OPEN_ESCALATION_STATUSES = frozenset({EscalationStatus.WAITING, EscalationStatus.CLAIMED})
+FINAL_ESCALATION_STATUSES = frozenset(
+    {EscalationStatus.RESOLVED, EscalationStatus.RETURNED_TO_BOT, EscalationStatus.CLOSED}
+)
+
+
+class Role(StrEnum):
+    """What a console user may do (docs/console.md has the table of routes per role)."""
+
+    CLINICIAN = "clinician"  # the queue, tickets, patients: the only role that sees health data
+    COORDINATOR = "coordinator"  # queue counts (and broadcasts); no patient data
+    ADMIN = "admin"  # users and the audit log; no patient data
 
 
 class JobStatus(StrEnum):
@@ -108,6 +128,7 @@ class TranscriptEntry:
     text: str
     channel: str
     at: datetime
+    author: str | None = None  # the console user who wrote an "out" line; None: the bot
 
 
 @dataclass(frozen=True)
@@ -128,7 +149,76 @@ class EscalationRow:
     appended: int  # how many later escalations were folded into this ticket
     claimed_by: str | None
     claimed_at: datetime | None
-    closed_at: datetime | None
+    closed_at: datetime | None  # when it reached a final status
+    priority: str | None = None  # emergency | urgent | routine (set by bot.escalation)
+    deadline_at: datetime | None = None  # unclaimed past this: announced to on-call, raised
+    assignee_id: int | None = None  # the console user who claimed it
+    first_response_at: datetime | None = None  # the first clinician reply to the patient
+    resolved_at: datetime | None = None
+    announced_at: datetime | None = None  # last announcement to on-call
+    announcements: int = 0
+    raised_at: datetime | None = None  # when it went past its deadline unclaimed
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_ESCALATION_STATUSES
+
+
+@dataclass(frozen=True)
+class NoteRow:
+    """An internal note on a ticket (never sent to the patient)."""
+
+    id: int
+    escalation_id: int
+    user_id: int
+    username: str
+    text: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """A console user; `password_hash` is an argon2id hash (bot.auth)."""
+
+    id: int
+    username: str
+    password_hash: str
+    role: Role
+    disabled: bool
+    must_change_password: bool  # a one-time password: change it at the next log-in
+    failed_logins: int
+    locked_until: datetime | None
+    last_login_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AuthSessionRow:
+    """A console log-in; the cookie holds a token whose SHA-256 is `token_hash`."""
+
+    id: int
+    user_id: int
+    token_hash: str
+    csrf_token: str
+    created_at: datetime
+    expires_at: datetime
+    last_seen_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One entry of the append-only audit log: who saw or changed what, and when."""
+
+    id: int
+    at: datetime
+    user_id: int | None  # None: the system (deadline sweep, first start)
+    username: str | None
+    action: str  # view_ticket, claim, reply, reveal_address, login, ...
+    contact_id: int | None
+    escalation_id: int | None
+    detail: dict[str, Any] = field(hash=False)
 
 
 @dataclass(frozen=True)
@@ -177,6 +267,122 @@ class JobRow:
     worker: str | None
     claimed_at: datetime | None
     finished_at: datetime | None
+
+
+# -- check-ins (issue 5) ---------------------------------------------------------------
+
+
+class EnrollmentStatus(StrEnum):
+    """Where a patient's enrollment in scheduled check-ins stands."""
+
+    INVITED = "invited"  # enrolled by a coordinator; waiting for the patient's consent
+    ACTIVE = "active"  # consented: check-ins are scheduled
+    PAUSED = "paused"  # the patient opted out or withdrew consent; resumes if they return
+    ENDED = "ended"
+
+
+class ScheduleStatus(StrEnum):
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class CheckinKind(StrEnum):
+    """Why a check-in conversation is started on the bot's initiative."""
+
+    SCHEDULED = "scheduled"  # a recurring check-in; missing it counts
+    FOLLOW_UP = "follow_up"  # decided by a flow (re-check in 15 minutes, daily for 10 days)
+    ENROLLMENT = "enrollment"  # the enrollment conversation (consent first)
+    MANUAL = "manual"  # a coordinator asked for one now
+
+
+class CheckinStatus(StrEnum):
+    """Where one check-in occurrence stands; the last four are final (late may follow missed)."""
+
+    QUEUED = "queued"  # due; waits for quiet hours to end or the patient to be free
+    OPEN = "open"  # its conversation has started
+    ANSWERED = "answered"
+    LATE = "late"  # answered after it had been counted as missed
+    MISSED = "missed"
+    CANCELLED = "cancelled"  # opted out, no consent, enrollment ended
+
+
+@dataclass(frozen=True)
+class EnrollmentRow:
+    """A patient enrolled for check-ins: conditions, when, where, and personal baselines."""
+
+    id: int
+    contact_id: int
+    status: EnrollmentStatus
+    conditions: tuple[str, ...]
+    checkin_time: str  # "HH:MM", the patient's local time
+    timezone: str  # IANA name
+    team: str | None
+    baselines: dict[str, Any] = field(hash=False)  # concept id -> value (glucose_unit, ...)
+    session_id: int | None  # the enrollment conversation last applied
+    enrolled_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    activated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewSchedule:
+    """A recurring check-in to store (see bot.schedules.Rule for `rule`)."""
+
+    flow: str
+    label: str
+    rule: dict[str, Any] = field(hash=False)
+    timezone: str
+    next_due_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """A recurring check-in; `next_due_at` is the next occurrence not yet turned into a job."""
+
+    id: int
+    contact_id: int
+    flow: str
+    label: str
+    rule: dict[str, Any] = field(hash=False)
+    timezone: str
+    next_due_at: datetime | None
+    status: ScheduleStatus
+    created_at: datetime
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CheckinRow:
+    """One check-in occurrence: a flow the bot starts for a contact, and how it went."""
+
+    id: int
+    contact_id: int
+    kind: CheckinKind
+    flow: str
+    schedule_id: int | None
+    due_at: datetime  # the occurrence (the patient's local time, in UTC)
+    not_before: datetime  # due_at moved out of quiet hours
+    status: CheckinStatus
+    session_id: int | None
+    created_at: datetime
+    started_at: datetime | None
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SessionMark:
+    """A session row's lifecycle columns, for the sweeps (no answers, no text)."""
+
+    id: int
+    contact_id: int
+    flow: str | None
+    status: str
+    started_at: datetime
+    updated_at: datetime
+    nudged_at: datetime | None
+    expired_at: datetime | None
+    reviewed_at: datetime | None
 
 
 class Store(Protocol):
@@ -268,8 +474,9 @@ class Store(Protocol):
         text: str,
         channel: str,
         at: datetime,
+        author: str | None = None,
     ) -> int:
-        """Append one line ("in" or "out") to a contact's transcript."""
+        """Append one line ("in" or "out"; `author`: the clinician who wrote it)."""
         ...
 
     def transcript(self, contact_id: int, limit: int | None = None) -> list[TranscriptEntry]:
@@ -292,8 +499,10 @@ class Store(Protocol):
         """Open a ticket, or fold this one into the contact's open ticket; returns its id."""
         ...
 
-    def escalations(self, status: str | None = None) -> list[EscalationRow]:
-        """Tickets, optionally with one status, in the order they were opened."""
+    def escalations(
+        self, status: str | None = None, contact_id: int | None = None
+    ) -> list[EscalationRow]:
+        """Tickets, optionally with one status and/or of one contact, in the order opened."""
         ...
 
     def get_escalation(self, escalation_id: int) -> EscalationRow | None:
@@ -303,7 +512,145 @@ class Store(Protocol):
     def set_escalation_status(
         self, escalation_id: int, status: str, now: datetime, by: str | None = None
     ) -> None:
-        """Claim (by a clinician) or close a ticket."""
+        """Claim (by a clinician) or close a ticket; a final status never changes."""
+        ...
+
+    def plan_escalation(
+        self, escalation_id: int, priority: str, deadline_at: datetime, now: datetime
+    ) -> None:
+        """Set a ticket's priority and claim deadline."""
+        ...
+
+    def claim_escalation(
+        self,
+        escalation_id: int,
+        user_id: int,
+        username: str,
+        now: datetime,
+        *,
+        take_over: bool = False,
+    ) -> bool:
+        """waiting -> claimed by this user (or, with `take_over`, from another user).
+
+        False if the ticket is final, or claimed by someone else and not `take_over`.
+        """
+        ...
+
+    def release_escalation(self, escalation_id: int, user_id: int, now: datetime) -> bool:
+        """claimed by this user -> waiting (back in the queue); False otherwise."""
+        ...
+
+    def finish_escalation(self, escalation_id: int, status: str, now: datetime) -> bool:
+        """An open ticket -> a final status (resolved, returned_to_bot, closed); False if final."""
+        ...
+
+    def note_first_response(self, escalation_id: int, now: datetime) -> None:
+        """Record the first clinician reply (later calls change nothing)."""
+        ...
+
+    def announce_escalation(self, escalation_id: int, now: datetime, quiet_since: datetime) -> bool:
+        """Mark a waiting ticket announced unless it was announced after `quiet_since`.
+
+        True for exactly one caller per announcement, so a sweep may run on every node.
+        """
+        ...
+
+    def raise_escalation(self, escalation_id: int, now: datetime) -> bool:
+        """Mark a waiting ticket as past its deadline (raised in the queue); True the first time."""
+        ...
+
+    def add_ticket_note(self, escalation_id: int, user_id: int, text: str, now: datetime) -> int:
+        """Add an internal note to a ticket."""
+        ...
+
+    def ticket_notes(self, escalation_id: int) -> list[NoteRow]:
+        """A ticket's notes, oldest first."""
+        ...
+
+    # -- console users, log-ins and the audit log -----------------------------
+
+    def add_user(
+        self,
+        username: str,
+        password_hash: str,
+        role: str,
+        now: datetime,
+        *,
+        must_change_password: bool = True,
+    ) -> int | None:
+        """Create a console user; None if the username is taken."""
+        ...
+
+    def get_user(self, user_id: int) -> UserRow | None:
+        """One user, or None."""
+        ...
+
+    def find_user(self, username: str) -> UserRow | None:
+        """The user with this username, or None."""
+        ...
+
+    def users(self) -> list[UserRow]:
+        """Every console user, by username."""
+        ...
+
+    def set_user_password(
+        self, user_id: int, password_hash: str, now: datetime, *, must_change_password: bool
+    ) -> None:
+        """Replace a user's password hash (and unlock the account)."""
+        ...
+
+    def set_user_disabled(self, user_id: int, disabled: bool, now: datetime) -> None:
+        """Disable (no log-in) or enable a user."""
+        ...
+
+    def record_login(
+        self, user_id: int, now: datetime, *, ok: bool, lock_until: datetime | None = None
+    ) -> None:
+        """A log-in attempt: success resets the failure count; a failure counts (and may lock)."""
+        ...
+
+    def create_auth_session(
+        self, user_id: int, token_hash: str, csrf_token: str, now: datetime, expires_at: datetime
+    ) -> int:
+        """Record a new log-in."""
+        ...
+
+    def get_auth_session(self, token_hash: str) -> AuthSessionRow | None:
+        """The log-in with this token hash (expired or revoked ones too), or None."""
+        ...
+
+    def touch_auth_session(self, session_id: int, now: datetime) -> None:
+        """Record activity on a log-in (for the idle timeout)."""
+        ...
+
+    def revoke_auth_sessions(
+        self, now: datetime, *, session_id: int | None = None, user_id: int | None = None
+    ) -> int:
+        """End one log-in, or every log-in of a user; returns how many were ended."""
+        ...
+
+    def add_audit(
+        self,
+        now: datetime,
+        user_id: int | None,
+        username: str | None,
+        action: str,
+        *,
+        contact_id: int | None = None,
+        escalation_id: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> int:
+        """Append one entry to the audit log (which can never be changed or deleted)."""
+        ...
+
+    def audit_log(
+        self,
+        *,
+        contact_id: int | None = None,
+        user_id: int | None = None,
+        limit: int = 200,
+    ) -> list[AuditRow]:
+        """Audit entries, newest first, optionally about one contact or by one user."""
         ...
 
     # -- outbox ---------------------------------------------------------------
@@ -312,8 +659,11 @@ class Store(Protocol):
         """Queue a message for the dispatcher; returns the outbox id."""
         ...
 
-    def claim_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
-        """Atomically move up to `limit` due queued rows to sending; oldest first."""
+    def claim_outbox(
+        self, now: datetime, limit: int, channel: str | None = None
+    ) -> list[OutboxRow]:
+        """Atomically move up to `limit` due queued rows (of `channel`, if given) to sending;
+        oldest first, and never ahead of an earlier pending message to the same contact."""
         ...
 
     def mark_sent(self, outbox_id: int, provider_id: str | None, now: datetime) -> None:
@@ -393,4 +743,147 @@ class Store(Protocol):
 
     def finish_job(self, job_id: int, status: str, now: datetime) -> None:
         """Record a job's end: `done`, `failed` or `cancelled` (a pending job may be cancelled)."""
+        ...
+
+    # -- check-ins (issue 5) ----------------------------------------------------
+
+    def save_enrollment(
+        self,
+        contact_id: int,
+        *,
+        status: str,
+        conditions: tuple[str, ...],
+        checkin_time: str,
+        timezone: str,
+        team: str | None,
+        baselines: dict[str, Any],
+        now: datetime,
+        session_id: int | None = None,
+        enrolled_by: str | None = None,
+    ) -> EnrollmentRow:
+        """Create or replace the contact's enrollment (one per contact)."""
+        ...
+
+    def get_enrollment(self, contact_id: int) -> EnrollmentRow | None:
+        """The contact's enrollment, or None."""
+        ...
+
+    def enrollments(
+        self, status: str | None = None, team: str | None = None
+    ) -> list[EnrollmentRow]:
+        """Enrollments, optionally with one status and/or team, oldest first."""
+        ...
+
+    def enrollments_to_sync(self) -> list[EnrollmentRow]:
+        """Enrollments whose status no longer matches the contact: invited or paused with
+        consent (and not opted out), or active without consent or opted out."""
+        ...
+
+    def set_enrollment_status(self, contact_id: int, status: str, now: datetime) -> None:
+        """Change an enrollment's status (active also records activated_at the first time)."""
+        ...
+
+    def replace_schedules(
+        self, contact_id: int, schedules: list[NewSchedule], now: datetime
+    ) -> list[int]:
+        """End the contact's active schedules and add these; returns the new ids."""
+        ...
+
+    def schedules(
+        self, contact_id: int | None = None, status: str | None = "active"
+    ) -> list[ScheduleRow]:
+        """Schedules (active ones by default), optionally of one contact, by id."""
+        ...
+
+    def due_schedules(self, now: datetime, limit: int) -> list[ScheduleRow]:
+        """Active schedules whose next occurrence is due, earliest first."""
+        ...
+
+    def advance_schedule(
+        self, schedule_id: int, expected: datetime, next_due_at: datetime | None, now: datetime
+    ) -> bool:
+        """Move a schedule to its next occurrence (None ends it) if it still is at `expected`;
+        False when another sweep moved it first."""
+        ...
+
+    def add_checkin(
+        self,
+        contact_id: int,
+        kind: str,
+        flow: str,
+        due_at: datetime,
+        not_before: datetime,
+        now: datetime,
+        schedule_id: int | None = None,
+    ) -> int | None:
+        """Queue a check-in occurrence; None if this (contact, kind, flow, due_at) exists."""
+        ...
+
+    def checkins(
+        self,
+        contact_id: int | None = None,
+        status: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+    ) -> list[CheckinRow]:
+        """Check-in occurrences, latest due first (then latest id)."""
+        ...
+
+    def contacts_with_checkins(self, statuses: tuple[str, ...]) -> list[int]:
+        """Contacts with at least one check-in in one of these statuses."""
+        ...
+
+    def claim_checkin(self, checkin_id: int, now: datetime) -> bool:
+        """Claim a queued check-in (queued -> open); False if another sweep claimed it."""
+        ...
+
+    def set_checkin_session(self, checkin_id: int, session_id: int) -> None:
+        """Record the conversation an open check-in is carried out in."""
+        ...
+
+    def resolve_checkin(
+        self, checkin_id: int, status: str, now: datetime, *, expected: str
+    ) -> bool:
+        """Move a check-in from `expected` to `status`; False if it was not in `expected`."""
+        ...
+
+    def jobs(
+        self, contact_id: int | None = None, kind: str | None = None, status: str | None = None
+    ) -> list[JobRow]:
+        """Jobs, optionally of one contact, kind and/or status, earliest due first."""
+        ...
+
+    def requeue_stuck_jobs(self, now: datetime, older_than: timedelta) -> int:
+        """Put jobs left `running` (a worker died) for longer than `older_than` back to pending."""
+        ...
+
+    def session_mark(self, session_id: int) -> SessionMark | None:
+        """A session's lifecycle columns, or None."""
+        ...
+
+    def get_session(self, session_id: int) -> Session | None:
+        """One stored session with its contact, or None."""
+        ...
+
+    def idle_sessions(self, before: datetime, limit: int) -> list[SessionMark]:
+        """Each contact's latest session if it is active and unchanged since `before`."""
+        ...
+
+    def unreviewed_sessions(self, since: datetime, limit: int) -> list[SessionMark]:
+        """Sessions that ended (completed, handed off) since `since` and were not reviewed
+        after their last change, oldest first."""
+        ...
+
+    def mark_session_nudged(self, session_id: int, last_activity: datetime, now: datetime) -> bool:
+        """Record the one nudge of this silence: only if the session is still active, unchanged
+        since `last_activity` and not nudged after it. False otherwise."""
+        ...
+
+    def expire_session(self, session_id: int, last_activity: datetime, now: datetime) -> bool:
+        """Mark an active session unchanged since `last_activity` as expired (answers kept)."""
+        ...
+
+    def mark_session_reviewed(self, session_id: int, updated_at: datetime) -> bool:
+        """Claim the review of a session that ended, as of its `updated_at`; False if another
+        sweep reviewed that version already (a later change makes it due for review again)."""
         ...

@@ -942,7 +942,9 @@ class SqliteStore:
             ).fetchone()
         return int(row[0])
 
-    def claim_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
+    def claim_outbox(
+        self, now: datetime, limit: int, channel: str | None = None
+    ) -> list[OutboxRow]:
         """Atomically move up to `limit` due queued rows to sending; oldest first, in order per contact."""
         if limit <= 0:
             return []
@@ -951,6 +953,7 @@ class SqliteStore:
                 conn,
                 "UPDATE outbox SET status = ?, attempts = attempts + 1, claimed_at = ?"
                 " WHERE id IN (SELECT id FROM outbox WHERE status = ? AND next_attempt_at <= ?"
+                " AND (? IS NULL OR channel = ?)"
                 # a contact's messages go in order: never overtake an earlier one still pending
                 " AND (contact_id IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS older"
                 " WHERE older.contact_id = outbox.contact_id AND older.id < outbox.id"
@@ -963,6 +966,8 @@ class SqliteStore:
                     _ts(now),
                     OutboxStatus.QUEUED,
                     _ts(now),
+                    channel,
+                    channel,
                     OutboxStatus.QUEUED,
                     OutboxStatus.SENDING,
                     _ts(now),
@@ -1503,7 +1508,7 @@ class SqliteStore:
 
     def session_mark(self, session_id: int) -> SessionMark | None:
         """A session's lifecycle columns, or None."""
-        rows = self._rows(f"SELECT {_MARK_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
+        rows = self._rows(f"SELECT {_MARK_COLUMNS} FROM sessions s WHERE s.id = ?", (session_id,))
         return _session_mark(rows[0]) if rows else None
 
     def get_session(self, session_id: int) -> Session | None:
