@@ -18,7 +18,8 @@ HEADER = (
 def write_section(key: str, title: str, body: str) -> None:
     """Replace (or add) the section marked with `key`."""
     text = DOC.read_text(encoding="utf-8") if DOC.exists() else HEADER
-    stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, Python {platform.python_version()}"
+    when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    stamp = f"{when}, {platform.machine()}, Python {platform.python_version()}"
     block = f"<!-- {key}:start -->\n## {title}\n\n_{stamp}_\n\n{body}\n<!-- {key}:end -->"
     pattern = re.compile(rf"<!-- {key}:start -->.*?<!-- {key}:end -->", re.S)
     text = (

@@ -58,7 +58,8 @@ from starlette.routing import Route
 async def hook(request):
     form = await request.form()
     _ = dict(form)
-    return Response('<?xml version="1.0" encoding="UTF-8"?><Response/>', media_type="application/xml")
+    twiml = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+    return Response(twiml, media_type="application/xml")
 
 app = Starlette(routes=[Route("/webhooks/twilio/sms", hook, methods=["POST"])])
 """
