@@ -23,8 +23,9 @@ class Served(FakeServer):
         self.config = config
 
     def app(self) -> Starlette:
-        return create_app(self.config, bridge=CareBridge(self.config), env={},
-                          senders={"web": SimulatorChannel()})
+        return create_app(
+            self.config, bridge=CareBridge(self.config), env={}, senders={"web": SimulatorChannel()}
+        )
 
 
 @pytest.fixture

@@ -35,7 +35,11 @@ class FastClock:
     """Bot time that runs `speed` times faster than real time (retries and backoff)."""
 
     def __init__(self, speed: float) -> None:
-        self.start, self.m0, self.speed = datetime(2020, 4, 1, 9, tzinfo=UTC), time.monotonic(), speed
+        self.start, self.m0, self.speed = (
+            datetime(2020, 4, 1, 9, tzinfo=UTC),
+            time.monotonic(),
+            speed,
+        )
 
     def __call__(self) -> datetime:
         from datetime import timedelta
@@ -101,8 +105,12 @@ def stack(tmp_config: Config, tmp_path: Path) -> Iterator[Stack]:
                 update={
                     "server": tmp_config.server.model_copy(update={"public_url": url}),
                     "twilio": tmp_config.twilio.model_copy(
-                        update={"api_base_url": twilio.url, "sms_from": SMS_FROM,
-                                "whatsapp_from": WA_FROM, "whatsapp_template_sid": "HX123"}
+                        update={
+                            "api_base_url": twilio.url,
+                            "sms_from": SMS_FROM,
+                            "whatsapp_from": WA_FROM,
+                            "whatsapp_template_sid": "HX123",
+                        }
                     ),
                 }
             )
@@ -111,15 +119,26 @@ def stack(tmp_config: Config, tmp_path: Path) -> Iterator[Stack]:
             status_url = f"{url}/webhooks/twilio/status"
             senders = {
                 "web": SimulatorChannel(),
-                "sms": TwilioChannel("sms", twilio.account_sid, twilio.auth_token, SMS_FROM,
-                                     api_base_url=twilio.url, status_callback_url=status_url,
-                                     timeout=0.5),
-                "whatsapp": TwilioChannel("whatsapp", twilio.account_sid, twilio.auth_token,
-                                          WA_FROM, api_base_url=twilio.url,
-                                          status_callback_url=status_url,
-                                          whatsapp_template_sid="HX123", timeout=0.5),
-                "telegram": TelegramChannel(telegram.token, api_base_url=telegram.url,
-                                            timeout=0.5),
+                "sms": TwilioChannel(
+                    "sms",
+                    twilio.account_sid,
+                    twilio.auth_token,
+                    SMS_FROM,
+                    api_base_url=twilio.url,
+                    status_callback_url=status_url,
+                    timeout=0.5,
+                ),
+                "whatsapp": TwilioChannel(
+                    "whatsapp",
+                    twilio.account_sid,
+                    twilio.auth_token,
+                    WA_FROM,
+                    api_base_url=twilio.url,
+                    status_callback_url=status_url,
+                    whatsapp_template_sid="HX123",
+                    timeout=0.5,
+                ),
+                "telegram": TelegramChannel(telegram.token, api_base_url=telegram.url, timeout=0.5),
             }
             env = {"TWILIO_AUTH_TOKEN": twilio.auth_token, "TELEGRAM_WEBHOOK_SECRET": SECRET}
             app = create_app(config, bridge=bridge, env=env, senders=senders)
@@ -138,8 +157,21 @@ def stack(tmp_config: Config, tmp_path: Path) -> Iterator[Stack]:
             server.stop()
 
 
-SCREENING = ["hi", "yes", "1", "0", "34", "fever and cough", "101.3F", "97", "no", "no", "no",
-             "no", "0"]
+SCREENING = [
+    "hi",
+    "yes",
+    "1",
+    "0",
+    "34",
+    "fever and cough",
+    "101.3F",
+    "97",
+    "no",
+    "no",
+    "no",
+    "no",
+    "0",
+]
 
 
 @pytest.mark.parametrize("kind", ["sms", "whatsapp"])
