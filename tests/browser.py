@@ -1,4 +1,4 @@
-"""Launching Debian's Chromium through Playwright for end-to-end tests (never a browser download)."""
+"""Debian's Chromium through Playwright for end-to-end tests (never a browser download)."""
 
 from __future__ import annotations
 
