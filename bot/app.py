@@ -342,8 +342,8 @@ class CareBridge:
 
     def apply_trend_rule(self, session: Session, now: datetime) -> int | None:
         """PROTOCOLS.md's trend rule after a conversation that measured blood pressure: when
-        it and the two check-ins before it were all at >= 140/90, open a `consultation`
-        escalation; once per conversation (idempotent). Returns the ticket id, or None."""
+        its latest reading and the two before it were all at >= 140/90, open a `consultation`
+        escalation; once per reading (idempotent). Returns the ticket id, or None."""
         if session.id is None:
             return None
         contact_id = session.contact.id
@@ -362,10 +362,10 @@ class CareBridge:
                 "hypertension_checkin",
                 now,
                 {"streak": streak},
-                dedupe_key=f"trend:{contact_id}:{session.id}",
+                dedupe_key=f"trend:{contact_id}:{series[-1].at.isoformat()}",
             )
             if mark is None:
-                return None  # raised for this conversation already
+                return None  # raised for this reading already
             self.store.finish_job(mark, "done", now)
             rule = (
                 f"{streak} check-ins in a row at or above "

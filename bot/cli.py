@@ -364,15 +364,15 @@ def telegram_poll(ctx: click.Context) -> None:
     asyncio.run(run())
 
 
-def _register_optional() -> None:
-    try:
-        from bot.cli_nlu import nlu
-    except ImportError:  # pragma: no cover - the nlu commands are part of the package
-        return
+def _register_groups() -> None:
+    from bot.cli_nlu import nlu
+    from bot.cli_users import users
+
     main.add_command(nlu)
+    main.add_command(users)
 
 
-_register_optional()
+_register_groups()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,19 +1,29 @@
 """Configuration: config.yaml (structure, no secrets) validated by pydantic, plus secrets from env.
 
-Errors name the file and the dotted key. Imports bot.errors, pydantic, PyYAML.
+Errors name the file and the dotted key. Imports bot.errors, bot.schedules (pure), pydantic, PyYAML.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from bot.errors import ConfigError
+from bot.schedules import CONDITION_FLOWS, parse_clock, parse_duration, zone
 
 ROOT = Path(__file__).resolve().parent.parent
 """The project checkout: flows/, data/ and config.yaml live here."""
@@ -74,6 +84,155 @@ class ServerConfig(_Model):
     public_url: str = "http://127.0.0.1:8000"
 
 
+class OnCallConfig(_Model):
+    """Where unclaimed tickets are announced (a link and the priority only, never health data)."""
+
+    channel: Literal["telegram", "sms"] | None = None  # None: announce to nobody
+    address: str | None = None  # a Telegram group chat id ("-100...") or an E.164 number
+
+
+class DeadlinesConfig(_Model):
+    """Minutes a ticket of each priority may wait unclaimed (0: announce at once)."""
+
+    emergency: int = Field(0, ge=0)
+    urgent: int = Field(60, ge=0)
+    routine: int = Field(480, ge=0)
+
+
+class EscalationConfig(_Model):
+    deadlines_minutes: DeadlinesConfig = DeadlinesConfig()
+    reannounce_minutes: int = Field(15, ge=1)  # repeat while a ticket stays unclaimed
+    on_call: OnCallConfig = OnCallConfig()
+
+
+class ConsoleConfig(_Model):
+    session_hours: float = Field(12.0, gt=0, le=24 * 7)  # absolute lifetime of a log-in
+    idle_minutes: float = Field(30.0, gt=0)  # a log-in unused this long ends
+    poll_seconds: float = Field(5.0, ge=1, le=60)  # queue and transcript refresh
+    timezone: str = "UTC"  # how times are shown, e.g. Asia/Kolkata
+    max_failed_logins: int = Field(5, ge=1)  # then the account is locked for lockout_minutes
+    lockout_minutes: float = Field(15.0, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as UTC)"
+            ) from None
+        return value
+
+
+# --- checkins (issue 5): schedules, quiet hours, session lifecycle ----------------------------
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]  # "15m", "2h", "1d" or seconds
+
+
+class QuietHoursConfig(_Model):
+    """Local hours (patient's time zone) in which reminders wait; they are deferred, not dropped."""
+
+    start: str = "21:00"
+    end: str = "08:00"
+    # A follow-up due this soon after the patient's last message goes out even in quiet
+    # hours (the 15-minute glucose re-check after a low must not wait for the morning).
+    urgent_within: Duration = timedelta(minutes=60)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        parse_clock(value)
+        return value
+
+
+class CheckinsConfig(_Model):
+    missed_escalation: int = Field(3, ge=1)  # missed check-ins in a row before a clinician is told
+    missed_level: Literal["consultation", "consultation_24"] = "consultation"
+    default_time: str = "09:00"  # check-in time when an enrollment does not say
+    default_timezone: str = "UTC"  # for contacts who never said (IANA name)
+    quiet_hours: QuietHoursConfig | None = QuietHoursConfig()  # null: no quiet hours
+    cadence: dict[str, Literal["daily", "weekly"]] = Field(default_factory=dict)
+    nudge_after: Duration = timedelta(hours=2)  # silence before the one nudge
+    expire_after: Duration = timedelta(hours=10)  # after the nudge, the conversation expires
+    busy_grace: Duration = timedelta(minutes=30)  # a check-in waits while the patient is talking
+    misfire_grace: Duration = timedelta(hours=6)  # a check-in this late is skipped, not sent
+    stuck_after: Duration = timedelta(minutes=10)  # a job claimed this long ago is run again
+    sweep_every_s: float = Field(60.0, ge=1.0, le=3600.0)
+
+    @field_validator("default_time")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        parse_clock(value)
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @field_validator("cadence")
+    @classmethod
+    def _conditions(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(CONDITION_FLOWS))
+        if unknown:
+            raise ValueError(f"unknown condition(s) {unknown} (use {', '.join(CONDITION_FLOWS)})")
+        return value
+
+
+# --- broadcasts (issue 7): coordinator campaigns (docs/broadcasts.md) ---------------------
+
+
+class BroadcastQuietHours(_Model):
+    """Local hours (each recipient's time zone) in which broadcasts wait; urgent ones do not."""
+
+    start: str = "21:00"
+    end: str = "08:00"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        parse_clock(value)
+        return value
+
+
+BroadcastChannel = Literal["whatsapp", "telegram", "sms", "web"]
+
+
+class BroadcastConfig(_Model):
+    # Channels broadcasts use, in order of preference: a person reachable on several gets it
+    # once, on the first of these (unless a coordinator marked another contact preferred).
+    channels: list[BroadcastChannel] = Field(
+        default_factory=lambda: ["whatsapp", "telegram", "sms"], min_length=1
+    )
+    batch_size: int = Field(5000, ge=1, le=100_000)  # people enqueued per transaction
+    cost_per_segment: dict[str, float] = Field(  # per SMS segment; per message elsewhere
+        default_factory=lambda: {"sms": 0.0079, "whatsapp": 0.005, "telegram": 0.0}
+    )
+    currency: str = "USD"
+    max_sms_segments: int = Field(3, ge=1, le=10)  # a longer SMS variant is refused
+    quiet_hours: BroadcastQuietHours | None = BroadcastQuietHours()  # null: none
+    # Approved WhatsApp templates: name -> {language: Content SID}. The template's one
+    # variable {{1}} carries the broadcast's text; without one, WhatsApp is not used.
+    whatsapp_templates: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("channels")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("list each channel once")
+        return value
+
+    @field_validator("cost_per_segment")
+    @classmethod
+    def _costs(cls, value: dict[str, float]) -> dict[str, float]:
+        negative = sorted(k for k, v in value.items() if v < 0)
+        if negative:
+            raise ValueError(f"costs cannot be negative: {negative}")
+        return value
+
+
 class Config(_Model):
     service_name: str = "carebridge"
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
@@ -85,6 +244,10 @@ class Config(_Model):
     twilio: TwilioConfig = TwilioConfig()
     telegram: TelegramConfig = TelegramConfig()
     server: ServerConfig = ServerConfig()
+    escalation: EscalationConfig = EscalationConfig()
+    console: ConsoleConfig = ConsoleConfig()
+    checkins: CheckinsConfig = CheckinsConfig()
+    broadcast: BroadcastConfig = BroadcastConfig()
 
     def path(self, relative: str) -> Path:
         """A path from the config, relative to the project root unless absolute."""

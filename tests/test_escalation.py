@@ -228,17 +228,28 @@ def test_the_queue_is_ordered_by_priority_then_waiting_time(app: CareBridge, clo
 
 def test_migration_3_keeps_old_tickets_and_gives_them_a_priority(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    with SqliteStore(path, migrations=MIGRATIONS[:1]) as old:
-        a = old.get_or_create_contact("sms", PATIENT, T0)
-        b = old.get_or_create_contact("sms", "+15550000003", T0)
-        waiting = old.open_escalation(a.id, None, "consultation_24", "triage", None, (), {}, T0)
-        closed = old.open_escalation(b.id, None, "emergency", "triage", None, (), {}, T0)
-        old.set_escalation_status(closed, "closed", T0)
+    before = tuple(m for m in MIGRATIONS if m.version < 3)
+    with SqliteStore(path, migrations=before) as old:  # rows as the code before 3 wrote them
+        at = T0.isoformat()
+        for n, (phone, level, status) in enumerate(
+            [(PATIENT, "consultation_24", "waiting"), ("+15550000003", "emergency", "closed")], 1
+        ):
+            old.db.execute(
+                "INSERT INTO contacts (id, channel, address, created_at, updated_at)"
+                " VALUES (?, 'sms', ?, ?, ?)",
+                (n, phone, at, at),
+            )
+            old.db.execute(
+                "INSERT INTO escalations (id, contact_id, level, reason, status, opened_at,"
+                " updated_at) VALUES (?, ?, ?, 'triage', ?, ?, ?)",
+                (n, n, level, status, at, at),
+            )
+        old.db.conn.commit()
     with SqliteStore(path) as store:
-        ticket = store.get_escalation(waiting)
+        ticket = store.get_escalation(1)
         assert ticket is not None
         assert (ticket.priority, ticket.deadline_at, ticket.status) == ("urgent", None, "waiting")
-        assert [t.id for t in store.escalations("closed")] == [closed]  # still a final status
+        assert [t.id for t in store.escalations("closed")] == [2]  # still a (final) status
 
 
 def test_the_sweep_plans_a_ticket_that_has_no_deadline(app: CareBridge, clock: Clock) -> None:

@@ -25,7 +25,11 @@ TRIAGE_LEVELS: tuple[str, ...] = (
 
 
 class OutboxStatus(StrEnum):
-    """Where one outgoing message stands; the last three are final."""
+    """Where one outgoing message stands; delivered, failed and undelivered are final.
+
+    `cancelled` (broadcasts only) was never sent: the kill switch stopped it, or the recipient
+    opted out first. Nothing re-queues it; a send already in flight still records `sent`.
+    """
 
     QUEUED = "queued"  # waiting for the dispatcher (first try or a retry)
     SENDING = "sending"  # claimed by a dispatcher
@@ -33,6 +37,7 @@ class OutboxStatus(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     UNDELIVERED = "undelivered"
+    CANCELLED = "cancelled"
 
 
 FINAL_OUTBOX_STATUSES = frozenset(
@@ -105,6 +110,11 @@ class ContactRow:
     consent_care_at: datetime | None
     consent_broadcast_at: datetime | None
     last_inbound_at: datetime | None  # WhatsApp's 24-hour window starts here
+    # broadcasts (issue 7): who the contact is across channels, and audience facts
+    person_id: int | None = None  # contacts with the same person_id are one person
+    region: str | None = None
+    timezone: str | None = None  # IANA name; an enrollment's time zone is used when None
+    preferred: bool = False  # the person's preferred contact for broadcasts
 
     def to_contact(self) -> Contact:
         """The engine's view of this contact."""
@@ -385,6 +395,210 @@ class SessionMark:
     reviewed_at: datetime | None
 
 
+# -- broadcasts (issue 7) ---------------------------------------------------------------
+
+BULK_KINDS = frozenset({"broadcast"})
+"""Outbox kinds claimed after conversation messages (priority 1), and which never hold a
+conversation message back behind them (docs/broadcasts.md)."""
+
+
+class BroadcastStatus(StrEnum):
+    """Where a coordinator broadcast stands.
+
+    draft -> approved (by a second person) -> sending (fan-out into the outbox under way) ->
+    sent (every recipient has an outbox row; delivery goes on there); cancelled at any point by
+    the kill switch. A recurring broadcast stays `approved` and spawns one occurrence (its own
+    broadcast) per due time; it is `sent` when its rule has ended.
+    """
+
+    DRAFT = "draft"
+    APPROVED = "approved"
+    SENDING = "sending"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+class ConsentPurpose(StrEnum):
+    """What a consent record is about; `contact` is "may we message at all" (STOP / START)."""
+
+    CARE = "care"
+    BROADCAST = "broadcast"
+    CONTACT = "contact"
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who a broadcast is for: all subscribers, narrowed by each non-empty filter (a value in
+    any filter's list matches; filters combine with AND). Language and channel are facts of
+    a contact; region, tag and condition match when any contact of the person has them."""
+
+    languages: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    conditions: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in vars(self).items() if v}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Audience:
+        return cls(**{k: tuple(str(x) for x in raw.get(k, ())) for k in cls.__dataclass_fields__})
+
+    def describe(self) -> str:
+        """A one-line summary for people ("all subscribers" when nothing narrows it)."""
+        parts = [f"{k}={','.join(v)}" for k, v in vars(self).items() if v]
+        return " ".join(parts) or "all subscribers"
+
+
+@dataclass(frozen=True)
+class NewBroadcast:
+    """A broadcast to store as a draft (bot.broadcast checks it first)."""
+
+    name: str
+    texts: dict[str, str] = field(hash=False)  # language -> text
+    sms_texts: dict[str, str] = field(hash=False)  # language -> SMS variant (optional)
+    default_language: str
+    audience: Audience = Audience()
+    send_at: datetime | None = None  # None: as soon as it is approved
+    recurrence: dict[str, Any] | None = field(default=None, hash=False)  # bot.schedules.Rule
+    timezone: str | None = None  # the recurrence's time zone
+    next_due_at: datetime | None = None  # the first occurrence of a recurring broadcast
+    urgent: bool = False  # ignores quiet hours
+    whatsapp_template: str | None = None  # a name under broadcast.whatsapp_templates
+    correction_of: int | None = None  # goes to exactly the recipients that one reached
+
+
+@dataclass(frozen=True)
+class BroadcastRow:
+    """A stored broadcast: what, to whom, when, who created, approved or cancelled it."""
+
+    id: int
+    name: str
+    status: BroadcastStatus
+    created_by: int
+    created_by_name: str
+    created_at: datetime
+    approved_by: int | None
+    approved_by_name: str | None
+    approved_at: datetime | None
+    send_at: datetime | None
+    recurrence: dict[str, Any] | None = field(hash=False)
+    timezone: str | None
+    next_due_at: datetime | None
+    parent_id: int | None  # the recurring broadcast this is an occurrence of
+    correction_of: int | None
+    urgent: bool
+    audience: Audience
+    whatsapp_template: str | None
+    default_language: str
+    fan_out_cursor: int  # person id (or, for a correction, outbox id) fanned out so far
+    enqueued: int  # outbox rows created so far
+    started_at: datetime | None
+    fanned_out_at: datetime | None
+    cancelled_by: int | None
+    cancelled_by_name: str | None
+    cancelled_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class BroadcastText:
+    """A broadcast's text in one language, and its SMS variant (None: the text itself)."""
+
+    language: str
+    text: str
+    sms_text: str | None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What one language on one channel receives: the outbox text and meta."""
+
+    language: str
+    channel: str
+    text: str
+    meta: dict[str, str] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class FanOutPlan:
+    """Everything the store needs to turn a broadcast's audience into outbox rows in SQL."""
+
+    broadcast_id: int
+    audience: Audience
+    channels: tuple[str, ...]  # preference order: a person gets it on the first that reaches
+    variants: tuple[Variant, ...]
+    default_language: str  # its variant is used for languages without their own
+    default_timezone: str
+    releases: dict[str, datetime] = field(hash=False)  # time zone -> earliest send (quiet hours)
+    default_release: datetime  # for time zones not in `releases`
+    quiet: str | None = None  # "21:00-08:00" on each row for the dispatcher; None: urgent
+    correction_of: int | None = None
+
+
+@dataclass(frozen=True)
+class FanOutStep:
+    """What one fan-out batch did."""
+
+    enqueued: int  # outbox rows created by this batch
+    cursor: int
+    last: int  # the cursor value at which the fan-out is complete
+    status: BroadcastStatus  # after the batch (sent when complete; cancelled stops it)
+
+
+@dataclass(frozen=True)
+class AudienceCount:
+    """Recipients (one contact per person) on one channel, in one language and time zone."""
+
+    channel: str
+    language: str
+    timezone: str
+    count: int
+
+
+@dataclass(frozen=True)
+class AudienceCensus:
+    """Who a plan reaches, and who matched the filters but is left out, and why."""
+
+    counts: tuple[AudienceCount, ...]
+    opted_out: int  # contacts that sent STOP
+    no_consent: int  # contacts that never agreed to broadcasts (or withdrew)
+    duplicates: int  # further contacts of a person who gets it on another channel
+
+
+@dataclass(frozen=True)
+class DeliveryCount:
+    """Outbox rows of a broadcast with one channel, status and error."""
+
+    channel: str
+    status: OutboxStatus
+    error: str | None
+    count: int
+
+
+@dataclass(frozen=True)
+class OutboxGate:
+    """What the dispatcher checks just before sending a broadcast row."""
+
+    status: OutboxStatus  # the row's own status (cancelled by the kill switch)
+    broadcast_status: BroadcastStatus | None
+    opted_out: bool
+    consent_broadcast: bool | None
+
+
+@dataclass(frozen=True)
+class ConsentRow:
+    """One change of consent, append-only: the timestamped record of a purpose."""
+
+    id: int
+    contact_id: int
+    purpose: ConsentPurpose
+    granted: bool
+    source: str | None  # conversation, keyword, console, cli, migration; None: the bot
+    at: datetime
+
+
 class Store(Protocol):
     """All persistent state. Times are timezone-aware datetimes; backends store them in UTC.
 
@@ -446,8 +660,10 @@ class Store(Protocol):
         consent_care: bool | None = None,
         consent_broadcast: bool | None = None,
         now: datetime,
+        source: str | None = None,
     ) -> None:
-        """Change the given contact-level facts (None leaves a fact as it is)."""
+        """Change the given contact-level facts (None leaves a fact as it is); each change of
+        consent or opt-out is appended to the consent record with `source`."""
         ...
 
     def touch_inbound(self, contact_id: int, now: datetime) -> None:
@@ -886,4 +1102,131 @@ class Store(Protocol):
     def mark_session_reviewed(self, session_id: int, updated_at: datetime) -> bool:
         """Claim the review of a session that ended, as of its `updated_at`; False if another
         sweep reviewed that version already (a later change makes it due for review again)."""
+        ...
+
+    # -- broadcasts (issue 7) ---------------------------------------------------------
+
+    def add_broadcast(
+        self, new: NewBroadcast, user_id: int, username: str, now: datetime
+    ) -> int:
+        """Store a draft broadcast and its texts; returns its id."""
+        ...
+
+    def get_broadcast(self, broadcast_id: int) -> BroadcastRow | None:
+        """One broadcast, or None."""
+        ...
+
+    def broadcasts(
+        self, status: str | None = None, parent_id: int | None = None, limit: int = 100
+    ) -> list[BroadcastRow]:
+        """Broadcasts, newest first, optionally with one status or of one recurring parent."""
+        ...
+
+    def broadcast_texts(self, broadcast_id: int) -> list[BroadcastText]:
+        """A broadcast's texts, by language."""
+        ...
+
+    def approve_broadcast(
+        self, broadcast_id: int, user_id: int, username: str, now: datetime
+    ) -> bool:
+        """draft -> approved by a user who is not its creator; False if not a draft.
+        Approval by the creator is refused by the schema itself (StoreError)."""
+        ...
+
+    def start_broadcast(self, broadcast_id: int, now: datetime, *, early: bool = False) -> bool:
+        """approved one-off -> sending once its send time has come (`early`: now anyway)."""
+        ...
+
+    def fan_out(self, plan: FanOutPlan, batch: int, now: datetime) -> FanOutStep:
+        """Enqueue the next `batch` people of a sending broadcast in one transaction, in SQL
+        (INSERT ... SELECT): the audience never passes through Python."""
+        ...
+
+    def fan_out_start(self, plan: FanOutPlan) -> tuple[int, int]:
+        """(first, last) cursor values of a plan's fan-out, for progress bars."""
+        ...
+
+    def cancel_broadcast(
+        self, broadcast_id: int, user_id: int, username: str, now: datetime
+    ) -> int:
+        """The kill switch: the broadcast (and a recurring one's occurrences) -> cancelled,
+        then every queued or sending row of it -> cancelled. Returns how many rows stopped."""
+        ...
+
+    def due_broadcasts(self, now: datetime, limit: int) -> list[BroadcastRow]:
+        """Approved one-offs whose time has come, and broadcasts still fanning out."""
+        ...
+
+    def due_recurrences(self, now: datetime, limit: int) -> list[BroadcastRow]:
+        """Approved recurring broadcasts whose next occurrence is due."""
+        ...
+
+    def add_occurrence(self, parent_id: int, send_at: datetime, now: datetime) -> int | None:
+        """Copy an approved recurring broadcast into an approved one-off at `send_at`; None if
+        that occurrence exists already."""
+        ...
+
+    def advance_recurrence(
+        self, broadcast_id: int, expected: datetime, next_due_at: datetime | None, now: datetime
+    ) -> bool:
+        """Move a recurring broadcast to its next occurrence (None: it has ended -> sent) if it
+        still is at `expected`."""
+        ...
+
+    def audience_census(self, plan: FanOutPlan) -> AudienceCensus:
+        """Count who the plan reaches (per channel, language, time zone) and who is left out."""
+        ...
+
+    def audience_timezones(self) -> list[str]:
+        """Every time zone a contact or enrollment names (for quiet-hour releases)."""
+        ...
+
+    def delivery_counts(self, broadcast_id: int) -> list[DeliveryCount]:
+        """A broadcast's outbox rows counted by channel, status and error."""
+        ...
+
+    def stopped_after(self, broadcast_id: int) -> dict[str, int]:
+        """Per channel, recipients it reached who have opted out since (STOP in reply)."""
+        ...
+
+    def outbox_gate(self, outbox_id: int) -> OutboxGate | None:
+        """A row's status with its broadcast's status and its contact's consent, in one read."""
+        ...
+
+    def cancel_outbox(self, outbox_id: int, reason: str, now: datetime) -> bool:
+        """A queued or sending row -> cancelled (`reason` in `error`); False otherwise."""
+        ...
+
+    def defer_outbox(self, outbox_id: int, until: datetime) -> bool:
+        """A claimed row back to queued, due at `until`, without counting an attempt."""
+        ...
+
+    def set_contact_facts(
+        self,
+        contact_id: int,
+        now: datetime,
+        *,
+        region: str | None = None,
+        timezone: str | None = None,
+        clear: tuple[str, ...] = (),
+    ) -> None:
+        """Set a contact's region and/or time zone (`clear` names facts to unset)."""
+        ...
+
+    def set_contact_tags(
+        self, contact_id: int, add: tuple[str, ...] = (), remove: tuple[str, ...] = ()
+    ) -> tuple[str, ...]:
+        """Add and remove tags; returns the contact's tags, sorted."""
+        ...
+
+    def link_contacts(self, contact_id: int, other_id: int, now: datetime) -> int:
+        """Make two contacts (and everyone linked to either) one person; returns its id."""
+        ...
+
+    def prefer_contact(self, contact_id: int, now: datetime) -> None:
+        """Make this the preferred contact of its person for broadcasts."""
+        ...
+
+    def consents(self, contact_id: int) -> list[ConsentRow]:
+        """A contact's consent record, oldest first."""
         ...

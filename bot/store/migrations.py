@@ -246,4 +246,373 @@ def _initial(db: Database) -> None:
     _index(db, "jobs", "status, due_at")
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial", _initial),)
+def _console(db: Database) -> None:
+    """The clinician console: users, log-ins, the append-only audit log, ticket notes, and
+    the ticket columns the queue needs (priority, deadline, assignee, response times)."""
+    _table(
+        db,
+        "users",
+        {
+            "username": str,
+            "password_hash": str,
+            "role": str,
+            "disabled": int,
+            "must_change_password": int,
+            "failed_logins": int,
+            "locked_until": str,
+            "last_login_at": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        not_null=(
+            "username",
+            "password_hash",
+            "role",
+            "disabled",
+            "must_change_password",
+            "failed_logins",
+            "created_at",
+            "updated_at",
+        ),
+        defaults={"disabled": 0, "must_change_password": 1, "failed_logins": 0},
+    )
+    _index(db, "users", "username", unique=True)
+
+    user = ("user_id", "users", "id")
+    _table(
+        db,
+        "auth_sessions",
+        {
+            "user_id": int,
+            "token_hash": str,
+            "csrf_token": str,
+            "created_at": str,
+            "expires_at": str,
+            "last_seen_at": str,
+            "revoked_at": str,
+        },
+        not_null=(
+            "user_id",
+            "token_hash",
+            "csrf_token",
+            "created_at",
+            "expires_at",
+            "last_seen_at",
+        ),
+        foreign_keys=(user,),
+    )
+    _index(db, "auth_sessions", "token_hash", unique=True)
+    _index(db, "auth_sessions", "user_id")
+
+    _table(
+        db,
+        "audit_log",
+        {
+            "at": str,
+            "user_id": int,
+            "username": str,
+            "action": str,
+            "contact_id": int,
+            "escalation_id": int,
+            "detail": str,
+        },
+        not_null=("at", "action", "detail"),
+        defaults={"detail": "{}"},
+        foreign_keys=(
+            user,
+            ("contact_id", "contacts", "id"),
+            ("escalation_id", "escalations", "id"),
+        ),
+    )
+    _index(db, "audit_log", "contact_id, id")
+    _index(db, "audit_log", "user_id, id")
+    for verb in ("UPDATE", "DELETE"):  # append-only, whoever holds the file handle
+        db.execute(
+            f'CREATE TRIGGER "audit_log_no_{verb.lower()}" BEFORE {verb} ON "audit_log"'
+            " BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
+        )
+
+    _table(
+        db,
+        "ticket_notes",
+        {"escalation_id": int, "user_id": int, "text": str, "at": str},
+        not_null=("escalation_id", "user_id", "text", "at"),
+        foreign_keys=(("escalation_id", "escalations", "id"), user),
+    )
+    _index(db, "ticket_notes", "escalation_id, id")
+
+    for column, kind in (
+        ("priority", "TEXT"),
+        ("deadline_at", "TEXT"),
+        ("assignee_id", "INTEGER REFERENCES users(id)"),
+        ("first_response_at", "TEXT"),
+        ("resolved_at", "TEXT"),
+        ("announced_at", "TEXT"),
+        ("announcements", "INTEGER NOT NULL DEFAULT 0"),
+        ("raised_at", "TEXT"),
+    ):
+        db.execute(f'ALTER TABLE "escalations" ADD COLUMN "{column}" {kind}')
+    db.execute('ALTER TABLE "transcript" ADD COLUMN "author" TEXT')
+    # Tickets opened before this version: priority from the level; the deadline sweep plans
+    # their deadline from the configuration. `closed` tickets keep that (final) status.
+    db.execute(
+        "UPDATE escalations SET priority = CASE"
+        " WHEN level IN ('emergency_ambulance', 'emergency') THEN 'emergency'"
+        " WHEN level = 'consultation_24' THEN 'urgent' ELSE 'routine' END"
+    )
+    _index(db, "escalations", "status, deadline_at")
+
+
+def _checkins(db: Database) -> None:
+    """Scheduled check-ins (docs/checkins.md): enrollments, recurring schedules, check-in
+    occurrences (the work a sweep claims), and the session columns of the lifecycle sweep."""
+    contact = ("contact_id", "contacts", "id")
+    session = ("session_id", "sessions", "id")
+    _table(
+        db,
+        "enrollments",
+        {
+            "contact_id": int,
+            "status": str,
+            "conditions": str,
+            "checkin_time": str,
+            "timezone": str,
+            "team": str,
+            "baselines": str,
+            "session_id": int,
+            "enrolled_by": str,
+            "created_at": str,
+            "updated_at": str,
+            "activated_at": str,
+        },
+        not_null=(
+            "contact_id",
+            "status",
+            "conditions",
+            "checkin_time",
+            "timezone",
+            "baselines",
+            "created_at",
+            "updated_at",
+        ),
+        defaults={"conditions": "[]", "baselines": "{}"},
+        foreign_keys=(contact, session),
+    )
+    _index(db, "enrollments", "contact_id", unique=True)
+    _index(db, "enrollments", "status, team")
+
+    _table(
+        db,
+        "schedules",
+        {
+            "contact_id": int,
+            "flow": str,
+            "label": str,
+            "rule": str,
+            "timezone": str,
+            "next_due_at": str,
+            "status": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        not_null=("contact_id", "flow", "label", "rule", "timezone", "status", "created_at"),
+        foreign_keys=(contact,),
+    )
+    _index(db, "schedules", "status, next_due_at")
+    _index(db, "schedules", "contact_id, status")
+
+    _table(
+        db,
+        "checkins",
+        {
+            "contact_id": int,
+            "kind": str,
+            "flow": str,
+            "schedule_id": int,
+            "due_at": str,
+            "not_before": str,
+            "status": str,
+            "session_id": int,
+            "created_at": str,
+            "started_at": str,
+            "resolved_at": str,
+        },
+        not_null=("contact_id", "kind", "flow", "due_at", "not_before", "status", "created_at"),
+        foreign_keys=(contact, session, ("schedule_id", "schedules", "id")),
+    )
+    # One occurrence per contact, kind, flow and due time, whichever process creates it.
+    _index(db, "checkins", "contact_id, kind, flow, due_at", unique=True)
+    _index(db, "checkins", "status, contact_id")
+    _index(db, "checkins", "contact_id, due_at")
+    _index(db, "checkins", "session_id")
+
+    for column in ("nudged_at", "expired_at", "reviewed_at"):
+        db.execute(f'ALTER TABLE "sessions" ADD COLUMN "{column}" TEXT')
+    # Conversations that ended before this version have nothing left to review.
+    db.execute(
+        "UPDATE sessions SET reviewed_at = updated_at WHERE status IN ('completed', 'handed_off')"
+    )
+    _index(db, "sessions", "status, updated_at")
+    _index(db, "jobs", "contact_id, kind")
+
+
+def _broadcasts(db: Database) -> None:
+    """Coordinator broadcasts (docs/broadcasts.md): people across channels, audience facts and
+    the consent history on contacts; campaigns with their texts; outbox priority and the
+    campaign a row belongs to; and the claim index that keeps a large backlog cheap."""
+    # People: contacts with the same person_id are one person (a phone number on SMS and on
+    # WhatsApp, or contacts a coordinator linked). A new contact joins the person of another
+    # SMS/WhatsApp contact with the same number, else is a person of its own.
+    for column, kind in (
+        ("person_id", "INTEGER"),
+        ("region", "TEXT"),
+        ("timezone", "TEXT"),
+        ("preferred", "INTEGER NOT NULL DEFAULT 0"),
+    ):
+        db.execute(f'ALTER TABLE "contacts" ADD COLUMN "{column}" {kind}')
+    db.execute(
+        "UPDATE contacts SET person_id = CASE WHEN channel IN ('sms', 'whatsapp') THEN"
+        " (SELECT min(o.id) FROM contacts o WHERE o.channel IN ('sms', 'whatsapp')"
+        " AND o.address = contacts.address) ELSE id END"
+    )
+    _index(db, "contacts", "person_id")
+    db.execute(
+        'CREATE TRIGGER "contacts_person" AFTER INSERT ON "contacts" WHEN NEW.person_id IS NULL'
+        " BEGIN UPDATE contacts SET person_id = coalesce(CASE WHEN NEW.channel IN"
+        " ('sms', 'whatsapp') THEN (SELECT o.person_id FROM contacts o"
+        " WHERE o.channel IN ('sms', 'whatsapp') AND o.address = NEW.address"
+        " AND o.id <> NEW.id ORDER BY o.id LIMIT 1) END, NEW.id) WHERE id = NEW.id; END"
+    )
+    contact = ("contact_id", "contacts", "id")
+    _table(
+        db,
+        "contact_tags",
+        {"contact_id": int, "tag": str},
+        not_null=("contact_id", "tag"),
+        foreign_keys=(contact,),
+    )
+    _index(db, "contact_tags", "contact_id, tag", unique=True)
+    _index(db, "contact_tags", "tag, contact_id")
+
+    # The consent record: one row per change of a purpose (care, broadcast, contact = not
+    # opted out), append-only, seeded with what contacts say now.
+    _table(
+        db,
+        "consents",
+        {"contact_id": int, "purpose": str, "granted": int, "source": str, "at": str},
+        not_null=("contact_id", "purpose", "granted", "at"),
+        foreign_keys=(contact,),
+    )
+    _index(db, "consents", "contact_id, id")
+    for verb in ("UPDATE", "DELETE"):
+        db.execute(
+            f'CREATE TRIGGER "consents_no_{verb.lower()}" BEFORE {verb} ON "consents"'
+            " BEGIN SELECT RAISE(ABORT, 'consents is append-only'); END"
+        )
+    for purpose, column in (("care", "consent_care"), ("broadcast", "consent_broadcast")):
+        db.execute(
+            "INSERT INTO consents (contact_id, purpose, granted, source, at)"
+            f" SELECT id, '{purpose}', {column}, 'migration', coalesce({column}_at, updated_at)"
+            f" FROM contacts WHERE {column} IS NOT NULL ORDER BY id"
+        )
+    db.execute(
+        "INSERT INTO consents (contact_id, purpose, granted, source, at)"
+        " SELECT id, 'contact', 0, 'migration', coalesce(opted_out_at, updated_at)"
+        " FROM contacts WHERE opted_out = 1 ORDER BY id"
+    )
+
+    user = ("created_by", "users", "id")
+    _table(
+        db,
+        "broadcasts",
+        {
+            "name": str,
+            "status": str,
+            "created_by": int,
+            "created_by_name": str,
+            "created_at": str,
+            "approved_by": int,
+            "approved_by_name": str,
+            "approved_at": str,
+            "send_at": str,
+            "recurrence": str,
+            "timezone": str,
+            "next_due_at": str,
+            "parent_id": int,
+            "correction_of": int,
+            "urgent": int,
+            "audience": str,
+            "whatsapp_template": str,
+            "default_language": str,
+            "fan_out_cursor": int,
+            "fan_out_last": int,
+            "enqueued": int,
+            "started_at": str,
+            "fanned_out_at": str,
+            "cancelled_by": int,
+            "cancelled_by_name": str,
+            "cancelled_at": str,
+            "updated_at": str,
+        },
+        not_null=(
+            "name",
+            "status",
+            "created_by",
+            "created_by_name",
+            "created_at",
+            "urgent",
+            "audience",
+            "default_language",
+            "fan_out_cursor",
+            "enqueued",
+            "updated_at",
+        ),
+        defaults={"urgent": 0, "audience": "{}", "fan_out_cursor": 0, "enqueued": 0},
+        foreign_keys=(
+            user,
+            ("approved_by", "users", "id"),
+            ("cancelled_by", "users", "id"),
+            ("parent_id", "broadcasts", "id"),
+            ("correction_of", "broadcasts", "id"),
+        ),
+    )
+    _index(db, "broadcasts", "status, send_at")
+    # One occurrence of a recurring broadcast per due time, whichever sweep creates it.
+    _index(db, "broadcasts", "parent_id, send_at", unique=True, where="parent_id IS NOT NULL")
+    # Two-person rule, whoever writes the row: the approver is never the creator.
+    for event in ("INSERT", "UPDATE OF approved_by, approved_by_name"):
+        db.execute(
+            f'CREATE TRIGGER "broadcasts_two_people_{event.split()[0].lower()}"'
+            f' BEFORE {event} ON "broadcasts"'
+            " WHEN NEW.approved_by = NEW.created_by OR NEW.approved_by_name = NEW.created_by_name"
+            " BEGIN SELECT RAISE(ABORT, 'a broadcast cannot be approved by its creator'); END"
+        )
+    _table(
+        db,
+        "broadcast_texts",
+        {"broadcast_id": int, "language": str, "text": str, "sms_text": str},
+        not_null=("broadcast_id", "language", "text"),
+        foreign_keys=(("broadcast_id", "broadcasts", "id"),),
+    )
+    _index(db, "broadcast_texts", "broadcast_id, language", unique=True)
+
+    # Outbox: conversation messages (priority 0) are claimed before bulk ones (1), and the
+    # claim walks an index in (priority, due time) order instead of sorting every due row.
+    db.execute('ALTER TABLE "outbox" ADD COLUMN "priority" INTEGER NOT NULL DEFAULT 0')
+    db.execute('ALTER TABLE "outbox" ADD COLUMN "broadcast_id" INTEGER REFERENCES broadcasts(id)')
+    db.execute('DROP INDEX IF EXISTS "outbox_status_next_attempt_at"')
+    _index(db, "outbox", "status, channel, priority, next_attempt_at")
+    _index(
+        db,
+        "outbox",
+        "broadcast_id, status, channel, error",
+        where="broadcast_id IS NOT NULL",
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial", _initial),
+    Migration(2, "checkins", _checkins),
+    Migration(3, "console", _console),
+    Migration(4, "broadcasts", _broadcasts),
+)

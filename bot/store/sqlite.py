@@ -21,6 +21,7 @@ from bot.errors import StoreError
 from bot.messages import Inbound, Outbound
 from bot.session import Contact, Session
 from bot.store.base import (
+    BULK_KINDS,
     FINAL_ESCALATION_STATUSES,
     FINAL_OUTBOX_STATUSES,
     TRIAGE_LEVELS,
@@ -50,6 +51,7 @@ from bot.store.base import (
     UserRow,
 )
 from bot.store.migrations import MIGRATIONS, Migration
+from bot.store.sqlite_broadcasts import BroadcastSql, record_consents
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ _RANK = {
     OutboxStatus.DELIVERED: 3,
     OutboxStatus.FAILED: 3,
     OutboxStatus.UNDELIVERED: 3,
+    OutboxStatus.CANCELLED: 1,  # a send in flight when cancelled still moves on to sent
 }
 _OPEN_ESCALATION = (EscalationStatus.WAITING, EscalationStatus.CLAIMED)
 
@@ -102,8 +105,11 @@ def _checked(value: str, allowed: Any, what: str) -> str:
     return value
 
 
-class SqliteStore:
-    """`Store` on one SQLite file. Thread-safe: one connection guarded by a re-entrant lock."""
+class SqliteStore(BroadcastSql):
+    """`Store` on one SQLite file. Thread-safe: one connection guarded by a re-entrant lock.
+
+    The broadcast methods live in bot.store.sqlite_broadcasts (the `BroadcastSql` mixin).
+    """
 
     def __init__(self, path: str | Path, *, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
         self.path = Path(path)
@@ -352,8 +358,10 @@ class SqliteStore:
         consent_care: bool | None = None,
         consent_broadcast: bool | None = None,
         now: datetime,
+        source: str | None = None,
     ) -> None:
-        """Change the given contact-level facts (None leaves a fact as it is)."""
+        """Change the given contact-level facts (None leaves a fact as it is); each change of
+        consent or opt-out is appended to the consent record with `source`."""
         at = _ts(now)
         with self._atomic("update_contact") as conn:
             current = self._require(conn, "contacts", contact_id)
@@ -378,6 +386,7 @@ class SqliteStore:
             conn.execute(
                 f"UPDATE contacts SET {assignments} WHERE id = ?", (*changes.values(), contact_id)
             )
+            record_consents(conn, contact_id, changes, source, at)
 
     def touch_inbound(self, contact_id: int, now: datetime) -> None:
         """Record when the contact last wrote to us."""
@@ -925,8 +934,8 @@ class SqliteStore:
         with self._atomic("enqueue") as conn:
             row = conn.execute(
                 "INSERT INTO outbox (contact_id, channel, address, text, choices, kind, meta,"
-                " status, attempts, next_attempt_at, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING id",
+                " status, attempts, next_attempt_at, created_at, priority)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING id",
                 (
                     outbound.contact_id,
                     outbound.channel,
@@ -938,6 +947,7 @@ class SqliteStore:
                     OutboxStatus.QUEUED,
                     _ts(not_before or now),
                     _ts(now),
+                    int(outbound.kind in BULK_KINDS),
                 ),
             ).fetchone()
         return int(row[0])
@@ -945,29 +955,36 @@ class SqliteStore:
     def claim_outbox(
         self, now: datetime, limit: int, channel: str | None = None
     ) -> list[OutboxRow]:
-        """Atomically move up to `limit` due queued rows to sending; oldest first, in order per contact."""
+        """Atomically move up to `limit` due queued rows to sending: conversation messages before
+        bulk ones (broadcasts), then earliest due, then oldest; in order per contact.
+
+        A row never overtakes an earlier pending row to the same contact of the same or higher
+        priority; a pending broadcast never holds a conversation message back. With a channel,
+        the claim walks the (status, channel, priority, next_attempt_at) index and stops after
+        `limit` rows, so a million queued broadcast rows cost a claim nothing.
+        """
         if limit <= 0:
             return []
+        on_channel = "channel = ? AND " if channel is not None else ""
         with self._atomic("claim_outbox") as conn:
             rows = self._write_rows(
                 conn,
                 "UPDATE outbox SET status = ?, attempts = attempts + 1, claimed_at = ?"
-                " WHERE id IN (SELECT id FROM outbox WHERE status = ? AND next_attempt_at <= ?"
-                " AND (? IS NULL OR channel = ?)"
+                f" WHERE id IN (SELECT id FROM outbox WHERE status = ? AND {on_channel}"
+                "next_attempt_at <= ?"
                 # a contact's messages go in order: never overtake an earlier one still pending
                 " AND (contact_id IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS older"
                 " WHERE older.contact_id = outbox.contact_id AND older.id < outbox.id"
-                " AND older.status IN (?, ?)"
+                " AND older.status IN (?, ?) AND older.priority <= outbox.priority"
                 # (a message scheduled for later, not yet tried, holds nothing back)
                 " AND (older.attempts > 0 OR older.next_attempt_at <= ?)))"
-                " ORDER BY id LIMIT ?) RETURNING *",
+                " ORDER BY priority, next_attempt_at, id LIMIT ?) RETURNING *",
                 (
                     OutboxStatus.SENDING,
                     _ts(now),
                     OutboxStatus.QUEUED,
+                    *((channel,) if channel is not None else ()),
                     _ts(now),
-                    channel,
-                    channel,
                     OutboxStatus.QUEUED,
                     OutboxStatus.SENDING,
                     _ts(now),
@@ -983,12 +1000,16 @@ class SqliteStore:
             conn.execute(
                 "UPDATE outbox SET provider_id = coalesce(?, provider_id),"
                 " sent_at = coalesce(sent_at, ?), error = NULL,"
-                " status = CASE WHEN status IN (?, ?) THEN ? ELSE status END WHERE id = ?",
+                # cancelled: the kill switch came while the send was in flight; it went
+                " finished_at = CASE WHEN status = ? THEN NULL ELSE finished_at END,"
+                " status = CASE WHEN status IN (?, ?, ?) THEN ? ELSE status END WHERE id = ?",
                 (
                     provider_id,
                     _ts(now),
+                    OutboxStatus.CANCELLED,
                     OutboxStatus.QUEUED,
                     OutboxStatus.SENDING,
+                    OutboxStatus.CANCELLED,
                     OutboxStatus.SENT,
                     outbox_id,
                 ),
@@ -1608,6 +1629,10 @@ def _contact_row(r: sqlite3.Row) -> ContactRow:
         consent_care_at=_dt(r["consent_care_at"]),
         consent_broadcast_at=_dt(r["consent_broadcast_at"]),
         last_inbound_at=_dt(r["last_inbound_at"]),
+        person_id=r["person_id"],
+        region=r["region"],
+        timezone=r["timezone"],
+        preferred=bool(r["preferred"]),
     )
 
 
