@@ -359,6 +359,7 @@ class _Validator:
             self.p.add(node, field_, "must be a mapping of language -> text, e.g. {en: ...}")
             return None
         out: Text = {}
+        found: dict[str, set[str]] = {}
         for lang, txt in value.items():
             if not isinstance(txt, str) or not txt.strip():
                 self.p.add(node, f"{field_}.{lang}", "must be a non-empty string")
@@ -375,9 +376,19 @@ class _Validator:
                     f"{field_}.{lang}",
                     f"unknown placeholder(s) {sorted(bad)}; allowed: {sorted(PLACEHOLDERS)}",
                 )
-            out[str(lang)] = txt
-        if self.languages and self.languages[0] not in out:
-            self.p.add(node, field_, f"missing the '{self.languages[0]}' text")
+            out[str(lang)], found[str(lang)] = txt, names
+        for lang in self.languages:
+            if lang not in out and lang not in found:
+                self.p.add(node, field_, f"missing the '{lang}' text")
+        first = self.languages[0] if self.languages else None
+        for lang, names in found.items():
+            if first in found and lang != first and names != found[first]:
+                self.p.add(
+                    node,
+                    f"{field_}.{lang}",
+                    f"placeholders {sorted(names)} differ from the '{first}' text's "
+                    f"{sorted(found[first])}",
+                )
         return out
 
     # conditions ------------------------------------------------------------------------
@@ -744,6 +755,9 @@ def _load_interrupts(path: Path, languages: tuple[str, ...]) -> tuple[Interrupts
             str(lang): tuple(str(w).strip().upper() for w in words or ())
             for lang, words in spec.items()
         }
+        for lang in languages:
+            if not keywords[key].get(lang):
+                problems.add("keywords", f"{key}.{lang}", f"missing the '{lang}' keywords")
     messages: dict[str, Text] = {}
     for key, spec in (raw.get("messages") or {}).items():
         text = v.text("messages", str(key), spec)

@@ -153,3 +153,17 @@ nodes:
 def test_the_project_flows_load(tmp_path: Path) -> None:
     lib = load_library(ROOT / "flows", CONCEPTS, first_flow="consent", default_flow="menu")
     assert "covid_screening" in lib.flows
+
+
+def test_every_configured_language_is_required_and_placeholders_must_match(
+    tmp_path: Path,
+) -> None:
+    flow = TINY.replace("{en: Drink water.}", "{en: 'Call {emergency_number}.', hi: 'Call now.'}")
+    d = flows_dir(tmp_path, tiny=flow)
+    with pytest.raises(FlowError) as err:
+        load_library(d, CONCEPTS, languages=("en", "hi"), first_flow="tiny", default_flow="tiny")
+    text = "\n".join(err.value.problems)
+    assert f"{d / 'tiny.yaml'}:ask_fever:ask: missing the 'hi' text" in text
+    assert (
+        "hot:say.hi: placeholders [] differ from the 'en' text's ['emergency_number']" in text
+    )
