@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bot import engine, trends
+from bot.broadcast import Broadcasts
 from bot.config import Config
 from bot.dispatch import Dispatcher, Sender
 from bot.escalation import Tickets
@@ -434,3 +435,11 @@ def build_dispatcher(config: Config, store: Store, senders: Mapping[str, Sender]
         name: getattr(config.channels, name).rate_per_s for name in ("sms", "whatsapp", "telegram")
     }
     return Dispatcher(store, senders, rates={**rates, "web": 100.0})
+
+
+def build_broadcasts(config: Config, store: Store, clock: Clock = utcnow) -> Broadcasts:
+    """The coordinator broadcast service, with SMS arithmetic from channels.render (the CLI
+    and the console call the same object; docs/broadcasts.md)."""
+    from channels import render
+
+    return Broadcasts(store, config, render, clock=clock)

@@ -200,12 +200,14 @@ class BroadcastQuietHours(_Model):
 BroadcastChannel = Literal["whatsapp", "telegram", "sms", "web"]
 
 
+def _broadcast_channels() -> list[BroadcastChannel]:
+    return ["whatsapp", "telegram", "sms"]
+
+
 class BroadcastConfig(_Model):
     # Channels broadcasts use, in order of preference: a person reachable on several gets it
     # once, on the first of these (unless a coordinator marked another contact preferred).
-    channels: list[BroadcastChannel] = Field(
-        default_factory=lambda: ["whatsapp", "telegram", "sms"], min_length=1
-    )
+    channels: list[BroadcastChannel] = Field(default_factory=_broadcast_channels, min_length=1)
     batch_size: int = Field(5000, ge=1, le=100_000)  # people enqueued per transaction
     cost_per_segment: dict[str, float] = Field(  # per SMS segment; per message elsewhere
         default_factory=lambda: {"sms": 0.0079, "whatsapp": 0.005, "telegram": 0.0}

@@ -64,6 +64,9 @@ CONTACT_CONCEPTS = {
     "preferred_language": "language",
 }
 INTENT_FLOWS = {"start_screening": "covid_screening", "report_symptom": "covid_screening"}
+RESUME_TEXT = "Welcome back. Let us continue where you left off (or reply MENU)."
+"""Said before the pending question when an expired conversation is resumed; a `resume`
+message in flows/_interrupts.yaml replaces it."""
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 
 
@@ -97,6 +100,22 @@ def keyword(lib: Library, text: str, language: str) -> str | None:
     return None
 
 
+_SCRIPTS = {"hi": re.compile(r"[\u0900-\u097F]")}  # Devanagari
+
+
+def infer_language(inbound: Inbound | None, languages: tuple[str, ...]) -> str | None:
+    """A configured language the message itself reveals, or None (then the bot asks)."""
+    if inbound is None:
+        return None
+    hint = (inbound.language_hint or "").split("-")[0].lower()
+    if hint in languages:
+        return hint
+    for lang, script in _SCRIPTS.items():
+        if lang in languages and script.search(inbound.text):
+            return lang
+    return None
+
+
 def expectation(lib: Library, session: Session) -> Expectation | None:
     """What the session is waiting for, for the interpreter; None outside a question."""
     node = _current_ask(lib, session)
@@ -112,14 +131,28 @@ def expectation(lib: Library, session: Session) -> Expectation | None:
             for o in node.options
             if wanted is None or o.value in wanted
         )
+    # Per-patient baselines (enrollment, docs/checkins.md) carried in the session's answers:
+    # a peak flow in L/min becomes a percent of the personal best; a mmol/L meter is the
+    # default unit of a glucose reading.
+    best = session.answers.get("peak_flow_best_lpm")
+    personal_best = (
+        float(best)
+        if node.concepts[0] == "peak_flow_percent" and isinstance(best, int | float) and best > 0
+        else None
+    )
+    input_unit = node.input_unit
+    if input_unit is None and concept is not None and concept.unit == "mg/dL":
+        meter = session.answers.get("glucose_unit")
+        input_unit = meter if meter == "mmol/L" else None
     return Expectation(
         concept=options[0].value if node.type == "multi" and options else node.concepts[0],
         type=QuestionType(node.type),
         unit=concept.unit if concept else None,
-        input_unit=node.input_unit,
+        input_unit=input_unit,
         options=options,
         allow_unknown=node.allow_unknown,
         range=node.range,
+        personal_best=personal_best,
     )
 
 
@@ -132,7 +165,9 @@ def _labels(text: Text, lang: str, value: str) -> tuple[str, ...]:
 
 
 def _current_ask(lib: Library, session: Session) -> AskNode | None:
-    if session.status is not SessionStatus.ACTIVE or not session.flow or not session.node:
+    """The question a session waits on; an expired one still holds its question (resumable)."""
+    waiting = session.status in (SessionStatus.ACTIVE, SessionStatus.EXPIRED)
+    if not waiting or not session.flow or not session.node:
         return None
     flow = lib.flows.get(session.flow)
     node = flow.nodes.get(session.node) if flow else None
@@ -176,6 +211,7 @@ class _Run:
         self.buffer: list[str] = []
         self.choices: tuple[str, ...] = ()
         self.answers: dict[str, Any] = dict(session.answers)
+        self.inbound: Inbound | None = None
         self.contact: Contact = session.contact
 
     # --- output ------------------------------------------------
@@ -217,6 +253,7 @@ class _Run:
 
     # --- entry points ------------------------------------------------
     def handle(self, inbound: Inbound, u: Understanding) -> None:
+        self.inbound = inbound
         word = keyword(self.lib, inbound.text, self.contact.language)
         if u.red_flags:
             self.red_flag(tuple(u.red_flags))
@@ -225,6 +262,13 @@ class _Run:
             self.contact_change("opted_out", True)
             self.say(self.msg("stopped"))
             self.s = self.s.evolve(status=SessionStatus.COMPLETED, stack=(), node=None)
+            return
+        if word == "join":  # broadcasts: subscribe (after STOP, this is also coming back)
+            if self.contact.opted_out:
+                self.contact_change("opted_out", False)
+            self.contact_change("consent_broadcast", True)
+            self.say(self.msg("joined"))
+            self.reask()
             return
         if self.contact.opted_out:
             if word == "start":
@@ -265,6 +309,9 @@ class _Run:
                 target = INTENT_FLOWS["report_symptom"]
             self.begin(target, u)
             return
+        if self.s.status is SessionStatus.EXPIRED:
+            self.welcome_back(u.answer)
+            return
         self.answer(u.answer)
 
     def begin(self, flow_id: str, u: Understanding | None, *, fresh: bool = True) -> None:
@@ -278,10 +325,25 @@ class _Run:
         if self.contact.consent_care is not True and flow_id != self.lib.first_flow:
             stack = (Frame(flow_id, FLOW_START),)
             flow_id = self.lib.first_flow
+            if self.contact.consent_care is None and not self.language_known():
+                # first contact, language unknown: the numbered language menu comes first
+                stack, flow_id = (*stack, Frame(flow_id, FLOW_START)), "language"
         self.s = self.s.evolve(stack=stack)
         if u is not None:
             self.confirm_prefill(u)
         self.enter(flow_id)
+
+    def language_known(self) -> bool:
+        """Whether a first contact's language is settled: one language configured, or one
+        inferred from the channel (Telegram's language_code) or the script of the message."""
+        if len(self.lib.languages) < 2:
+            return True
+        guess = infer_language(self.inbound, self.lib.languages)
+        if guess is None:
+            return False
+        if guess != self.contact.language:
+            self.contact_change("language", guess)
+        return True
 
     def answers_from(self, u: Understanding) -> dict[str, Any]:
         answers: dict[str, Any] = {}
@@ -326,6 +388,17 @@ class _Run:
         node = _current_ask(self.lib, self.s)
         if node is not None:
             self.ask(node, pending=self.s.pending_options)
+
+    def welcome_back(self, ans: Answer | None) -> None:
+        """The patient writes after the conversation expired: an answer to the question it was
+        waiting on carries on where they left off; anything else offers that question again."""
+        self.s = self.s.evolve(status=SessionStatus.ACTIVE, failures=0)
+        if ans is not None and ans.status in (AnswerStatus.OK, AnswerStatus.UNKNOWN):
+            self.answer(ans)
+            return
+        if self.s.flow != self.lib.default_flow:  # the menu is not a place to come back to
+            self.say(self.msg("resume") or RESUME_TEXT)
+        self.reask()
 
     def answer(self, ans: Answer | None) -> None:
         node = _current_ask(self.lib, self.s)

@@ -179,6 +179,19 @@ def test_opting_out_pauses_check_ins_and_start_resumes_them(app: CareBridge) -> 
     }
 
 
+def test_an_enrollment_left_half_done_does_not_hold_up_the_check_ins(app: CareBridge) -> None:
+    done = enroll(app, glucose_unit=None, checkin_time="11:00")  # the flow asks the unit
+    patient = Patient(app)
+    patient.say("yes")
+    assert "meter" in patient.say("no")  # ... and the patient never answers it
+    run_until(app, ist(1, 11, 0))  # silent for an hour: not expired, no longer busy
+    last = reminders(app, done.contact_id)[-1]
+    assert last.outbound.text.startswith("Diabetes check-in")
+    assert local_hm(last.created_at) == "04-01 11:00"
+    [enrolling] = app.store.checkins(done.contact_id, kind="enrollment")
+    assert enrolling.status is CheckinStatus.MISSED
+
+
 # --- self-enrollment and baselines ------------------------------------------------------------
 
 
