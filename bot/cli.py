@@ -125,9 +125,15 @@ def _lines(stream: IO[str], interactive: bool) -> Iterator[str]:
 
 
 def _show_pending(app: Any, channel: str, address: str) -> None:
-    """After a restart, show the question the patient was last asked."""
+    """Show what the bot queued for this patient meanwhile (an enrollment's consent question,
+    a check-in); otherwise, after a restart, the question the patient was last asked."""
     contact = app.store.find_contact(channel, address)
     if contact is None:
+        return
+    waiting = _deliver(app, contact.id)
+    for out in waiting:
+        click.echo(render_text(out, channel) + "\n")
+    if waiting:
         return
     session = app.store.current_session(contact)
     if engine.expectation(app.library, session) is None:
@@ -366,9 +372,11 @@ def telegram_poll(ctx: click.Context) -> None:
 
 def _register_groups() -> None:
     from bot.cli_nlu import nlu
+    from bot.cli_patients import patients
     from bot.cli_users import users
 
     main.add_command(nlu)
+    main.add_command(patients)
     main.add_command(users)
 
 

@@ -291,13 +291,17 @@ class _Run:
             self.answers = {}
             self.begin(self.s.flow or self.lib.default_flow, None, fresh=True)
             return
-        if word in ("menu", "language"):
-            target = self.lib.default_flow if word == "menu" else "language"
-            for node in self.lib.flows[target].nodes.values():  # ask its questions again
-                if isinstance(node, AskNode):
-                    for concept in node.concepts:
-                        self.answers.pop(concept, None)
-            self.begin(target, None, fresh=False)
+        if word == "menu":  # a new conversation from the menu
+            self.begin(self.lib.default_flow, None)
+            return
+        if word == "language":  # choose, then carry on with the question that was open
+            self.answers.pop("preferred_language", None)
+            here = _current_ask(self.lib, self.s)
+            if here is not None and self.s.flow is not None:
+                self.s = self.s.evolve(stack=(*self.s.stack, Frame(self.s.flow, here.id)))
+                self.enter("language")
+            else:
+                self.begin("language", None)
             return
         if _current_ask(self.lib, self.s) is None:
             target = self.lib.default_flow
@@ -515,8 +519,11 @@ class _Run:
                         nxt = self.flow(flow_id).start
                     else:
                         caller = self.flow(flow_id).nodes[frame.node]
-                        assert isinstance(caller, EnterNode)
-                        nxt = self.next_of(self.flow(flow_id), caller.next)
+                        # after an `enter` node: its next; an interrupted question: ask again
+                        is_enter = isinstance(caller, EnterNode)
+                        nxt = (
+                            self.next_of(self.flow(flow_id), caller.next) if is_enter else caller.id
+                        )
             assert nxt is not None
             node_id = nxt
         raise _FlowBug(f"{flow_id}: more than {MAX_STEPS} steps without a question")

@@ -33,7 +33,8 @@ class Contact:
 
 @dataclass(frozen=True)
 class Frame:
-    """A flow on the call stack, and where to continue in it when the inner flow ends."""
+    """A flow on the call stack, and where to continue in it when the inner flow ends: after
+    the `enter` node `node`, at the question `node` (asked again), or at the start ("")."""
 
     flow: str
     node: str

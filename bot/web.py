@@ -27,6 +27,7 @@ from bot.config import Config
 from bot.console import console_routes
 from bot.dispatch import Dispatcher, Sender
 from bot.errors import ChannelError
+from bot.scheduler import SweepScheduler
 from bot.messages import Inbound
 from channels.base import SignatureError
 from channels.simulator import SimulatorChannel
@@ -70,8 +71,10 @@ def create_app(
     env: Mapping[str, str] | None = None,
     senders: dict[str, Sender] | None = None,
     dispatch: bool = True,
+    schedule: bool = True,
 ) -> Starlette:
-    """Build the ASGI app; `dispatch=False` leaves the outbox to a separate worker."""
+    """Build the ASGI app; `dispatch=False` / `schedule=False` leave the outbox and the
+    check-in and deadline sweeps to a separate worker."""
     env = os.environ if env is None else env
     bridge = bridge or CareBridge(config)
     disabled: dict[str, str] = {}
@@ -80,6 +83,8 @@ def create_app(
     state = WebState(
         config, bridge, senders, build_dispatcher(config, bridge.store, senders), env, disabled
     )
+
+    stoppers: list[Callable[[], object]] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -91,12 +96,25 @@ def create_app(
                 await start()
         if dispatch:
             state.tasks.append(asyncio.create_task(state.dispatcher.run_forever(stop=state.stop)))
+        if schedule:
+            loop = asyncio.get_running_loop()
+            metronome = SweepScheduler(
+                bridge,
+                also=(bridge.tickets.sweep_deadlines,),
+                on_sweep=lambda report: (
+                    report.outbox_ids and loop.call_soon_threadsafe(state.dispatcher.wake)
+                ),
+            )
+            metronome.start()
+            stoppers.append(metronome.shutdown)
         warm = getattr(bridge.interpreter, "warm", None)
         if warm is not None:  # load or train the classifier without delaying /healthz
             state.tasks.append(asyncio.create_task(run_in_threadpool(warm, "en")))
         try:
             yield
         finally:
+            for stopper in stoppers:
+                stopper()
             state.stop.set()
             for task in state.tasks:
                 with contextlib.suppress(Exception):

@@ -183,3 +183,21 @@ def test_same_inputs_give_the_same_events(lib: Library) -> None:
     a = say(lib, screening(lib), "1", u("1", ("chest_pain",)))
     b = say(lib, screening(lib), "1", u("1", ("chest_pain",)))
     assert a.events == b.events
+
+
+def test_menu_starts_a_new_conversation_without_old_answers(lib: Library) -> None:
+    session = screening(lib)
+    session = say(lib, session, "0", u("0", ())).session
+    session = say(lib, session, "30", u("30", 30.0)).session
+    sprint = say(lib, session, "MENU", u("MENU", answer=False))
+    assert sprint.session.flow == "menu" and sprint.session.answers == {}
+
+
+def test_language_mid_question_comes_back_to_the_same_question(lib: Library) -> None:
+    session = say(lib, screening(lib), "0", u("0", ())).session
+    assert session.node == "ask_age"
+    sprint = say(lib, session, "LANGUAGE", u("LANGUAGE", answer=False))
+    assert sprint.session.flow == "language"
+    back = say(lib, sprint.session, "1", u("1", "en"))
+    assert (back.session.flow, back.session.node) == ("covid_screening", "ask_age")
+    assert "How old are you?" in replies(back)[-1]
