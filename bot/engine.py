@@ -520,10 +520,10 @@ class _Run:
                     else:
                         caller = self.flow(flow_id).nodes[frame.node]
                         # after an `enter` node: its next; an interrupted question: ask again
-                        is_enter = isinstance(caller, EnterNode)
-                        nxt = (
-                            self.next_of(self.flow(flow_id), caller.next) if is_enter else caller.id
-                        )
+                        if isinstance(caller, EnterNode):
+                            nxt = self.next_of(self.flow(flow_id), caller.next)
+                        else:
+                            nxt = caller.id
             assert nxt is not None
             node_id = nxt
         raise _FlowBug(f"{flow_id}: more than {MAX_STEPS} steps without a question")
