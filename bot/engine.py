@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -579,11 +578,8 @@ class _FlowBug(Exception):
 
 
 def _replace_contact(contact: Contact, field: str, value: Any) -> Contact:
-    from dataclasses import replace
+    """The engine's contact snapshot after a ContactChanged (fields it does not keep: as is)."""
+    return replace(contact, **{field: value}) if field in _CONTACT_FIELDS else contact
 
-    known: Mapping[str, str] = {
-        "opted_out": "opted_out",
-        "language": "language",
-        "consent_care": "consent_care",
-    }
-    return replace(contact, **{known[field]: value}) if field in known else contact
+
+_CONTACT_FIELDS = frozenset({"opted_out", "language", "consent_care"})
