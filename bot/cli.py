@@ -371,10 +371,12 @@ def telegram_poll(ctx: click.Context) -> None:
 
 
 def _register_groups() -> None:
+    from bot.cli_broadcast import broadcast
     from bot.cli_nlu import nlu
     from bot.cli_patients import patients
     from bot.cli_users import users
 
+    main.add_command(broadcast)
     main.add_command(nlu)
     main.add_command(patients)
     main.add_command(users)

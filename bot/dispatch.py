@@ -1,8 +1,10 @@
 """The outbox dispatcher: claim due rows, send them through their channel, record the outcome.
 
 Rate-limited per channel (and per chat where a provider requires it), retried with exponential
-backoff and jitter, final statuses recorded. Imports bot.store, bot.messages, bot.errors and the
-`Channel` protocol shape (duck-typed: anything with `name` and `async send(Outbound) -> str`).
+backoff and jitter, final statuses recorded. A broadcast row is checked again just before it goes
+(kill switch, opt-out, consent, the recipient's quiet hours). Imports bot.store, bot.messages,
+bot.errors, bot.schedules (pure) and the `Channel` protocol shape (duck-typed: anything with
+`name` and `async send(Outbound) -> str`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from aiolimiter import AsyncLimiter
 
 from bot.errors import ChannelError, PermanentChannelError, TransientChannelError
 from bot.messages import Outbound
-from bot.store import OutboxRow, OutboxStatus, Store
+from bot.schedules import QuietHours, defer_quiet, parse_clock, zone
+from bot.store import BULK_KINDS, BroadcastStatus, OutboxRow, OutboxStatus, Store
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +158,8 @@ class Dispatcher:
             return
         await self._pace_chat(msg.channel, msg.address)
         async with self._limiter(msg.channel):
+            if msg.kind in BULK_KINDS and not self._cleared(row):
+                return
             try:
                 provider_id = await sender.send(self._prepare(msg))
             except TransientChannelError as exc:
@@ -168,6 +173,32 @@ class Dispatcher:
                 return
         self.store.mark_sent(row.id, provider_id, self.clock())
         log.info("outbox=%s sent channel=%s attempts=%s", row.id, msg.channel, row.attempts)
+
+    def _cleared(self, row: OutboxRow) -> bool:
+        """A broadcast row, just before it goes: never after the kill switch, never to a contact
+        who opted out or withdrew consent meanwhile, never in the recipient's quiet hours (it
+        waits for them to end). False: not sent now (the row says why)."""
+        now = self.clock()
+        gate = self.store.outbox_gate(row.id)
+        if gate is None or gate.status is not OutboxStatus.SENDING:
+            return False  # cancelled by the kill switch while it was claimed
+        reason = None
+        if gate.broadcast_status is BroadcastStatus.CANCELLED:
+            reason = "cancelled"
+        elif gate.opted_out:
+            reason = "opted_out"
+        elif gate.consent_broadcast is not True:
+            reason = "no_consent"
+        if reason is not None:
+            self.store.cancel_outbox(row.id, reason, now)
+            log.info("outbox=%s not sent: %s", row.id, reason)
+            return False
+        release = _quiet_release(row.outbound.meta, now)
+        if release > now:
+            self.store.defer_outbox(row.id, release)
+            log.info("outbox=%s deferred to the end of quiet hours", row.id)
+            return False
+        return True
 
     def _retry(self, row: OutboxRow, exc: TransientChannelError) -> None:
         if row.attempts >= self.policy.max_attempts:
@@ -187,3 +218,17 @@ class Dispatcher:
         if exc.opt_out and row.outbound.contact_id is not None:
             self.store.update_contact(row.outbound.contact_id, opted_out=True, now=now)
         log.warning("outbox=%s %s code=%s opt_out=%s", row.id, status, exc.code, exc.opt_out)
+
+
+def _quiet_release(meta: Mapping[str, str], now: datetime) -> datetime:
+    """When a row carrying `quiet` ("21:00-08:00") and `tz` may go: now, or the end of the
+    recipient's quiet hours (bot.broadcast writes both; urgent broadcasts carry no `quiet`)."""
+    quiet, tz = meta.get("quiet"), meta.get("tz")
+    if not quiet or not tz:
+        return now
+    try:
+        start, end = (parse_clock(part) for part in quiet.split("-", 1))
+        return defer_quiet(now, zone(tz), QuietHours(start, end))
+    except ValueError:  # written by bot.broadcast, so never expected; send rather than stall
+        log.warning("outbox meta has unreadable quiet hours; sending")
+        return now

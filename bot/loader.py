@@ -56,6 +56,7 @@ NODE_KINDS = ("say", "ask", "route", "triage", "classify", "escalate", "enter", 
 QUESTION_TYPES = ("bool", "number", "choice", "multi", "text", "bp")
 COMPARE_OPS = ("lt", "le", "gt", "ge", "eq", "ne", "between")
 INTERRUPT_KEYS = ("stop", "start", "help", "agent", "restart", "menu", "language")
+OPTIONAL_INTERRUPT_KEYS = ("join",)  # subscribe to broadcasts (docs/broadcasts.md)
 REQUIRED_MESSAGES = (
     "red_flag",
     "crisis",
@@ -746,8 +747,10 @@ def _load_interrupts(path: Path, languages: tuple[str, ...]) -> tuple[Interrupts
         return empty, problems.items
     v = _Validator(problems, {}, languages, set())
     keywords: dict[str, dict[str, tuple[str, ...]]] = {}
-    for key in INTERRUPT_KEYS:
+    for key in (*INTERRUPT_KEYS, *OPTIONAL_INTERRUPT_KEYS):
         spec = (raw.get("keywords") or {}).get(key)
+        if spec is None and key in OPTIONAL_INTERRUPT_KEYS:
+            continue
         if not isinstance(spec, dict) or not spec:
             problems.add("keywords", key, "missing keyword list")
             continue

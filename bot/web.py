@@ -22,13 +22,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot.app import CareBridge, build_channels, build_dispatcher
+from bot.app import CareBridge, build_broadcasts, build_channels, build_dispatcher
 from bot.config import Config
 from bot.console import console_routes
 from bot.dispatch import Dispatcher, Sender
 from bot.errors import ChannelError
-from bot.scheduler import SweepScheduler
 from bot.messages import Inbound
+from bot.scheduler import SweepScheduler
 from channels.base import SignatureError
 from channels.simulator import SimulatorChannel
 from channels.telegram import TelegramChannel, callback_query_id, parse_telegram_update
@@ -100,7 +100,10 @@ def create_app(
             loop = asyncio.get_running_loop()
             metronome = SweepScheduler(
                 bridge,
-                also=(bridge.tickets.sweep_deadlines,),
+                also=(
+                    bridge.tickets.sweep_deadlines,
+                    build_broadcasts(config, bridge.store, bridge.clock).sweep,
+                ),
                 on_sweep=lambda report: (
                     report.outbox_ids and loop.call_soon_threadsafe(state.dispatcher.wake)
                 ),

@@ -118,8 +118,10 @@ class TwilioChannel:
         return sid
 
     def _template_params(self, msg: Outbound) -> dict[str, str]:
-        """ContentSid + ContentVariables for a send outside the 24-hour window."""
-        if not self._template_sid:
+        """ContentSid + ContentVariables for a send outside the 24-hour window; a broadcast
+        names its own approved template in `meta["template_sid"]`."""
+        sid = msg.meta.get("template_sid") or self._template_sid
+        if not sid:
             raise PermanentChannelError(
                 "a WhatsApp template send needs twilio.whatsapp_template_sid in the config file",
                 code=OUTSIDE_WINDOW,
@@ -127,7 +129,7 @@ class TwilioChannel:
         variables = msg.meta.get("template_variables")
         if variables is None:  # template variables may not hold newlines or tabs
             variables = json.dumps({"1": " ".join(msg.text.split())}, ensure_ascii=False)
-        return {"content_sid": self._template_sid, "content_variables": variables}
+        return {"content_sid": sid, "content_variables": variables}
 
 
 class _HttpxTwilioClient(AsyncHttpClient):  # type: ignore[misc]

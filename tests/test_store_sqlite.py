@@ -12,7 +12,6 @@ import pytest
 from bot.errors import ConfigError, StoreError
 from bot.messages import Inbound, Outbound
 from bot.session import Contact, Frame, Session, SessionStatus
-from bot.store.migrations import MIGRATIONS
 from bot.store import (
     EscalationStatus,
     JobStatus,
@@ -21,6 +20,7 @@ from bot.store import (
     Store,
     open_store,
 )
+from bot.store.migrations import MIGRATIONS
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 

@@ -1106,9 +1106,7 @@ class Store(Protocol):
 
     # -- broadcasts (issue 7) ---------------------------------------------------------
 
-    def add_broadcast(
-        self, new: NewBroadcast, user_id: int, username: str, now: datetime
-    ) -> int:
+    def add_broadcast(self, new: NewBroadcast, user_id: int, username: str, now: datetime) -> int:
         """Store a draft broadcast and its texts; returns its id."""
         ...
 

@@ -116,7 +116,7 @@ def _candidates(plan: FanOutPlan, params: dict[str, Any], *, ranged: bool) -> st
             f"cand AS (SELECT c.id, c.person_id, c.channel, c.address, c.language, {_TZ} AS tz,"
             " o.id AS ord, 1 AS rn FROM outbox o JOIN contacts c ON c.id = o.contact_id"
             f" WHERE +o.broadcast_id = :original AND o.status IN {_REACHED}{span}"
-            f" AND {_ELIGIBLE})"
+            f" AND {_ELIGIBLE} AND +c.channel IN ({_marks('ch', plan.channels, params)}))"
         )
     span = "c.person_id > :lo AND c.person_id <= :hi AND " if ranged else ""
     return (
