@@ -32,7 +32,7 @@ from bot.events import (
 from bot.flow import Library
 from bot.loader import load_library
 from bot.messages import Inbound, Outbound
-from bot.session import Session
+from bot.session import Session, SessionStatus
 from bot.store import Store, open_store
 from channels.render import split_outbound
 from nlu.types import Expectation, Understanding
@@ -145,7 +145,7 @@ class CareBridge:
                 inbound.channel, inbound.address, now, language=inbound.language_hint
             )
             self.store.touch_inbound(contact.id, now)
-            session = self.store.current_session(contact)
+            session = self._carry_over(self.store.current_session(contact), now)
             expecting = engine.expectation(self.library, session)
             try:
                 understanding = self.interpreter.interpret(
@@ -170,6 +170,25 @@ class CareBridge:
             handled = self._apply(saved, sprint.events, inbound.channel, inbound.address, now)
             self.store.mark_inbound_processed(inbox_id, now)
         return handled
+
+    def _carry_over(self, session: Session, now: datetime) -> Session:
+        """A person who left a conversation open on another channel continues it here: it moves
+        to this contact as an expired session, so the engine offers to continue."""
+        if engine.expectation(self.library, session) is not None:
+            return session
+        for other in self.store.linked_contacts(session.contact.id):
+            theirs = self.store.current_session(other)
+            if engine.expectation(self.library, theirs) is None:
+                continue
+            self.store.save_session(
+                theirs.evolve(status=SessionStatus.COMPLETED, node=None, stack=()), now
+            )
+            log.info(
+                "conversation moved from contact=%s to contact=%s", other.id, session.contact.id
+            )
+            state = {**theirs.to_state(), "status": str(SessionStatus.EXPIRED)}
+            return Session.from_state(session.contact, state, started_at=theirs.started_at)
+        return session
 
     def start_flow(self, contact_id: int, flow_id: str, kind: str = "reminder") -> Handled:
         """Begin a flow for a contact on the bot's initiative (check-ins, follow-ups)."""

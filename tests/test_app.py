@@ -8,10 +8,11 @@ from itertools import count
 
 import pytest
 
+from bot import engine
 from bot.app import CareBridge
 from bot.config import Config
 from bot.messages import Inbound
-from bot.session import SessionStatus
+from bot.session import Contact, SessionStatus
 from bot.store import OutboxStatus
 
 
@@ -128,3 +129,26 @@ def test_logs_carry_ids_never_message_text_or_phone_numbers(
     logged = caplog.text
     assert "+15557654321" not in logged and "5557654321" not in logged
     assert "breathe" not in logged and "lips" not in logged
+
+
+def test_a_conversation_left_on_sms_continues_on_whatsapp(app: CareBridge) -> None:
+    into_screening(app, "+15550007777")
+    send(app, "0", "+15550007777")  # now asked for the age, on SMS
+    inbound = Inbound("whatsapp", "+15550007777", "45", app.clock(), "WA-1")
+    handled = app.handle(inbound)  # the same number on WhatsApp answers the open question
+    assert "symptoms" in handled.replies[0].text
+    sms = app.store.find_contact("sms", "+15550007777")
+    assert sms is not None
+    assert engine_expectation_concept(app, sms) is None  # moved, not duplicated
+
+
+def engine_expectation_concept(app: CareBridge, contact: Contact) -> str | None:
+    exp = engine.expectation(app.library, app.store.current_session(contact))
+    return None if exp is None else exp.concept
+
+
+def test_the_language_is_remembered_across_channels(app: CareBridge) -> None:
+    sms = app.store.get_or_create_contact("sms", "+15550008888", app.clock())
+    app.store.update_contact(sms.id, language="es", now=app.clock())
+    wa = app.store.get_or_create_contact("whatsapp", "+15550008888", app.clock())
+    assert wa.language == "es"

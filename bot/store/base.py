@@ -1217,6 +1217,10 @@ class Store(Protocol):
         """Add and remove tags; returns the contact's tags, sorted."""
         ...
 
+    def linked_contacts(self, contact_id: int) -> list[Contact]:
+        """The person's other contacts (same person_id), most recently active first."""
+        ...
+
     def link_contacts(self, contact_id: int, other_id: int, now: datetime) -> int:
         """Make two contacts (and everyone linked to either) one person; returns its id."""
         ...

@@ -322,6 +322,14 @@ class SqliteStore(BroadcastSql):
                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, address) DO NOTHING",
                     (channel, address, language or "en", _ts(now), _ts(now)),
                 )
+                if language is None:  # the same person on another channel: their language
+                    conn.execute(
+                        "UPDATE contacts SET language = coalesce((SELECT o.language FROM contacts"
+                        " o WHERE o.person_id = contacts.person_id AND o.id <> contacts.id"
+                        " ORDER BY o.updated_at DESC LIMIT 1), language)"
+                        " WHERE channel = ? AND address = ?",
+                        (channel, address),
+                    )
                 rows = self._write_rows(conn, sql, (channel, address))
         return _contact_row(rows[0]).to_contact()
 
@@ -336,6 +344,16 @@ class SqliteStore(BroadcastSql):
             "SELECT * FROM contacts WHERE channel = ? AND address = ?", (channel, address)
         )
         return _contact_row(rows[0]).to_contact() if rows else None
+
+    def linked_contacts(self, contact_id: int) -> list[Contact]:
+        """The person's other contacts (same person_id), most recently active first."""
+        rows = self._rows(
+            "SELECT o.* FROM contacts c JOIN contacts o ON o.person_id = c.person_id"
+            " AND o.id <> c.id WHERE c.id = ?"
+            " ORDER BY coalesce(o.last_inbound_at, o.updated_at) DESC",
+            (contact_id,),
+        )
+        return [_contact_row(r).to_contact() for r in rows]
 
     def contact_row(self, contact_id: int) -> ContactRow | None:
         """Everything stored about a contact, or None."""
