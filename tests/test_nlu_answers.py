@@ -62,6 +62,12 @@ def test_bool_unknown_only_where_allowed(reader: Interpreter, text: str) -> None
     assert answer(reader, text, boolean(allow_unknown=False)) == (INVALID, None)
 
 
+def test_bool_reads_denials_of_the_concept(reader: Interpreter) -> None:
+    meds = Expectation("meds_taken", QuestionType.BOOL)
+    assert answer(reader, "forgot my insulin", meds) == (OK, False)
+    assert answer(reader, "took all my tablets", meds) == (OK, True)
+
+
 def test_bool_hedged_finding_is_unknown(reader: Interpreter) -> None:
     assert answer(reader, "I dont know if I have fever", boolean(True)) == (UNKNOWN, None)
     assert answer(reader, "I dont know if I have fever", boolean(False)) == (INVALID, None)

@@ -77,6 +77,25 @@ def test_negated(it: Interpreter, text: str, concept: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "forgot my insulin",
+        "i missed my tablets yesterday",
+        "forgot to take my meds",
+        "ran out of pills",
+    ],
+)
+def test_absent_phrases_deny_a_concept(it: Interpreter, text: str) -> None:
+    assert it.interpret(text).findings() == {"meds_taken": False}
+    assert it.interpret("took my meds").findings() == {"meds_taken": True}
+
+
+def test_orthopnea_is_not_severe_dyspnea(it: Interpreter) -> None:
+    u = it.interpret("cant breathe when lying flat")
+    assert u.red_flags == () and u.findings() == {"orthopnea": True}
+
+
+@pytest.mark.parametrize(
     ("text", "concept"),
     [
         ("cough but no fever", "cough"),

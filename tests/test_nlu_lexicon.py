@@ -62,3 +62,16 @@ def test_scan_groups_matches_by_section() -> None:
 
 def test_english_lexicon_loads_once() -> None:
     assert load_lexicon("en") is load_lexicon("en")
+
+
+def test_every_entity_name_is_a_concept_id() -> None:
+    import yaml
+
+    from nlu.evaluate import READING_CONCEPTS
+    from nlu.lexicon import DATA_DIR
+
+    concepts = set(yaml.safe_load((DATA_DIR / "concepts.yaml").read_text())["concepts"])
+    lex = load_lexicon("en")
+    names = {cp.concept for cp in lex.redflags} | {cp.concept for cp in lex.findings}
+    names |= {i for cp in lex.findings for i in cp.implies} | set(READING_CONCEPTS)
+    assert names <= concepts, names - concepts

@@ -1,0 +1,199 @@
+"""The embedded interpreter: one message in, an Understanding out. Red flags first (always,
+deterministic), then findings, readings and who is ill, the intent from the embedded
+classifier, and the answer to the question asked.
+
+Imports only the standard library and the nlu package.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nlu.answers import AnswerReader
+from nlu.findings import EXTRACTOR as FINDINGS_EXTRACTOR
+from nlu.findings import finding_hits, subject
+from nlu.lexicon import DATA_DIR, Lexicon, Matches, load_lexicon, scan
+from nlu.readings import extract_readings
+from nlu.redflags import EXTRACTOR as REDFLAGS_EXTRACTOR
+from nlu.redflags import GLOBAL_RED_FLAGS, flags_of, hit_entities, red_flag_hits
+from nlu.scope import Scope
+from nlu.text import fold
+from nlu.types import Entity, Expectation, Intent, Understanding
+
+if TYPE_CHECKING:
+    from nlu.classifier import IntentClassifier
+
+log = logging.getLogger(__name__)
+
+FALLBACK_INTENT = "out_of_scope"
+DEFAULT_THRESHOLD = 0.25
+"""Below this confidence the intent is reported as `out_of_scope` (the bot asks again)."""
+
+
+class Interpreter:
+    """Reads messages with the deterministic extractors and the embedded intent classifier.
+
+    Everything is built lazily on first use and cached; the classifier is optional:
+    without it (not trained yet, no training data for the language, scikit-learn
+    missing) the intent is `out_of_scope` with confidence 0 and all else still works.
+    """
+
+    name = "embedded"
+
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        cache_dir: Path | None = None,
+        use_classifier: bool = True,
+    ) -> None:
+        self.data_dir = Path(data_dir) if data_dir is not None else DATA_DIR
+        self.threshold = threshold
+        self.cache_dir = cache_dir
+        self.use_classifier = use_classifier
+        self._classifiers: dict[str, IntentClassifier | None] = {}
+        self._lexicon_language: dict[str, str] = {}
+        self._readers: dict[int, AnswerReader] = {}
+        self._lock = threading.RLock()
+
+    # --- building blocks ---------------------------------------------------------------
+
+    def lexicon(self, language: str) -> Lexicon:
+        """The compiled lexicon for `language` (English is always part of it; a language
+        without lexicon files of its own uses the English one)."""
+        lang = self._lexicon_language.get(language)
+        if lang is None:
+            own = any(
+                (self.data_dir / "nlu" / kind / f"{language}.yml").exists()
+                for kind in ("redflags", "findings", "lexicon")
+            )
+            lang = self._lexicon_language[language] = language if own else "en"
+        return load_lexicon(lang, self.data_dir)
+
+    def classifier(self, language: str) -> IntentClassifier | None:
+        """The intent classifier for `language` (English when the language has no training
+        data), trained or loaded from the cache on first use; None when unavailable."""
+        if language in self._classifiers:
+            return self._classifiers[language]
+        with self._lock:
+            if language not in self._classifiers:
+                has_data = (self.data_dir / "nlu" / f"{language}.yml").exists()
+                if has_data or language == "en":
+                    self._classifiers[language] = self._load_classifier(language)
+                else:
+                    self._classifiers[language] = self.classifier("en")
+        return self._classifiers[language]
+
+    def _load_classifier(self, lang: str) -> IntentClassifier | None:
+        if not self.use_classifier:
+            return None
+        try:
+            from nlu.classifier import load_or_train
+
+            return load_or_train(lang, self.data_dir, cache_dir=self.cache_dir)
+        except ImportError:  # numpy / scikit-learn missing: deterministic parts still work
+            log.warning("nlu: intent classifier unavailable (numpy/scikit-learn not installed)")
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("nlu: intent classifier for %s unavailable: %s", lang, type(exc).__name__)
+            return None
+
+    def reader(self, lex: Lexicon) -> AnswerReader:
+        """The answer reader for a lexicon (cached)."""
+        r = self._readers.get(id(lex))
+        if r is None:
+            r = self._readers[id(lex)] = AnswerReader(lex)
+        return r
+
+    def warm(self, language: str = "en") -> None:
+        """Build everything for `language` now instead of on the first message."""
+        self.lexicon(language).matcher.warm()
+        self.classifier(language)
+
+    # --- the one job ---------------------------------------------------------------------
+
+    def interpret(
+        self,
+        text: str,
+        expecting: Expectation | None = None,
+        language: str = "en",
+        *,
+        today: date | None = None,
+    ) -> Understanding:
+        """Read one patient message: red flags, findings, readings, intent and answer."""
+        lex = self.lexicon(language)
+        folded = fold(text)
+        matches = scan(lex, folded)
+        entities = self.entities(folded, lex, matches, expecting=expecting, today=today)
+        intent, ranking, low = self._intent(text, language)
+        answer = (
+            self.reader(lex).read(text, expecting, entities, today=today)
+            if expecting is not None
+            else None
+        )
+        return Understanding(
+            text=text,
+            language=language,
+            intent=intent,
+            intent_ranking=ranking,
+            entities=tuple(entities),
+            red_flags=flags_of(entities),
+            answer=answer,
+            subject=subject(matches),
+            extra={"backend": self.name, "low_confidence": low},
+        )
+
+    def entities(
+        self,
+        folded: str,
+        lex: Lexicon,
+        matches: Matches,
+        *,
+        expecting: Expectation | None = None,
+        today: date | None = None,
+    ) -> list[Entity]:
+        """Red flags, findings and readings of a scanned message, in text order."""
+        rf = red_flag_hits(folded, lex, matches)
+        fi = [
+            replace(h, red_flag=h.concept in GLOBAL_RED_FLAGS)
+            for h in finding_hits(folded, lex, matches)
+        ]
+        out: list[Entity] = []
+        if rf or fi:
+            scope = Scope(folded, lex, rf + fi, matches["cue"])
+            out.extend(hit_entities(rf, scope, REDFLAGS_EXTRACTOR))
+            out.extend(hit_entities(fi, scope, FINDINGS_EXTRACTOR))
+        out.extend(
+            extract_readings(
+                folded,
+                lex,
+                today=today or date.today(),
+                personal_best=expecting.personal_best if expecting else None,
+                keywords=matches["kw"],
+            )
+        )
+        out.sort(key=lambda e: (e.start, e.end))
+        return out
+
+    def _intent(self, text: str, language: str) -> tuple[Intent, tuple[Intent, ...], bool]:
+        clf = self.classifier(language)
+        if clf is None:
+            return Intent(FALLBACK_INTENT, 0.0), (), True
+        ranking = tuple(Intent(name, conf) for name, conf in clf.rank(text))
+        top = ranking[0]
+        if top.confidence < self.threshold:
+            return Intent(FALLBACK_INTENT, top.confidence), ranking, True
+        return top, ranking, False
+
+
+@lru_cache(maxsize=1)
+def default_interpreter() -> Interpreter:
+    """The process-wide embedded interpreter over the repository's data/ (built lazily)."""
+    return Interpreter()

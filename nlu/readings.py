@@ -1,0 +1,304 @@
+"""Readings in free text ("bp 150/95 sugar 13.9", "temp 101.3F", "fevr 3 dys") as entities
+named by concept id, with values converted to the concept's unit.
+
+Imports only the standard library and nlu.lexicon, nlu.text, nlu.types,
+nlu.units.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+
+from nlu import units
+from nlu.lexicon import Lexicon, scan
+from nlu.text import NUMBER_RE, parse_number
+from nlu.types import Entity
+
+EXTRACTOR = "carebridge_readings"
+
+_WORD = re.compile(r"[\w']+")
+_DIGIT = re.compile(r"\d")
+_BREAK = re.compile(r"[.!?;\n]")
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A number in the text and the unit written after it (a unit kind, or None)."""
+
+    value: float
+    unit: str | None  # "fahrenheit", "mmol", ..., or "time:<unit name>"
+    start: int
+    end: int  # end of the unit when there is one, else of the number
+    number_end: int
+    decimal: bool
+    upper: float | None = None  # "2-3 days": the upper bound
+
+
+def _alternation(words: list[str]) -> str:
+    ordered = sorted(set(words), key=len, reverse=True)
+    parts = [re.escape(w).replace(r"\ ", r"\s*") for w in ordered]
+    return "|".join(parts)
+
+
+def _phrases(items: list[str]) -> str:
+    """An alternation of literal phrases, any whitespace between their words."""
+    return "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in items)
+
+
+def _squash(word: str) -> str:
+    return re.sub(r"\s+", "", word.lower())
+
+
+class Grammar:
+    """Regular expressions for readings, built once per lexicon."""
+
+    def __init__(self, lex: Lexicon) -> None:
+        self.lex = lex
+        self.unit_kind: dict[str, str] = {}
+        for kind, unit_words in lex.units.items():
+            for w in unit_words:
+                self.unit_kind.setdefault(_squash(w), kind)
+        self.time_days: dict[str, float] = {}
+        for tu in lex.time_units:
+            self.time_days[tu.name] = tu.days
+            for w in tu.words:
+                self.unit_kind.setdefault(_squash(w), f"time:{tu.name}")
+        self.unit_re = re.compile(rf"\s*(?P<unit>{_alternation(list(self.unit_kind))})(?![\w'])")
+        numbers = sorted(lex.number_words, key=len, reverse=True)
+        self.number_word_re = re.compile(rf"(?<![\w'])(?:{_phrases(numbers)})(?:\s+of)?(?![\w'])")
+        self.range_re = re.compile(r"\s*(?:-|to|or|\u2013)\s*(\d+(?:[.,]\d+)?)")
+        self.bp_re = re.compile(
+            r"(?<![\d.,/])(?P<sys>\d{2,3})\s*(?P<sep>/|\\|over|by|on|-|x|\s)\s*(?P<dia>\d{2,3})"
+            r"(?![\d/]|[.,]\d)"
+        )
+        rel = sorted(lex.relative_days, key=len, reverse=True)
+        self.relative_re = re.compile(
+            rf"(?<![\w'])(?P<rel>{_phrases(rel)})(?![\w'])" if rel else r"(?!x)x"
+        )
+        day_words = [*lex.weekdays, *lex.weekday_abbrev]
+        since = sorted((*lex.since_words, "on", "last"), key=len, reverse=True)
+        self.weekday_index = {w: i % 7 for i, w in enumerate(day_words)}
+        self.weekday_re = re.compile(
+            rf"(?<![\w'])(?:{_phrases(since)})\s+(?:last\s+|this\s+)?"
+            rf"(?P<day>{_phrases(day_words)})(?![\w'])"
+            if day_words
+            else r"(?!x)x"
+        )
+        self.old_re = re.compile(r"\s*(?:old|of age|age)(?![\w'])")
+        self.pregnant_re = re.compile(
+            r"\s*(?:pregnant|pregnent|pregant|pregnancy|preg|along|gestation|of pregnancy)(?![\w'])"
+        )
+
+    def unit_at(self, text: str, pos: int) -> tuple[str, int] | None:
+        """The unit kind written at `pos` (after a number) and where it ends."""
+        m = self.unit_re.match(text, pos)
+        if m is None:
+            return None
+        kind = self.unit_kind.get(_squash(m.group("unit")))
+        return (kind, m.end()) if kind else None
+
+    def quantities(self, text: str, *, words_alone: bool = False) -> list[Quantity]:
+        """Every number in `text` with its unit; number words only before a time unit
+        (or anywhere when `words_alone`)."""
+        out: list[Quantity] = []
+        for m in NUMBER_RE.finditer(text):
+            value = parse_number(m.group(1))
+            end = m.end()
+            upper = None
+            rng = self.range_re.match(text, end)
+            if rng is not None:
+                after = self.unit_at(text, rng.end())
+                if after is not None and after[0].startswith("time:"):
+                    upper = parse_number(rng.group(1))
+                    end = rng.end()
+            unit = self.unit_at(text, end)
+            kind, stop = unit if unit else (None, m.end())
+            out.append(
+                Quantity(
+                    value,
+                    kind,
+                    m.start(),
+                    stop if unit else m.end(),
+                    m.end(),
+                    decimal=bool(re.search(r"[.,]", m.group(1))),
+                    upper=upper,
+                )
+            )
+        for m in self.number_word_re.finditer(text):
+            word = re.sub(r"\s+of$", "", m.group(0)).strip()
+            word = re.sub(r"\s+", " ", word)
+            unit = self.unit_at(text, m.end())
+            if unit is None and not words_alone:
+                continue
+            if unit is None and word in ("a", "an"):
+                continue
+            if unit is not None and not unit[0].startswith("time:") and not words_alone:
+                continue
+            kind, stop = unit if unit else (None, m.end())
+            out.append(Quantity(self.lex.number_words[word], kind, m.start(), stop, m.end(), False))
+        out.sort(key=lambda q: q.start)
+        return out
+
+    @staticmethod
+    def keyword_before(
+        text: str, kws: list[tuple[str, int, int]], start: int, limit: int = 4
+    ) -> str | None:
+        """The reading keyword nearest before `start` in the same clause, if close enough."""
+        best: str | None = None
+        for kind, _ks, ke in kws:
+            if ke > start:
+                break
+            between = text[ke:start]
+            if _BREAK.search(between) or _DIGIT.search(between):
+                continue
+            if len(_WORD.findall(between)) <= limit:
+                best = kind
+        return best
+
+    @staticmethod
+    def keyword_after(text: str, kws: list[tuple[str, int, int]], end: int) -> str | None:
+        """A reading keyword right after a number ("38.5 temp")."""
+        for kind, ks, _ke in kws:
+            if ks < end:
+                continue
+            between = text[end:ks]
+            if _BREAK.search(between) or _DIGIT.search(between):
+                return None
+            return kind if len(_WORD.findall(between)) <= 1 else None
+        return None
+
+    def days_ago(self, text: str, today: date | None) -> list[tuple[float, int, int]]:
+        """Relative onsets ("since yesterday", "since monday") as (days, start, end)."""
+        out = [
+            (self.lex.relative_days[re.sub(r"\s+", " ", m.group("rel"))], m.start(), m.end())
+            for m in self.relative_re.finditer(text)
+        ]
+        if today is not None:
+            for m in self.weekday_re.finditer(text):
+                ago = (today.weekday() - self.weekday_index[m.group("day")]) % 7 or 7
+                out.append((float(ago), m.start(), m.end()))
+        return out
+
+
+@lru_cache(maxsize=16)
+def grammar(lex: Lexicon) -> Grammar:
+    """The readings grammar of a lexicon (cached)."""
+    return Grammar(lex)
+
+
+def _entity(concept: str, value: float, start: int, end: int) -> Entity:
+    return Entity(concept, value, start, end, EXTRACTOR)
+
+
+def _overlaps(s: int, e: int, used: list[tuple[int, int]]) -> bool:
+    return any(us < e and s < ue for us, ue in used)
+
+
+def extract_readings(
+    folded: str,
+    lex: Lexicon,
+    *,
+    today: date | None = None,
+    personal_best: float | None = None,
+    keywords: list[tuple[str, int, int]] | None = None,
+) -> list[Entity]:
+    """Readings in a folded message, each as an Entity in its concept's unit.
+
+    `keywords` are the message's reading-keyword matches (lexicon.scan(...)["kw"]).
+    """
+    g = grammar(lex)
+    out: list[Entity] = []
+    used: list[tuple[int, int]] = []
+    has_digit = _DIGIT.search(folded) is not None
+    kws = keywords if keywords is not None else scan(lex, folded)["kw"]
+
+    for m in g.bp_re.finditer(folded) if has_digit else ():
+        sys_v, dia_v = float(m.group("sys")), float(m.group("dia"))
+        sep = m.group("sep").strip()
+        keyword = g.keyword_before(folded, kws, m.start())
+        if sep not in ("/", "\\", "over") and keyword != "blood_pressure":
+            continue
+        if not units.plausible_bp(sys_v, dia_v):
+            continue
+        out.append(_entity("systolic_bp", sys_v, m.start("sys"), m.end("sys")))
+        out.append(_entity("diastolic_bp", dia_v, m.start("dia"), m.end("dia")))
+        used.append((m.start(), m.end()))
+
+    for q in g.quantities(folded):
+        if _overlaps(q.start, q.end, used):
+            continue
+        found = _classify(folded, q, g, kws, personal_best)
+        if found is not None:
+            out.append(_entity(found[0], found[1], q.start, q.end))
+            used.append((q.start, q.end))
+
+    for days, s, e in g.days_ago(folded, today):
+        if not _overlaps(s, e, used):
+            out.append(_entity("symptom_onset_days", days, s, e))
+            used.append((s, e))
+    out.sort(key=lambda ent: ent.start)
+    return out
+
+
+def _classify(
+    text: str,
+    q: Quantity,
+    g: Grammar,
+    kws: list[tuple[str, int, int]],
+    personal_best: float | None,
+) -> tuple[str, float] | None:
+    """Which reading a quantity is, and its value in the concept unit (None: not a reading)."""
+    unit = q.unit
+    v = q.upper if q.upper is not None else q.value
+    keyword = g.keyword_before(text, kws, q.start)
+    if unit is None:
+        keyword = keyword or g.keyword_after(text, kws, q.end)
+    if unit is not None and unit.startswith("time:"):
+        name = unit[5:]
+        old = g.old_re.match(text, q.end) is not None
+        if old or keyword == "age_years":
+            years = units.years(v, name, g.time_days.get(name, 1.0))
+            return ("age_years", years) if years is not None else None
+        if name in ("week", "month") and g.pregnant_re.match(text, q.end):
+            weeks = units.days(v, g.time_days.get(name, 7.0)) / 7  # "32 weeks pregnant"
+            return "pregnancy_weeks", round(weeks, 1)
+        if name == "year":
+            return None
+        return "symptom_onset_days", units.days(v, g.time_days.get(name, 1.0))
+    if unit in ("fahrenheit", "celsius", "degrees") or (
+        unit is None and keyword == "temperature_c"
+    ):
+        celsius = units.temperature_c(q.value, unit)
+        return ("temperature_c", celsius) if celsius is not None else None
+    if unit == "mmol" or (
+        unit == "mgdl" and (keyword == "glucose_mg_dl" or "d" in text[q.number_end : q.end])
+    ):
+        return "glucose_mg_dl", units.glucose_mg_dl(q.value, unit, decimal=q.decimal)
+    if unit is None and keyword == "glucose_mg_dl":
+        # No unit and no question asked: a sugar of 35 or less can only be mmol/L.
+        return "glucose_mg_dl", units.glucose_mg_dl(q.value, None, decimal=True)
+    if unit == "percent":
+        if keyword == "peak_flow":
+            return "peak_flow_percent", q.value
+        return ("spo2_percent", q.value) if q.value <= 100 else None
+    if unit is None and keyword == "spo2_percent":
+        return ("spo2_percent", q.value) if q.value <= 100 else None
+    if unit in ("kg", "lb") and keyword == "weight_gain":  # "weight up 2 kg this week"
+        return "weight_gain_kg_week", units.weight_kg(q.value, unit)
+    if unit in ("kg", "lb") or (unit is None and keyword == "weight_kg"):
+        return "weight_kg", units.weight_kg(q.value, unit)
+    if unit == "bpm" or (unit is None and keyword == "heart_rate"):
+        return "heart_rate", q.value
+    if keyword == "peak_flow" and unit in (None, "lpm"):
+        pct = units.peak_flow_percent(q.value, unit, personal_best)
+        return ("peak_flow_percent", pct) if pct is not None else None
+    if unit in (None, "times") and keyword == "rescue_inhaler_uses_day":
+        return "rescue_inhaler_uses_day", q.value
+    if unit is None and keyword == "age_years":
+        return "age_years", q.value
+    if unit is None and q.decimal and 34.0 <= q.value <= 42.9:
+        return "temperature_c", round(q.value, 1)  # a bare "38.6" is a temperature
+    return None
