@@ -89,19 +89,20 @@ def load_flows(config: Config) -> Library:
 
 
 def default_interpreter(config: Config) -> Interpreter:
-    """The configured interpreter (embedded by default)."""
+    """The configured interpreter: the process-wide embedded one, or Rasa falling back to it."""
     from nlu.interpreter import default_interpreter as embedded
 
-    interpreter: Interpreter = embedded()
-    if config.nlu.backend == "rasa":
-        from nlu.rasa import RasaHttpInterpreter
+    local = embedded()
+    local.threshold = config.nlu.confidence_threshold
+    if config.nlu.backend != "rasa":
+        return local
+    from nlu.rasa import RasaHttpInterpreter
 
-        interpreter = RasaHttpInterpreter(
-            config.nlu.rasa_url or "http://localhost:5005",
-            fallback=interpreter,
-            timeout=config.nlu.rasa_timeout_s,
-        )
-    return interpreter
+    return RasaHttpInterpreter(
+        config.nlu.rasa_url or "http://localhost:5005",
+        fallback=local,
+        timeout=config.nlu.rasa_timeout_s,
+    )
 
 
 class CareBridge:

@@ -53,7 +53,7 @@ class NluConfig(_Model):
     backend: Literal["embedded", "rasa"] = "embedded"
     rasa_url: str | None = None
     rasa_timeout_s: float = 2.0
-    confidence_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    confidence_threshold: float = Field(0.25, ge=0.0, le=1.0)
 
 
 class ChannelSwitch(_Model):

@@ -63,6 +63,15 @@ CONTACT_CONCEPTS = {
     "preferred_language": "language",
 }
 INTENT_FLOWS = {"start_screening": "covid_screening", "report_symptom": "covid_screening"}
+READING_FLOWS = {
+    "systolic_bp": "hypertension_checkin",
+    "diastolic_bp": "hypertension_checkin",
+    "glucose_mg_dl": "diabetes_checkin",
+    "peak_flow_percent": "asthma_checkin",
+    "weight_gain_kg_week": "heart_failure_checkin",
+    "spo2_percent": "covid_screening",
+    "temperature_c": "covid_screening",
+}
 RESUME_TEXT = "Welcome back. Let us continue where you left off (or reply MENU)."
 """Said before the pending question when an expired conversation is resumed; a `resume`
 message in flows/_interrupts.yaml replaces it."""
@@ -303,19 +312,29 @@ class _Run:
                 self.begin("language", None)
             return
         if _current_ask(self.lib, self.s) is None:
-            target = self.lib.default_flow
-            if u.intent.name in INTENT_FLOWS and INTENT_FLOWS[u.intent.name] in self.lib.flows:
-                target = INTENT_FLOWS[u.intent.name]
-            elif any(
-                self.lib.concepts.get(e.entity) is not None and not e.negated for e in u.entities
-            ):
-                target = INTENT_FLOWS["report_symptom"]
-            self.begin(target, u)
+            self.begin(self.flow_for(u), u)
             return
         if self.s.status is SessionStatus.EXPIRED:
             self.welcome_back(u.answer)
             return
         self.answer(u.answer)
+
+    def flow_for(self, u: Understanding) -> str:
+        """Which flow a message outside a conversation starts: a reading goes to its check-in
+        ("bp 150/95"), symptoms to the screening, anything else to the menu."""
+        asserted = [e.entity for e in u.entities if not e.negated]
+        for concept in asserted:
+            flow = READING_FLOWS.get(concept)
+            if flow in self.lib.flows:
+                return flow
+        flow = INTENT_FLOWS.get(u.intent.name)
+        symptom = any(
+            (c := self.lib.concepts.get(concept)) is not None and c.type == "bool"
+            for concept in asserted
+        )
+        if flow is None and symptom:
+            flow = INTENT_FLOWS["report_symptom"]
+        return flow if flow in self.lib.flows else self.lib.default_flow
 
     def begin(self, flow_id: str, u: Understanding | None, *, fresh: bool = True) -> None:
         """Start a conversation; a contact never asked for consent goes through it first."""

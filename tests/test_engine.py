@@ -201,3 +201,12 @@ def test_language_mid_question_comes_back_to_the_same_question(lib: Library) -> 
     back = say(lib, sprint.session, "1", u("1", "en"))
     assert (back.session.flow, back.session.node) == ("covid_screening", "ask_age")
     assert "How old are you?" in replies(back)[-1]
+
+
+def test_a_reading_outside_a_conversation_starts_its_check_in(lib: Library) -> None:
+    bp = (Entity("systolic_bp", 150.0, 3, 6, "t"), Entity("diastolic_bp", 95.0, 7, 9, "t"))
+    sprint = say(lib, consented(), "bp 150/95", u("bp 150/95", entities=bp, answer=False))
+    assert sprint.session.flow == "hypertension_checkin"
+    assert sprint.session.answers["systolic_bp"] == 150.0
+    neutral = say(lib, consented(), "hello", u("hello", answer=False, intent="greet"))
+    assert neutral.session.flow == "menu"
