@@ -146,6 +146,7 @@ class CareBridge:
                 inbound.channel, inbound.address, now, language=inbound.language_hint
             )
             self.store.touch_inbound(contact.id, now)
+            self.store.release_held(contact.id, now)  # the WhatsApp window is open again
             session = self._carry_over(self.store.current_session(contact), now)
             expecting = engine.expectation(self.library, session)
             try:

@@ -61,6 +61,9 @@ class Dispatcher:
     policy: RetryPolicy = RetryPolicy()
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     batch: int = 50
+    notice_text: str = (
+        "You have a new message from your care team. Reply to this message to read it."
+    )
     rng: random.Random = field(default_factory=random.Random)
     _limiters: dict[str, AsyncLimiter] = field(default_factory=dict, init=False)
     _last_chat_send: dict[tuple[str, str], float] = field(default_factory=dict, init=False)
@@ -139,15 +142,38 @@ class Dispatcher:
             await asyncio.sleep(wait)
         self._last_chat_send[key] = loop.time()
 
-    def _prepare(self, msg: Outbound) -> Outbound:
-        """WhatsApp outside the 24-hour window may only carry an approved template."""
+    def _outside_window(self, msg: Outbound) -> bool:
+        """WhatsApp allows free text only within 24 hours of the patient's last message."""
         if msg.channel != "whatsapp" or msg.contact_id is None:
-            return msg
+            return False
         contact = self.store.contact_row(msg.contact_id)
         last = contact.last_inbound_at if contact else None
-        if last is None or self.clock() - last > WHATSAPP_WINDOW:
+        return last is None or self.clock() - last > WHATSAPP_WINDOW
+
+    def _prepare(self, msg: Outbound) -> Outbound:
+        """Outside the WhatsApp window a message may only go as an approved template."""
+        if self._outside_window(msg):
             return replace(msg, meta={**msg.meta, "template": "1"})
         return msg
+
+    def _hold_for_reply(self, row: OutboxRow) -> bool:
+        """A clinician's words outside the WhatsApp window wait: an approved template tells the
+        patient there is a message and to reply; their reply releases it (app.handle)."""
+        msg = row.outbound
+        if msg.kind != "clinician" or not self._outside_window(msg):
+            return False
+        self.store.hold_outbox(row.id)
+        notice = Outbound(
+            msg.channel,
+            msg.address,
+            self.notice_text,
+            contact_id=msg.contact_id,
+            kind="notice",
+            meta={"template": "1"},
+        )
+        self.store.enqueue(notice, self.clock())
+        log.info("outbox=%s held until the patient replies (whatsapp window)", row.id)
+        return True
 
     async def _send_one(self, row: OutboxRow) -> None:
         msg = row.outbound
@@ -155,6 +181,8 @@ class Dispatcher:
         if sender is None:
             self.store.mark_failed(row.id, OutboxStatus.FAILED, "no_channel", self.clock())
             log.error("outbox=%s channel=%s not configured", row.id, msg.channel)
+            return
+        if self._hold_for_reply(row):
             return
         await self._pace_chat(msg.channel, msg.address)
         async with self._limiter(msg.channel):

@@ -116,3 +116,36 @@ def test_one_chat_is_paced_to_its_per_chat_rate(store: SqliteStore) -> None:
     asyncio.run(drain())
     assert [m.text for m in tg.sent] == ["m0", "m1", "m2"]  # in order
     assert time.monotonic() - start >= 0.35  # two gaps of 1/5 s between three messages
+
+
+def test_a_clinician_message_outside_the_window_waits_for_the_patients_reply(
+    store: SqliteStore,
+) -> None:
+    contact = store.get_or_create_contact("whatsapp", "+15550001", T0)
+    words = Outbound(
+        "whatsapp", "+15550001", "Your oxygen is low", contact_id=contact.id, kind="clinician"
+    )
+    row = store.enqueue(words, T0)
+    wa, clock = CollectingChannel("whatsapp"), Clock()
+    d = Dispatcher(store, {"whatsapp": wa}, clock=clock)
+
+    async def drain() -> None:
+        while await d.run_once():
+            pass
+
+    async def scenario() -> None:
+        await drain()
+        [notice] = wa.sent
+        assert notice.kind == "notice" and notice.meta["template"] == "1"
+        assert "oxygen" not in notice.text  # no health details in the template
+        held = store.get_outbox(row)
+        assert held is not None and held.status == OutboxStatus.HELD
+        clock.now = T0 + timedelta(minutes=5)  # the patient replies: the window opens
+        store.touch_inbound(contact.id, clock.now)
+        assert store.release_held(contact.id, clock.now) == 1
+        await drain()
+
+    asyncio.run(scenario())
+    notice = wa.sent[0]
+    assert [m.text for m in wa.sent] == [notice.text, "Your oxygen is low"]
+    assert "template" not in wa.sent[1].meta

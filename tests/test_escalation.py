@@ -367,7 +367,7 @@ def test_no_reply_reaches_a_patient_who_sent_stop(app: CareBridge) -> None:
     assert err.value.code == "opted_out"
 
 
-def test_a_whatsapp_reply_outside_the_24_hour_window_goes_as_the_template(
+def test_a_whatsapp_reply_outside_the_24_hour_window_waits_behind_a_template_notice(
     app: CareBridge, clock: Clock
 ) -> None:
     send(app, "my father can't breathe and his lips are blue", "+15550000042", "whatsapp")
@@ -393,9 +393,18 @@ def test_a_whatsapp_reply_outside_the_24_hour_window_goes_as_the_template(
         while await dispatcher.run_once():  # one sweep may take one message per chat
             pass
 
-    asyncio.run(drain())
+    async def scenario() -> None:
+        await drain()
+        assert not [m for m in sent if m.kind == "clinician"]  # held: no free text outside
+        [notice] = [m for m in sent if m.kind == "notice"]
+        assert notice.meta.get("template") == "1" and "father" not in notice.text
+        send(app, "ok what is it", "+15550000042", "whatsapp")  # the patient replies
+        await drain()
+
+    asyncio.run(scenario())
     [reply] = [m for m in sent if m.kind == "clinician"]
-    assert reply.meta.get("template") == "1"
+    assert reply.text == "Checking on you and your father."
+    assert reply.meta.get("template") is None
 
 
 # -- closing -------------------------------------------------------------------------------------

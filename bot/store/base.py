@@ -38,6 +38,7 @@ class OutboxStatus(StrEnum):
     FAILED = "failed"
     UNDELIVERED = "undelivered"
     CANCELLED = "cancelled"
+    HELD = "held"  # a clinician's WhatsApp message waiting for the patient to reopen the window
 
 
 FINAL_OUTBOX_STATUSES = frozenset(
@@ -913,6 +914,14 @@ class Store(Protocol):
 
     def outbox(self, contact_id: int | None = None, status: str | None = None) -> list[OutboxRow]:
         """Outbox rows, optionally for one contact and/or one status, oldest first."""
+        ...
+
+    def hold_outbox(self, outbox_id: int) -> None:
+        """Park a claimed row as `held` until `release_held` (WhatsApp outside the window)."""
+        ...
+
+    def release_held(self, contact_id: int, now: datetime) -> int:
+        """The patient wrote: their held messages are due now; returns how many."""
         ...
 
     def requeue_stuck(self, now: datetime, older_than: timedelta) -> int:

@@ -1118,6 +1118,24 @@ class SqliteStore(BroadcastSql):
         )
         return [_outbox_row(r) for r in rows]
 
+    def hold_outbox(self, outbox_id: int) -> None:
+        """Park a claimed row as `held` until `release_held` (WhatsApp outside the window)."""
+        with self._atomic("hold_outbox") as conn:
+            self._require(conn, "outbox", outbox_id)
+            conn.execute(
+                "UPDATE outbox SET status = ? WHERE id = ? AND status IN (?, ?)",
+                (OutboxStatus.HELD, outbox_id, OutboxStatus.QUEUED, OutboxStatus.SENDING),
+            )
+
+    def release_held(self, contact_id: int, now: datetime) -> int:
+        """The patient wrote: their held messages are due now; returns how many."""
+        with self._atomic("release_held") as conn:
+            cursor = conn.execute(
+                "UPDATE outbox SET status = ?, next_attempt_at = ? WHERE contact_id = ? AND status = ?",
+                (OutboxStatus.QUEUED, _ts(now), contact_id, OutboxStatus.HELD),
+            )
+        return cursor.rowcount
+
     def requeue_stuck(self, now: datetime, older_than: timedelta) -> int:
         """Put rows left `sending` (by a crash) for longer than `older_than` back in the queue.
 
