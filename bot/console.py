@@ -1,6 +1,7 @@
 """The clinician console (docs/console.md): pages under /console and a JSON API under /api; every
 route checks log-in, role and (for changes) CSRF, and audits each view or change of patient data.
-Imports bot (app, auth, escalation, store, console_view), starlette and jinja2; never channels.
+Imports bot (app, auth, broadcast, console_broadcasts, escalation, store, console_view), starlette
+and jinja2; never channels. The broadcast pages live in bot.console_broadcasts.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
+from bot import console_broadcasts
 from bot import console_view as view
-from bot.app import CareBridge
+from bot.app import CareBridge, build_broadcasts
 from bot.auth import LOGIN_COOKIE, SESSION_COOKIE, Auth, AuthError, Login, ensure_admin
+from bot.broadcast import Broadcasts
 from bot.escalation import PRIORITY_RANK, Priority, TicketError, Tickets, priority_for
 from bot.store import EscalationRow, EscalationStatus, Role, Store, UserRow
 
@@ -92,6 +95,7 @@ class Console:
     zone: ZoneInfo
     wake: Callable[[], None]
     secure_cookies: bool
+    broadcasts: Broadcasts
     queue_seen: dict[int, str] = field(default_factory=dict)  # log-in id -> last audited queue
 
     @property
@@ -154,6 +158,7 @@ def console_routes(
         zone=ZoneInfo(config.console.timezone),
         wake=wake,
         secure_cookies=config.server.public_url.startswith("https://"),
+        broadcasts=build_broadcasts(config, bridge.store, bridge.clock),
     )
     if first_start:
         password = ensure_admin(auth)
@@ -203,6 +208,7 @@ def console_routes(
         ("GET", "/api/tickets/{ticket:int}", CLINICIAN, api_ticket, True),
         ("GET", "/api/tickets/{ticket:int}/transcript", CLINICIAN, api_transcript, True),
         ("GET", "/api/patients/{contact:int}/readings", CLINICIAN, api_readings, True),
+        *console_broadcasts.pages(),  # /console/broadcasts..., /api/broadcasts...
     ]
     for method, path, roles, handler, api in pages:
         routes.append(Route(path, _guarded(console, roles, handler, api=api), methods=[method]))
@@ -257,7 +263,8 @@ def _guarded(
             return _secured(_forbidden(api))
         form: dict[str, str] = {}
         if request.method == "POST":
-            async with request.form(max_files=0, max_fields=50) as data:
+            # 100: the broadcast form has two texts per language and the audience ticks
+            async with request.form(max_files=0, max_fields=100) as data:
                 form = {k: v for k, v in data.items() if isinstance(v, str)}
             token = request.headers.get("x-csrf-token") or form.get("csrf")
             if not Auth.check_csrf(login, token):
@@ -367,7 +374,7 @@ def home(ctx: Ctx) -> Response:
         return _redirect("/console/queue")
     if ctx.login.has(Role.ADMIN):
         return _redirect("/console/users")
-    return _redirect("/console/overview")
+    return _redirect("/console/broadcasts")
 
 
 def password_page(ctx: Ctx, *, error: str = "", status: int = 200) -> Response:

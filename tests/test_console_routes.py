@@ -14,8 +14,9 @@ import pytest
 from console_helpers import make_user, served, session_cookie
 from starlette.routing import Route
 
-from bot.app import CareBridge
+from bot.app import CareBridge, build_broadcasts
 from bot.auth import LOGIN_COOKIE, SESSION_COOKIE, Auth
+from bot.broadcast import Draft
 from bot.config import Config, load_config
 from bot.console import ANY_ROLE, PUBLIC, ROUTE_ROLES
 from bot.messages import Inbound
@@ -68,6 +69,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     cookies = {
         r: session_cookie(auth, make_user(bridge.store, f"u_{r}", r, PASSWORD)) for r in ROLES
     }
+    advice = Draft("Testing", {"en": "Free testing at the town hall until Friday."})
+    assert build_broadcasts(bridge.config, bridge.store).create(advice, "u_coordinator").id == 1
     routes = sorted(
         (method, r.path)
         for r in app.routes
@@ -80,7 +83,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 def concrete(path: str) -> str:
-    """A route path with its parameters filled in (the seeded ticket, patient and user 1)."""
+    """A route path with its parameters filled in (the seeded ticket, patient, broadcast and
+    user 1)."""
     path = path.replace("{name}", "console.css")
     return re.sub(r"\{\w+:int\}", "1", path)
 
@@ -139,6 +143,16 @@ def test_every_route_checks_the_role(site: Site, role: str) -> None:
                 assert response.status_code in (200, 303), where
                 if role != Role.CLINICIAN:
                     assert_no_patient_data(response)
+
+
+def test_coordinators_and_admins_act_on_broadcasts_and_everyone_reads_them(site: Site) -> None:
+    broadcast_routes = {k: v for k, v in ROUTE_ROLES.items() if "broadcasts" in k[1]}
+    assert len(broadcast_routes) == 13
+    for (method, path), roles in broadcast_routes.items():
+        if method == "POST" or path.endswith(("/new", "/correct")):
+            assert roles == frozenset({Role.COORDINATOR, Role.ADMIN}), (method, path)
+        else:
+            assert roles == ANY_ROLE, (method, path)  # texts and counts, no patient data
 
 
 def test_only_clinicians_see_patient_data(site: Site) -> None:

@@ -123,4 +123,129 @@
       });
     });
   }
+  // --- broadcasts: live text checks while the coordinator types -------------------------------
+  // The server computes them with the same service as the CLI (segments, encoding, cost).
+  var bcForm = document.getElementById("broadcast-form");
+  if (bcForm && bcForm.dataset.checkApi) {
+    var csrfField = bcForm.querySelector("input[name=csrf]");
+    var checkTimer = null;
+    var checkSeq = 0;
+    var renderChecks = function (byLang) {
+      Object.keys(byLang).forEach(function (lang) {
+        var list = document.getElementById("checks-" + lang);
+        if (!list) return;
+        var items = byLang[lang].map(function (c) {
+          var li = el("li", c.problem ? "problem" : (c.segments > 1 ? "multi" : null));
+          li.dataset.channel = c.channel;
+          li.appendChild(el("span", "check-line", c.line));
+          c.notes.forEach(function (n) { li.appendChild(el("span", "check-note", n)); });
+          if (c.problem) li.appendChild(el("span", "check-note warn", c.problem));
+          return li;
+        });
+        list.replaceChildren.apply(list, items);
+      });
+    };
+    var runCheck = function () {
+      var seq = ++checkSeq;
+      var body = new URLSearchParams();
+      bcForm.querySelectorAll("textarea[name^='text_'], textarea[name^='sms_'], select[name=whatsapp_template]")
+        .forEach(function (f) { body.append(f.name, f.value); });
+      fetch(bcForm.dataset.checkApi, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { Accept: "application/json", "X-CSRF-Token": csrfField ? csrfField.value : "" },
+        body: body
+      })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (data) { if (data && seq === checkSeq) renderChecks(data.checks); })
+        .catch(function () { return null; });
+    };
+    bcForm.addEventListener("input", function (ev) {
+      if (!ev.target.matches("textarea, select")) return;
+      window.clearTimeout(checkTimer);
+      checkTimer = window.setTimeout(runCheck, 250);
+    });
+    // The schedule: show only the fields of the choice made.
+    var whenFields = bcForm.querySelectorAll("fieldset.when");
+    var showWhen = function () {
+      var chosen = bcForm.querySelector("input[name=when]:checked");
+      whenFields.forEach(function (f) {
+        var off = !chosen || f.dataset.when !== chosen.value;
+        f.classList.toggle("hidden", off);
+        f.disabled = off; // not submitted either
+      });
+    };
+    bcForm.addEventListener("change", function (ev) { if (ev.target.name === "when") showWhen(); });
+    showWhen();
+  }
+
+  // --- broadcasts: live stats, the chart redrawn from the server's geometry ------------------------
+  var statsCard = document.getElementById("broadcast-stats");
+  if (statsCard) {
+    var SVG_NS = "http://www.w3.org/2000/svg";
+    var chartNode = document.getElementById("stats-chart");
+    var statsBody = document.getElementById("stats-body");
+    var pill = document.getElementById("broadcast-status");
+    var progress = document.getElementById("stats-progress");
+    var changedNote = document.getElementById("changed");
+    var columns = statsCard.dataset.columns.split(",");
+    var shownStatus = statsCard.dataset.status;
+    var shownDone = statsCard.dataset.done;
+    var svgEl = function (tag, attrs, text) {
+      var node = document.createElementNS(SVG_NS, tag);
+      Object.keys(attrs).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+      if (text !== undefined) node.textContent = text;
+      return node;
+    };
+    var drawChart = function (chart) {
+      chartNode.setAttribute("viewBox", "0 0 " + chart.width + " " + chart.height);
+      chartNode.setAttribute("height", chart.height);
+      chartNode.setAttribute("aria-label", chart.label);
+      var nodes = [svgEl("line", { "class": "axis", x1: chart.left, x2: chart.left, y1: 0, y2: chart.height })];
+      chart.bars.forEach(function (b) {
+        var mid = b.y + chart.bar_height / 2 + 4;
+        nodes.push(svgEl("text", { "class": "tick bar-label", x: chart.left - 8, y: mid, "text-anchor": "end" }, b.label));
+        nodes.push(svgEl("rect", { "class": "track", x: chart.left, y: b.y, width: chart.right - chart.left, height: chart.bar_height }));
+        b.segments.forEach(function (s) {
+          var rect = svgEl("rect", { "class": "seg seg-" + s.key, x: s.x, y: b.y, width: s.width, height: chart.bar_height });
+          rect.appendChild(svgEl("title", {}, s.label));
+          nodes.push(rect);
+        });
+        nodes.push(svgEl("text", { "class": "tick", x: chart.right + 6, y: mid }, String(b.total)));
+      });
+      if (!chart.bars.length) {
+        nodes.push(svgEl("text", { "class": "tick", x: chart.left + 8, y: chart.height / 2 + 4 }, "No messages yet."));
+      }
+      chartNode.replaceChildren.apply(chartNode, nodes);
+    };
+    var drawTable = function (rows) {
+      if (rows.length <= 1) return; // only the total: nothing in the outbox yet
+      statsBody.replaceChildren.apply(statsBody, rows.map(function (c) {
+        var tr = el("tr", c.channel === "total" ? "total" : null);
+        tr.dataset.channel = c.channel;
+        tr.appendChild(el("td", null, c.label));
+        columns.concat(["total"]).forEach(function (k) {
+          var td = el("td", null, String(c[k]));
+          td.dataset.key = k;
+          tr.appendChild(td);
+        });
+        return tr;
+      }));
+    };
+    every(function () {
+      return getJSON(statsCard.dataset.api).then(function (data) {
+        if (!data) return;
+        drawChart(data.chart);
+        drawTable(data.channels);
+        if (progress) progress.textContent = data.progress;
+        if (pill) {
+          pill.textContent = data.status;
+          pill.className = "pill bc-" + data.status;
+        }
+        // Fanning out -> sent changes no button; finishing or stopping does.
+        var moved = data.status !== shownStatus && !(shownStatus === "sending" && data.status === "sent");
+        if (changedNote && (moved || String(data.done) !== shownDone)) changedNote.classList.remove("hidden");
+      });
+    });
+  }
 })();
