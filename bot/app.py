@@ -142,8 +142,12 @@ class CareBridge:
             if inbox_id is None:
                 log.info("duplicate inbound channel=%s", inbound.channel)
                 return Handled(duplicate=True)
+            hint = (inbound.language_hint or "").split("-")[0].lower()
             contact = self.store.get_or_create_contact(
-                inbound.channel, inbound.address, now, language=inbound.language_hint
+                inbound.channel,
+                inbound.address,
+                now,
+                language=hint if hint in self.library.languages else None,
             )
             self.store.touch_inbound(contact.id, now)
             self.store.release_held(contact.id, now)  # the WhatsApp window is open again

@@ -43,6 +43,7 @@ from bot.flow import (
     SayNode,
     Text,
     TriageNode,
+    keyword_form,
 )
 from bot.messages import Inbound
 from bot.session import Contact, Frame, Session, SessionStatus
@@ -72,10 +73,6 @@ READING_FLOWS = {
     "spo2_percent": "covid_screening",
     "temperature_c": "covid_screening",
 }
-RESUME_TEXT = "Welcome back. Let us continue where you left off (or reply MENU)."
-"""Said before the pending question when an expired conversation is resumed; a `resume`
-message in flows/_interrupts.yaml replaces it."""
-_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -97,7 +94,7 @@ class _SafeFormat(dict[str, str]):
 
 def keyword(lib: Library, text: str, language: str) -> str | None:
     """The interrupt a message is, if it is exactly one of the configured keywords."""
-    word = _PUNCT.sub("", text).strip().upper()
+    word = keyword_form(text)
     if not word:
         return None
     for name, per_lang in lib.interrupts.keywords.items():
@@ -347,7 +344,8 @@ class _Run:
         if self.contact.consent_care is not True and flow_id != self.lib.first_flow:
             stack = (Frame(flow_id, FLOW_START),)
             flow_id = self.lib.first_flow
-            if self.contact.consent_care is None and not self.language_known():
+            patient_first = self.inbound is not None and self.contact.consent_care is None
+            if patient_first and not self.language_known():
                 # first contact, language unknown: the numbered language menu comes first
                 stack, flow_id = (*stack, Frame(flow_id, FLOW_START)), "language"
         self.s = self.s.evolve(stack=stack)
@@ -358,7 +356,7 @@ class _Run:
     def language_known(self) -> bool:
         """Whether a first contact's language is settled: one language configured, or one
         inferred from the channel (Telegram's language_code) or the script of the message."""
-        if len(self.lib.languages) < 2:
+        if len(self.lib.languages) < 2 or self.contact.language_set:
             return True
         guess = infer_language(self.inbound, self.lib.languages)
         if guess is None:
@@ -419,7 +417,7 @@ class _Run:
             self.answer(ans)
             return
         if self.s.flow != self.lib.default_flow:  # the menu is not a place to come back to
-            self.say(self.msg("resume") or RESUME_TEXT)
+            self.say(self.msg("resume"))
         self.reask()
 
     def answer(self, ans: Answer | None) -> None:
@@ -598,6 +596,8 @@ class _FlowBug(Exception):
 
 def _replace_contact(contact: Contact, field: str, value: Any) -> Contact:
     """The engine's contact snapshot after a ContactChanged (fields it does not keep: as is)."""
+    if field == "language":
+        return replace(contact, language=value, language_set=True)
     return replace(contact, **{field: value}) if field in _CONTACT_FIELDS else contact
 
 

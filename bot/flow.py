@@ -5,6 +5,7 @@ Imports only the standard library. Built by bot.loader; read by bot.engine.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -34,6 +35,13 @@ GLOBAL_RED_FLAGS: tuple[str, ...] = (
     "convulsions",
     "suicidal_thoughts",
 )
+
+
+def keyword_form(text: str) -> str:
+    """How keywords are compared: punctuation and symbols dropped (letters and combining marks
+    of any script kept, so Devanagari vowel signs survive), spaces collapsed, upper case."""
+    kept = "".join(ch for ch in text if unicodedata.category(ch)[0] not in "PS")
+    return " ".join(kept.split()).upper()
 
 
 def urgency(level: str) -> int:

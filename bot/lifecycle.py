@@ -17,15 +17,6 @@ from bot.flow import AskNode, Library, Text
 from bot.schedules import QuietHours, defer_quiet
 from bot.session import Session
 
-DEFAULT_MESSAGES: dict[str, str] = {
-    # Before the pending question when a conversation has been silent (nudge_after).
-    "nudge": "We have not heard back from you. When you are ready, please answer:",
-    # The same for a check-in the bot started.
-    "checkin_nudge": "Reminder: your check-in is waiting for you.",
-}
-"""English defaults; a deployment overrides or translates them under the same keys in
-`flows/_interrupts.yaml` `messages:`."""
-
 
 class Step(StrEnum):
     """What the lifecycle sweep does to an active conversation now."""
@@ -78,11 +69,9 @@ def next_step(
 
 
 def message(lib: Library, key: str, language: str) -> str:
-    """A lifecycle message in `language`: from _interrupts.yaml if there, else the default."""
-    text = lib.interrupts.messages.get(key)
-    if text:
-        return _fill(lib, text.get(language) or text.get("en") or next(iter(text.values())))
-    return DEFAULT_MESSAGES[key]
+    """A lifecycle message (`nudge`, `checkin_nudge`; required in _interrupts.yaml) in `language`."""
+    text = lib.interrupts.messages[key]
+    return _fill(lib, text.get(language) or text.get("en") or next(iter(text.values())))
 
 
 def prompt(lib: Library, session: Session) -> tuple[str, tuple[str, ...]] | None:

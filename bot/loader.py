@@ -46,6 +46,7 @@ from bot.flow import (
     Text,
     TriageNode,
     Truthy,
+    keyword_form,
 )
 
 SPEC_VERSION = 2
@@ -77,6 +78,9 @@ REQUIRED_MESSAGES = (
     "handed_off",
     "unknown_allowed",
     "error",
+    "resume",
+    "nudge",
+    "checkin_nudge",
 )
 _SLUG = re.compile(r"^[a-z][a-z0-9_]*$")
 _DURATION = re.compile(r"^(\d+)\s*(m|min|h|d|w)$")
@@ -755,7 +759,7 @@ def _load_interrupts(path: Path, languages: tuple[str, ...]) -> tuple[Interrupts
             problems.add("keywords", key, "missing keyword list")
             continue
         keywords[key] = {
-            str(lang): tuple(str(w).strip().upper() for w in words or ())
+            str(lang): tuple(keyword_form(str(w)) for w in words or ())
             for lang, words in spec.items()
         }
         for lang in languages:

@@ -29,6 +29,7 @@ class Contact:
     language: str = "en"
     opted_out: bool = False
     consent_care: bool | None = None  # None: not asked yet
+    language_set: bool = False  # chosen, given at enrollment or inferred; else asked first
 
 
 @dataclass(frozen=True)

@@ -63,9 +63,25 @@ def replies(sprint: engine.Sprint) -> list[str]:
     return [e.text for e in sprint.events if isinstance(e, MsgCreated)]
 
 
-def test_first_contact_is_asked_for_consent_then_gets_the_menu(lib: Library) -> None:
+def test_first_contact_chooses_a_language_then_consents_then_gets_the_menu(
+    lib: Library,
+) -> None:
     new = Session(contact=Contact(id=1, channel="sms"))
-    first = say(lib, new, "hi", u("hi", answer=False, intent="greet"))
+    menu = say(lib, new, "hi", u("hi", answer=False, intent="greet"))
+    assert menu.session.flow == "language"
+    assert "Which language" in replies(menu)[0] and "Idioma" in " ".join(
+        e.choices[2] for e in menu.events if isinstance(e, MsgCreated)
+    ).replace("Español", "Idioma")
+    first = say(lib, menu.session, "3", u("3", "es"))
+    assert ContactChanged("language", "es") in first.events
+    assert first.session.flow == "consent"
+    assert "112" in replies(first)[0] and "emergencia" in replies(first)[0].lower()
+    first = say(
+        lib,
+        new.evolve(contact=Contact(id=1, channel="sms", language_set=True)),
+        "hi",
+        u("hi", answer=False, intent="greet"),
+    )
     assert first.session.flow == "consent"
     assert "not for emergencies" in replies(first)[0]
     assert "112" in replies(first)[0]
@@ -210,3 +226,30 @@ def test_a_reading_outside_a_conversation_starts_its_check_in(lib: Library) -> N
     assert sprint.session.answers["systolic_bp"] == 150.0
     neutral = say(lib, consented(), "hello", u("hello", answer=False, intent="greet"))
     assert neutral.session.flow == "menu"
+
+
+def test_devanagari_or_a_telegram_language_skips_the_language_menu(lib: Library) -> None:
+    new = Session(contact=Contact(id=1, channel="telegram"))
+    hindi = engine.resume(
+        lib, new, Inbound("sms", "+1", "नमस्ते", NOW, "d1"), u("नमस्ते", answer=False), NOW
+    )
+    assert ContactChanged("language", "hi") in hindi.events
+    assert hindi.session.flow == "consent" and hindi.session.contact.language == "hi"
+    spanish = engine.resume(
+        lib,
+        new,
+        Inbound("telegram", "7", "hola", NOW, "t1", language_hint="es-MX"),
+        u("hola", answer=False),
+        NOW,
+    )
+    assert spanish.session.contact.language == "es" and spanish.session.flow == "consent"
+
+
+def test_devanagari_keywords_are_recognised(lib: Library) -> None:
+    session = screening(lib).evolve(
+        contact=Contact(id=1, channel="sms", language="hi", consent_care=True, language_set=True)
+    )
+    sprint = say(lib, session, "रोको", u("रोको", answer=False))
+    assert ContactChanged("opted_out", True) in sprint.events
+    assert engine.keyword(lib, "भाषा", "hi") == "language"
+    assert engine.keyword(lib, "  Stop! ", "en") == "stop"

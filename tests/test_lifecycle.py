@@ -22,6 +22,9 @@ from nlu.types import Answer, AnswerStatus, Intent, Understanding
 POLICY = Lifecycle(timedelta(hours=2), timedelta(hours=10))
 QUIET = QuietHours(time(21, 0), time(8, 0))
 
+RESUME_EN = "Welcome back. Let us continue where you left off (or reply MENU)."
+NUDGE_EN = "We have not heard back from you. When you are ready, please answer:"
+
 
 # --- the policy (pure) ------------------------------------------------------------------------
 
@@ -103,7 +106,7 @@ def test_anything_else_after_expiry_offers_the_question_again(lib: Library) -> N
         lib, session, Inbound("sms", "+1", "hello", ist(2, 9), "p2"), u, ist(2, 9)
     )
     [reply] = sprint.replies
-    assert reply.text.startswith(engine.RESUME_TEXT)
+    assert reply.text.startswith(RESUME_EN)
     assert "measure your blood pressure" in reply.text
     assert sprint.session.status is SessionStatus.ACTIVE and sprint.session.node == "ask_bp"
     assert sprint.session.failures == 0
@@ -150,7 +153,7 @@ def test_a_silent_conversation_gets_one_nudge_then_expires_and_resumes(app: Care
     run_until(app, ist(1, 12))
     [nudge] = reminders(app, patient.contact_id)
     assert local_hm(nudge.created_at) == "04-01 11:05"  # first tick after 2 h of silence
-    assert nudge.outbound.text.startswith(lifecycle.DEFAULT_MESSAGES["nudge"])
+    assert nudge.outbound.text.startswith(NUDGE_EN)
     assert "How old" in nudge.outbound.text
     run_until(app, ist(1, 21, 0))
     assert len(reminders(app, patient.contact_id)) == 1  # one nudge, not one per sweep
@@ -159,7 +162,7 @@ def test_a_silent_conversation_gets_one_nudge_then_expires_and_resumes(app: Care
     assert contact is not None
     assert app.store.current_session(contact).status is SessionStatus.EXPIRED
     reply = patient.say("hello again")
-    assert reply.startswith(engine.RESUME_TEXT) and "How old" in reply
+    assert reply.startswith(RESUME_EN) and "How old" in reply
     assert "symptoms" in patient.say("45").lower()
     session = app.store.current_session(contact)
     assert session.answers["age_years"] == 45 and session.answers["chest_pain"] is False

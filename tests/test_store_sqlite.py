@@ -211,7 +211,7 @@ def test_contacts_are_created_once_and_updated(store: SqliteStore) -> None:
     assert (row.opted_out, row.opted_out_at, row.consent_care_at) == (True, at(10), at(10))
     assert (row.last_inbound_at, row.created_at, row.consent_broadcast) == (at(15), T0, None)
     assert store.get_contact(first.id) == Contact(
-        first.id, "telegram", "fr", opted_out=True, consent_care=True
+        first.id, "telegram", "fr", opted_out=True, consent_care=True, language_set=True
     )
 
     store.update_contact(first.id, opted_out=False, language="sw", now=at(30))

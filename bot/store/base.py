@@ -116,6 +116,7 @@ class ContactRow:
     region: str | None = None
     timezone: str | None = None  # IANA name; an enrollment's time zone is used when None
     preferred: bool = False  # the person's preferred contact for broadcasts
+    language_set: bool = False  # the language was chosen, given or inferred
 
     def to_contact(self) -> Contact:
         """The engine's view of this contact."""
@@ -125,6 +126,7 @@ class ContactRow:
             language=self.language,
             opted_out=self.opted_out,
             consent_care=self.consent_care,
+            language_set=self.language_set,
         )
 
 

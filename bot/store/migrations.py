@@ -610,9 +610,16 @@ def _broadcasts(db: Database) -> None:
     )
 
 
+def _language_set(db: Database) -> None:
+    """Whether a contact's language was chosen, given or inferred (else: ask at first contact)."""
+    db.execute('ALTER TABLE "contacts" ADD COLUMN "language_set" INTEGER NOT NULL DEFAULT 0')
+    db.execute("UPDATE contacts SET language_set = 1 WHERE consent_care IS NOT NULL")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "checkins", _checkins),
     Migration(3, "console", _console),
     Migration(4, "broadcasts", _broadcasts),
+    Migration(5, "language_set", _language_set),
 )

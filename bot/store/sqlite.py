@@ -318,16 +318,27 @@ class SqliteStore(BroadcastSql):
         if not rows:
             with self._atomic("get_or_create_contact") as conn:
                 conn.execute(
-                    "INSERT INTO contacts (channel, address, language, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, address) DO NOTHING",
-                    (channel, address, language or "en", _ts(now), _ts(now)),
+                    "INSERT INTO contacts (channel, address, language, language_set,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (channel, address) DO NOTHING",
+                    (
+                        channel,
+                        address,
+                        language or "en",
+                        int(language is not None),
+                        _ts(now),
+                        _ts(now),
+                    ),
                 )
                 if language is None:  # the same person on another channel: their language
                     conn.execute(
-                        "UPDATE contacts SET language = coalesce((SELECT o.language FROM contacts"
-                        " o WHERE o.person_id = contacts.person_id AND o.id <> contacts.id"
-                        " ORDER BY o.updated_at DESC LIMIT 1), language)"
-                        " WHERE channel = ? AND address = ?",
+                        "UPDATE contacts SET (language, language_set) = (SELECT o.language,"
+                        " o.language_set FROM contacts o WHERE o.person_id = contacts.person_id"
+                        " AND o.id <> contacts.id AND o.language_set = 1"
+                        " ORDER BY o.updated_at DESC LIMIT 1)"
+                        " WHERE channel = ? AND address = ? AND EXISTS (SELECT 1 FROM contacts o"
+                        " WHERE o.person_id = contacts.person_id AND o.id <> contacts.id"
+                        " AND o.language_set = 1)",
                         (channel, address),
                     )
                 rows = self._write_rows(conn, sql, (channel, address))
@@ -389,6 +400,8 @@ class SqliteStore(BroadcastSql):
                 changes["opted_out_at"] = at if opted_out else None
             if language is not None and language != current["language"]:
                 changes["language"] = language
+            if language is not None and not current["language_set"]:
+                changes["language_set"] = 1
             if consent_care is not None and _flag(current["consent_care"]) != consent_care:
                 changes["consent_care"] = int(consent_care)
                 changes["consent_care_at"] = at
@@ -1669,6 +1682,7 @@ def _contact_row(r: sqlite3.Row) -> ContactRow:
         region=r["region"],
         timezone=r["timezone"],
         preferred=bool(r["preferred"]),
+        language_set=bool(r["language_set"]),
     )
 
 
