@@ -45,7 +45,8 @@ def send(app: CareBridge, text: str, address: str = "+15550001", pid: str | None
 
 
 def into_screening(app: CareBridge, address: str = "+15550001") -> None:
-    send(app, "hi", address)
+    assert "Which language" in send(app, "hi", address)  # first contact: the language menu
+    send(app, "1", address)  # English
     send(app, "yes", address)  # consent
     reply = send(app, "1", address)  # menu: COVID-19 check
     assert "any of these right now" in reply

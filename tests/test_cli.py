@@ -79,9 +79,9 @@ def test_flows_test_and_graph(tmp_config: Config, tmp_path: Path) -> None:
 
 def test_chat_jsonl_is_one_object_per_patient_line(tmp_config: Config, tmp_path: Path) -> None:
     cfg = write_config(tmp_config, tmp_path)
-    code, out = run(["chat", "--jsonl", "--as", "p1"], cfg, "hi\nyes\n1\n0\n")
+    code, out = run(["chat", "--jsonl", "--as", "p1"], cfg, "hi\n1\nyes\n1\n0\n")
     assert code == 0, out
-    lines = [json.loads(line) for line in out.splitlines()]
+    lines = [json.loads(line) for line in out.splitlines()][1:]  # after the language menu
     assert len(lines) == 4
     keys = {"replies", "expecting", "flow", "triage", "red_flags", "escalated", "status"}
     assert all(set(line) == keys for line in lines)
@@ -93,7 +93,7 @@ def test_chat_jsonl_is_one_object_per_patient_line(tmp_config: Config, tmp_path:
 def test_chat_script_resumes_after_a_restart(tmp_config: Config, tmp_path: Path) -> None:
     cfg = write_config(tmp_config, tmp_path)
     script = tmp_path / "s.txt"
-    script.write_text("hi\nyes\n1\n", encoding="utf-8")
+    script.write_text("hi\n1\nyes\n1\n", encoding="utf-8")
     code, out = run(["chat", "--script", str(script), "--as", "p2"], cfg)
     assert code == 0 and "> 1" in out and "any of these right now" in out
     code, out = run(["chat", "--as", "p2"], cfg, "")  # a new process, same patient

@@ -45,7 +45,9 @@ def test_a_visitor_completes_the_screening_in_the_simulator(server: Served) -> N
             page.press("#text", "Enter")
             page.locator(".msg.bot", has_text=expect).last.wait_for(timeout=10_000)
 
-        say("hi", "Do you agree to continue?")
+        say("hi", "Which language would you like?")
+        page.get_by_role("button", name="English").click()
+        page.locator(".msg.bot", has_text="Do you agree to continue?").wait_for(timeout=10_000)
         say("yes", "What would you like to do?")
         page.get_by_role("button", name="COVID-19 check").click()  # an inline button
         page.locator(".msg.bot", has_text="any of these right now").wait_for(timeout=10_000)
@@ -63,4 +65,4 @@ def test_a_visitor_completes_the_screening_in_the_simulator(server: Served) -> N
         ]:
             say(text, expect)
         bubbles = page.locator(".msg.me").all_inner_texts()
-        assert bubbles[2] == "COVID-19 check" and bubbles[-1] == "0"
+        assert bubbles[1] == "English" and bubbles[3] == "COVID-19 check" and bubbles[-1] == "0"

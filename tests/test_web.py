@@ -159,6 +159,7 @@ def stack(tmp_config: Config, tmp_path: Path) -> Iterator[Stack]:
 
 SCREENING = [
     "hi",
+    "1",  # the language menu at first contact: English
     "yes",
     "1",
     "0",
@@ -195,7 +196,7 @@ def test_a_complete_screening_over_telegram_with_buttons(stack: Stack) -> None:
         message_update(chat, "yes"),
         callback_update(chat, "1", query_id="q-menu"),  # the COVID-19 check button
     ]
-    script += [message_update(chat, text) for text in SCREENING[3:]]
+    script += [message_update(chat, text) for text in SCREENING[4:]]  # language known
     for n, update in enumerate(script, 1):
         assert stack.telegram_update(update) == 200
         wait_for(lambda n=n: len(stack.telegram.sent) >= n)
@@ -236,7 +237,7 @@ def test_nothing_is_lost_in_a_sixty_second_provider_outage(stack: Stack) -> None
     stack.twilio.outage("mixed")
     numbers = [f"+1555124{i:04d}" for i in range(5)]
     for number in numbers:
-        for line in ("hi", "yes"):
+        for line in ("hi", "1"):
             assert stack.sms(number, line) == 200
     time.sleep(6.0)
     assert all(r.status != OutboxStatus.SENT for r in stack.bridge.store.outbox())
@@ -248,7 +249,8 @@ def test_nothing_is_lost_in_a_sixty_second_provider_outage(stack: Stack) -> None
     assert len(rows) == 10 and {r.status for r in rows} == {OutboxStatus.SENT}
     assert max(r.attempts for r in rows) > 1
     for number in numbers:  # in order, once each
-        assert stack.sent_to(number)[1].startswith("What would you like to do?")
+        first, second = stack.sent_to(number)
+        assert "Which language" in first and "Do you agree to continue?" in second
 
 
 def test_twilio_21610_opts_the_contact_out(stack: Stack) -> None:
@@ -289,5 +291,5 @@ def test_healthz_and_the_simulator_round_trip(stack: Stack) -> None:
         return list(httpx.get(url).json()["messages"])
 
     wait_for(lambda: len(got()) == 1)
-    assert "Do you agree to continue?" in got()[0]["text"]
+    assert "Which language would you like?" in got()[0]["text"]
     assert stack.post("/sim/api/send", json={"address": "x", "text": "hi"}).status_code == 400
