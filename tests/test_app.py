@@ -153,3 +153,18 @@ def test_the_language_is_remembered_across_channels(app: CareBridge) -> None:
     app.store.update_contact(sms.id, language="es", now=app.clock())
     wa = app.store.get_or_create_contact("whatsapp", "+15550008888", app.clock())
     assert wa.language == "es"
+
+
+def test_a_hinglish_red_flag_interrupts_with_the_emergency_instruction_in_hindi(
+    app: CareBridge,
+) -> None:
+    send(app, "hi", "+15550009191")
+    send(app, "2", "+15550009191")  # हिन्दी
+    send(app, "1", "+15550009191")  # consent
+    assert "कितनी है" in send(app, "1", "+15550009191") + send(app, "0", "+15550009191")
+    reply = send(app, "papa ko saans nahi aa rahi, hoth neele ho gaye", "+15550009191")
+    hindi = app.library.interrupts.messages["red_flag"]["hi"].format(emergency_number="112")
+    assert reply.startswith(hindi) and "112" in reply
+    [ticket] = app.store.escalations()
+    assert ticket.level == "emergency_ambulance"
+    assert {"severe_dyspnea", "cyanosis"} <= set(ticket.red_flags)
