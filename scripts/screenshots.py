@@ -103,9 +103,11 @@ def seed(bridge: CareBridge, clock: Clock) -> int:
     """A few patients in the queue; returns the ticket to show."""
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     store = bridge.store
+    # Each patient's first message gets the language menu; "1" picks English.
     # An older patient with COVID-19 symptoms: consultation within 24 hours (urgent).
-    covid = ["hi", "yes", "1", "0", "71", "fever and cough", "101.3F", "94", "no", "no", "no"]
-    say(bridge, clock, now - timedelta(minutes=38), "whatsapp", "+919812345678", *covid, "no", "0")
+    covid = ["hi", "1", "yes", "1", "0", "71", "fever and cough", "101.3F", "94", "no", "no"]
+    covid += ["no", "no", "0"]
+    say(bridge, clock, now - timedelta(minutes=38), "whatsapp", "+919812345678", *covid)
     contact = store.find_contact("whatsapp", "+919812345678")
     assert contact is not None
     for days, (t, spo2) in enumerate([(37.9, 97), (38.2, 96), (38.4, 96), (38.6, 95)]):
@@ -122,8 +124,9 @@ def seed(bridge: CareBridge, clock: Clock) -> int:
         "my father can't breathe and his lips are blue",
     )
     # A patient who asked for a human (routine), and one past its deadline.
-    say(bridge, clock, now - timedelta(minutes=95), "telegram", "731255409", "hi", "yes", "agent")
-    say(bridge, clock, now - timedelta(hours=9), "sms", "+15550102030", "hi", "yes", "agent")
+    agent = ["hi", "1", "yes", "agent"]
+    say(bridge, clock, now - timedelta(minutes=95), "telegram", "731255409", *agent)
+    say(bridge, clock, now - timedelta(hours=9), "sms", "+15550102030", *agent)
     clock.pinned = None
     bridge.tickets.sweep_deadlines(datetime.now(UTC))
     [ticket] = [t for t in store.escalations("waiting") if t.contact_id == contact.id]

@@ -94,7 +94,10 @@ def test_only_known_coordinators_create_broadcasts(svc: Broadcasts) -> None:
         svc.create(Draft("x", {"en": "x"}), by="carol")
 
 
-def test_create_refuses_what_cannot_be_sent_and_says_how_to_fix_it(svc: Broadcasts) -> None:
+def test_create_refuses_what_cannot_be_sent_and_says_how_to_fix_it(
+    store: SqliteStore, svc: Broadcasts, config: Config
+) -> None:
+    configured_languages = ", ".join(config.languages)  # en, hi, es in config.yaml
     draft = Draft(
         " ",
         {"fr": "Bonjour", "en": "x" * 600},
@@ -105,13 +108,23 @@ def test_create_refuses_what_cannot_be_sent_and_says_how_to_fix_it(svc: Broadcas
         svc.create(draft, by="alice")
     for expected in (
         "name: give the broadcast a name",
-        "text.fr: fr is not in languages (en)",
+        f"text.fr: fr is not in languages ({configured_languages})",
         "sms.en: 4 SMS segments, over broadcast.max_sms_segments (3)",
         "whatsapp template 'nope': not in broadcast.whatsapp_templates",
         "audience.channels: unknown ['fax']",
         "audience.conditions: unknown ['flu']",
     ):
         assert expected in str(err.value)
+    # Every configured language is accepted, but a text in the first (the default) is required.
+    default, *others = config.languages
+    assert others, "config.yaml configures more than one language"
+    only_others = Draft("advice", dict.fromkeys(others, "Free testing at the town hall."))
+    with pytest.raises(BroadcastError) as err:
+        svc.create(only_others, by="alice")
+    assert str(err.value) == f"text: a text in {default} (languages[0] in the config) is required"
+    every = Draft("advice", dict.fromkeys(config.languages, "Free testing at the town hall."))
+    row = svc.create(every, by="alice")
+    assert {t.language for t in store.broadcast_texts(row.id)} == set(config.languages)
 
 
 # -- who receives it ----------------------------------------------------------------------------

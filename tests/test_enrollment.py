@@ -147,7 +147,8 @@ def test_an_enrollment_at_night_waits_for_the_morning(app: CareBridge) -> None:
 
 def test_consent_to_a_screening_is_not_consent_to_check_ins(app: CareBridge) -> None:
     patient = Patient(app)
-    patient.say("hi")
+    assert "Which language" in patient.say("hi")  # first contact: the language menu
+    assert "Do you agree" in patient.say("1")  # English, then the consent question
     patient.say("yes")  # agreed to the service earlier (consent flow)
     done = enroll(app)
     run_until(app, ist(1, 10, 30))
@@ -197,7 +198,8 @@ def test_an_enrollment_left_half_done_does_not_hold_up_the_check_ins(app: CareBr
 
 def test_a_patient_can_enroll_through_the_flow(app: CareBridge) -> None:
     patient = Patient(app, "+919800000001")
-    patient.say("hi")
+    assert "Which language" in patient.say("hi")
+    assert "Do you agree" in patient.say("1")  # English
     patient.say("yes")  # consent to the service
     contact_id = patient.contact_id
     app.start_checkin(contact_id, "enrollment", app.clock())

@@ -431,7 +431,8 @@ def test_a_waiting_ticket_may_be_resolved_without_a_claim(app: CareBridge) -> No
 
 
 def test_returning_to_a_flow_starts_it_for_the_patient(app: CareBridge) -> None:
-    send(app, "hi")
+    assert "Which language" in send(app, "hi")[0]  # first contact: the language menu
+    assert "Do you agree" in send(app, "1")[0]  # English, then the consent question
     send(app, "yes")  # consent
     ticket_id = red_flag(app)
     rao = clinician(app)

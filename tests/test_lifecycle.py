@@ -9,7 +9,7 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 from checkin_helpers import KOLKATA, Clock, Patient, ist, local_hm, reminders, run_until
 
-from bot import engine, lifecycle
+from bot import engine
 from bot.app import CareBridge
 from bot.config import Config
 from bot.flow import Library
@@ -141,7 +141,8 @@ def app(india: Config) -> Iterator[CareBridge]:
 
 
 def into_screening(patient: Patient) -> None:
-    patient.say("hi")
+    assert "Which language" in patient.say("hi")  # first contact: the language menu
+    assert "Do you agree" in patient.say("1")  # English, then the consent question
     patient.say("yes")
     patient.say("1")  # COVID-19 check
     patient.say("0")  # no warning signs: now asked the age
@@ -181,8 +182,9 @@ def test_an_answer_resets_the_silence(app: CareBridge) -> None:
 
 def test_the_menu_waiting_for_a_choice_is_not_nudged(app: CareBridge) -> None:
     patient = Patient(app)
-    patient.say("hi")
-    patient.say("yes")  # now at the menu
+    assert "Which language" in patient.say("hi")  # first contact: the language menu
+    assert "Do you agree" in patient.say("1")  # English, then the consent question
+    assert "What would you like to do?" in patient.say("yes")  # now at the menu
     run_until(app, ist(2, 9))
     assert reminders(app, patient.contact_id) == []
 

@@ -164,6 +164,4 @@ def test_every_configured_language_is_required_and_placeholders_must_match(
         load_library(d, CONCEPTS, languages=("en", "hi"), first_flow="tiny", default_flow="tiny")
     text = "\n".join(err.value.problems)
     assert f"{d / 'tiny.yaml'}:ask_fever:ask: missing the 'hi' text" in text
-    assert (
-        "hot:say.hi: placeholders [] differ from the 'en' text's ['emergency_number']" in text
-    )
+    assert "hot:say.hi: placeholders [] differ from the 'en' text's ['emergency_number']" in text

@@ -139,7 +139,8 @@ def run_bp_checkin(app: CareBridge, reading: str) -> str:
 
 @pytest.fixture
 def consented(app: CareBridge) -> CareBridge:
-    say(app, "hi")
+    assert "Which language" in say(app, "hi")  # first contact: the language menu
+    assert "Do you agree" in say(app, "1")  # English, then the consent question
     say(app, "yes")
     return app
 
