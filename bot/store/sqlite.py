@@ -50,6 +50,7 @@ from bot.store.base import (
     TranscriptEntry,
     UserRow,
 )
+from bot.store.codec import _dt, _json, _ts
 from bot.store.migrations import MIGRATIONS, Migration
 from bot.store.sqlite_broadcasts import BroadcastSql, record_consents
 
@@ -75,23 +76,8 @@ _RANK = {
 _OPEN_ESCALATION = (EscalationStatus.WAITING, EscalationStatus.CLAIMED)
 
 
-def _ts(when: datetime) -> str:
-    """A timezone-aware datetime as fixed-width ISO-8601 UTC text (sorts as it compares)."""
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise ValueError("the store needs timezone-aware datetimes (UTC), got a naive one")
-    return when.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _dt(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
 def _dt_req(text: str) -> datetime:
     return datetime.fromisoformat(text)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _flag(value: int | None) -> bool | None:
@@ -585,18 +571,17 @@ class SqliteStore(BroadcastSql):
         self, status: str | None = None, contact_id: int | None = None
     ) -> list[EscalationRow]:
         """Tickets, optionally with one status and/or of one contact, in the order opened."""
-        where: list[str] = ["1"]
-        params: list[Any] = []
-        if status is not None:
-            where.append("status = ?")
-            params.append(_checked(status, EscalationStatus, "status"))
-        if contact_id is not None:
-            where.append("contact_id = ?")
-            params.append(contact_id)
-        rows = self._rows(
-            f"SELECT * FROM escalations WHERE {' AND '.join(where)} ORDER BY id", tuple(params)
-        )
+        checked = None if status is None else _checked(status, EscalationStatus, "status")
+        rows = self._filtered("escalations", status=checked, contact_id=contact_id)
         return [_escalation_row(r) for r in rows]
+
+    def _filtered(self, table: str, **equal: Any) -> list[sqlite3.Row]:
+        """Rows of `table` whose columns equal the given values (None: any), by id."""
+        given = {column: value for column, value in equal.items() if value is not None}
+        where = " AND ".join([f'"{column}" = ?' for column in given] or ["1"])
+        return self._rows(
+            f'SELECT * FROM "{table}" WHERE {where} ORDER BY id', tuple(given.values())
+        )
 
     def get_escalation(self, escalation_id: int) -> EscalationRow | None:
         """One ticket, or None."""
@@ -1144,7 +1129,8 @@ class SqliteStore(BroadcastSql):
         """The patient wrote: their held messages are due now; returns how many."""
         with self._atomic("release_held") as conn:
             cursor = conn.execute(
-                "UPDATE outbox SET status = ?, next_attempt_at = ? WHERE contact_id = ? AND status = ?",
+                "UPDATE outbox SET status = ?, next_attempt_at = ?"
+                " WHERE contact_id = ? AND status = ?",
                 (OutboxStatus.QUEUED, _ts(now), contact_id, OutboxStatus.HELD),
             )
         return cursor.rowcount
@@ -1322,17 +1308,8 @@ class SqliteStore(BroadcastSql):
         self, status: str | None = None, team: str | None = None
     ) -> list[EnrollmentRow]:
         """Enrollments, optionally with one status and/or team, oldest first."""
-        where: list[str] = ["1"]
-        params: list[Any] = []
-        if status is not None:
-            where.append("status = ?")
-            params.append(_checked(status, EnrollmentStatus, "status"))
-        if team is not None:
-            where.append("team = ?")
-            params.append(team)
-        rows = self._rows(
-            f"SELECT * FROM enrollments WHERE {' AND '.join(where)} ORDER BY id", tuple(params)
-        )
+        checked = None if status is None else _checked(status, EnrollmentStatus, "status")
+        rows = self._filtered("enrollments", status=checked, team=team)
         return [_enrollment_row(r) for r in rows]
 
     def enrollments_to_sync(self) -> list[EnrollmentRow]:

@@ -11,7 +11,7 @@ import json
 import logging
 import sqlite3
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bot.store.base import Audience as AudienceFilter
@@ -30,27 +30,13 @@ from bot.store.base import (
     OutboxGate,
     OutboxStatus,
 )
+from bot.store.codec import _dt, _json, _ts
 
 log = logging.getLogger(__name__)
 
 CANCEL_CHUNK = 20_000  # outbox rows cancelled per transaction: writers never wait long
 _REACHED = ("sent", "delivered")  # a correction goes to the rows of these statuses
 _LIVE = ("draft", "approved", "sending", "sent")  # the kill switch may stop these
-
-
-def _ts(when: datetime) -> str:
-    """Same text form as bot.store.sqlite._ts: fixed-width ISO-8601 UTC with microseconds."""
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise ValueError("the store needs timezone-aware datetimes (UTC), got a naive one")
-    return when.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _dt(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _marks(prefix: str, values: tuple[str, ...], params: dict[str, Any]) -> str:

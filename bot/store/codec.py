@@ -1,0 +1,24 @@
+"""How the SQLite store writes values as text: timestamps as fixed-width ISO-8601 UTC (so they
+sort as they compare) and JSON compactly. Imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+
+def _ts(when: datetime) -> str:
+    """A timezone-aware datetime as fixed-width ISO-8601 UTC text (sorts as it compares)."""
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError("the store needs timezone-aware datetimes (UTC), got a naive one")
+    return when.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
