@@ -17,6 +17,7 @@ from nlu.evaluate import (
     evaluate_intents,
     evaluate_readings,
     evaluate_redflags,
+    language_of,
     nlu_tests_dir,
 )
 from nlu.interpreter import Interpreter
@@ -80,12 +81,20 @@ def _print_intents(report: IntentReport, title: str) -> None:
     default=None,
     help="A Rasa YAML test file (default: data/nlu/tests/<lang>_heldout.yml).",
 )
-@click.option("--lang", "language", default="en", show_default=True)
+@click.option(
+    "--lang",
+    "language",
+    default=None,
+    help="Language code (default: from the --data file name, hi_heldout.yml -> hi; else en).",
+)
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
-def test(data_file: Path | None, language: str, data_dir: Path | None) -> None:
+def test(data_file: Path | None, language: str | None, data_dir: Path | None) -> None:
     """Score intents, entities, red flags and readings; fail on any missed red flag."""
     it = _interpreter(data_dir)
     folder = nlu_tests_dir(data_dir)
+    if language is None:
+        language = (language_of(data_file, data_dir) if data_file else None) or "en"
+    click.echo(f"language: {language}")
     heldout = data_file or folder / f"{language}_heldout.yml"
 
     _print_intents(

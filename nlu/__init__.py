@@ -3,6 +3,7 @@
 A leaf package: imports nothing from `bot` or `channels`. See docs/nlu.md.
 """
 
+from collections.abc import Iterable
 from datetime import date
 
 from nlu.types import (
@@ -25,6 +26,7 @@ __all__ = [
     "Option",
     "QuestionType",
     "Understanding",
+    "detect_language",
     "interpret",
 ]
 
@@ -40,3 +42,12 @@ def interpret(
     from nlu.interpreter import default_interpreter
 
     return default_interpreter().interpret(text, expecting, language, today=today)
+
+
+def detect_language(text: str, candidates: Iterable[str] | None = None) -> str | None:
+    """The language `text` is clearly written in, among `candidates` (default: every
+    language with NLU data), or None: Devanagari or clear Hinglish -> "hi", clear Spanish
+    -> "es", clear English -> "en"; "ok", "hi", "no", "2" -> None. Pure; see nlu/language.py."""
+    from nlu.language import detect_language as detect
+
+    return detect(text, candidates)

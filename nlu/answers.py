@@ -19,7 +19,6 @@ from nlu.types import Answer, AnswerStatus, Entity, Expectation, Option, Questio
 
 INVALID = Answer(AnswerStatus.INVALID)
 
-_BP = re.compile(r"(?<![\d.])(\d{2,3})\s*(?:/|\\|over|by|on|-|x|\s)\s*(\d{2,3})(?![\d]|[.,]\d)")
 _OPTION_NUMBER = re.compile(r"^\s*(?:option|number|no\.?|#|choice)?\s*(\d{1,2})\s*[.)]?\s*$")
 _NUMBER_LIST = re.compile(r"^[\d\s,;&+/.\-]*$|^(?:\d+|\s|,|;|&|\+|and|n|or)+$")
 _INT = re.compile(r"\d+")
@@ -47,6 +46,9 @@ class AnswerReader:
     def __init__(self, lex: Lexicon) -> None:
         self.lex = lex
         self.grammar = grammar(lex)
+        self.bp_re = re.compile(
+            rf"(?<![\d.])(\d{{2,3}})\s*(?:{self.grammar.bp_between})\s*(\d{{2,3}})(?![\d]|[.,]\d)"
+        )
         a = lex.answers
         self.yes = _norm_set(a.get("yes", ()))
         self.no = _norm_set(a.get("no", ()))
@@ -178,7 +180,7 @@ class AnswerReader:
     # --- blood pressure ------------------------------------------------------------------
 
     def _bp(self, folded: str) -> Answer:
-        m = _BP.search(folded)
+        m = self.bp_re.search(folded)
         if m is None:
             return INVALID
         sys_v, dia_v = float(m.group(1)), float(m.group(2))

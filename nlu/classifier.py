@@ -31,7 +31,7 @@ from nlu.training import TrainingData, load_training_data, training_files
 
 log = logging.getLogger(__name__)
 
-MODEL_VERSION = "tfidf-lr-4"
+MODEL_VERSION = "tfidf-lr-5"
 """Part of the cache key: bump when features or hyperparameters change."""
 
 CHAR_NGRAMS = (2, 4)
@@ -41,7 +41,7 @@ TRAIN_COUNT = 0
 """How many times this process trained a model (tests use it to prove cache reuse)."""
 
 _NUM = re.compile(r"\d+(?:[.,]\d+)?")
-_TOKEN = re.compile(r"[^\W_]+|[?!]")
+_TOKEN = re.compile(r"(?:[^\W_]|[\u0900-\u0963\u0966-\u097f])+|[?!]")
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from nlu.lexicon import DATA_DIR
+from nlu.lexicon import DATA_DIR, available_languages
 from nlu.training import Example, load_training_data
 from nlu.types import Understanding
 
@@ -45,6 +45,13 @@ EntitySpan = tuple[str, int, int]
 def nlu_tests_dir(data_dir: Path | None = None) -> Path:
     """data/nlu/tests/ of a data folder."""
     return (data_dir or DATA_DIR) / "nlu" / "tests"
+
+
+def language_of(path: Path, data_dir: Path | None = None) -> str | None:
+    """The language a test file is for, from its name (`hi_heldout.yml` -> "hi"), when
+    that language has NLU data; None otherwise."""
+    head = path.name.split("_", 1)[0].split(".", 1)[0]
+    return head if head in available_languages(data_dir) else None
 
 
 # --- intents and entities -----------------------------------------------------------------

@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING
 from nlu.answers import AnswerReader
 from nlu.findings import EXTRACTOR as FINDINGS_EXTRACTOR
 from nlu.findings import finding_hits, subject
-from nlu.lexicon import DATA_DIR, Lexicon, Matches, load_lexicon, scan
+from nlu.language import detect_language
+from nlu.lexicon import (
+    BASE_LANGUAGE,
+    DATA_DIR,
+    Lexicon,
+    Matches,
+    available_languages,
+    load_lexicon,
+    scan,
+)
 from nlu.readings import extract_readings
 from nlu.redflags import EXTRACTOR as REDFLAGS_EXTRACTOR
 from nlu.redflags import GLOBAL_RED_FLAGS, flags_of, hit_entities, red_flag_hits
@@ -60,10 +69,31 @@ class Interpreter:
         self.use_classifier = use_classifier
         self._classifiers: dict[str, IntentClassifier | None] = {}
         self._lexicon_language: dict[str, str] = {}
+        self._languages: tuple[str, ...] | None = None
         self._readers: dict[int, AnswerReader] = {}
         self._lock = threading.RLock()
 
     # --- building blocks ---------------------------------------------------------------
+
+    def languages(self) -> tuple[str, ...]:
+        """Languages with NLU data of their own under the data folder (English first)."""
+        if self._languages is None:
+            self._languages = available_languages(self.data_dir) or (BASE_LANGUAGE,)
+        return self._languages
+
+    def reading_language(self, text: str, language: str) -> str:
+        """The language a message is read in: the contact's `language` (English when it has
+        no NLU data), unless the message is clearly written in another language that has
+        data ("mujhe bukhar hai" from an English contact is read as Hindi). Every language
+        includes English, so a clearly English message keeps the contact's language."""
+        langs = self.languages()
+        base = language if language in langs else BASE_LANGUAGE
+        if len(langs) < 2:
+            return base
+        seen = detect_language(text, langs, data_dir=self.data_dir)
+        if seen is not None and seen not in (base, BASE_LANGUAGE):
+            return seen
+        return base
 
     def lexicon(self, language: str) -> Lexicon:
         """The compiled lexicon for `language` (English is always part of it; a language
@@ -113,9 +143,12 @@ class Interpreter:
         return r
 
     def warm(self, language: str = "en") -> None:
-        """Build everything for `language` now instead of on the first message."""
-        self.lexicon(language).matcher.warm()
-        self.classifier(language)
+        """Build everything for `language` now instead of on the first message, and for
+        every other language with data (a message is read in the language it is written
+        in, see `reading_language`)."""
+        for lang in dict.fromkeys((language, *self.languages())):
+            self.lexicon(lang).matcher.warm()
+            self.classifier(lang)
 
     # --- the one job ---------------------------------------------------------------------
 
@@ -127,7 +160,12 @@ class Interpreter:
         *,
         today: date | None = None,
     ) -> Understanding:
-        """Read one patient message: red flags, findings, readings, intent and answer."""
+        """Read one patient message: red flags, findings, readings, intent and answer.
+
+        `Understanding.language` is the language the message was read in (see
+        `reading_language`): the contact's, another one the message is clearly written in,
+        or English for a language without NLU data."""
+        language = self.reading_language(text, language)
         lex = self.lexicon(language)
         folded = fold(text)
         matches = scan(lex, folded)

@@ -6,17 +6,18 @@ Imports only the standard library, PyYAML and nlu.matcher, nlu.text.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from nlu.matcher import Matcher
-from nlu.text import compile_pattern, compile_union
+from nlu.text import compile_pattern, compile_union, fold_spelling
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 """Default data folder; every loader also takes an explicit data_dir."""
@@ -33,11 +34,15 @@ class ConceptPatterns:
     """The compiled patterns of one concept."""
 
     concept: str
-    pattern: re.Pattern[str]  # all patterns as one expression (reference; see ConceptSet)
     sources: tuple[str, ...] = ()
     exclude: re.Pattern[str] | None = None
     implies: tuple[str, ...] = ()
     absent: tuple[str, ...] = ()  # phrases that deny the concept ("forgot my meds")
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        """All patterns as one expression (a reference: matching goes through Matcher)."""
+        return re.compile(compile_union(self.sources or self.absent))
 
 
 class ConceptSet:
@@ -89,6 +94,18 @@ class Lexicon:
     relative_days: dict[str, float]
     weekdays: tuple[str, ...]
     weekday_abbrev: tuple[str, ...]
+    trailing_links: frozenset[str] = frozenset()
+    """Words that may stand between a finding and a trailing negation ("aur", "bhi")."""
+    weekday_articles: tuple[str, ...] = ("last", "this")
+    """Words between a since-word and a weekday ("since last monday", "desde el lunes")."""
+    since_after: tuple[str, ...] = ()
+    """Since-words that follow the weekday ("somvar se")."""
+    old_words: tuple[str, ...] = ("old", "of age", "age")
+    """Words after a duration that make it an age ("34 years old")."""
+    pregnant_words: tuple[str, ...] = ()
+    """Words after weeks or months that make them a pregnancy ("32 weeks pregnant")."""
+    bp_words: tuple[str, ...] = ("over", "by", "on")
+    """Words between systolic and diastolic ("150 over 95")."""
 
 
 Matches = dict[str, list[tuple[str, int, int]]]
@@ -159,6 +176,11 @@ def _strings(value: Any, where: str) -> list[str]:
                 f"{where}: {v!r} was read as {type(v).__name__}: quote it"
                 " (YAML reads yes/no/on/off as booleans)"
             )
+        if isinstance(v, dict | list):
+            raise LexiconError(
+                f"{where}: {v!r} was read as a {type(v).__name__}: quote it"
+                " (YAML reads ': ' as a mapping and '[' as a list)"
+            )
     return [str(v) for v in value]
 
 
@@ -181,7 +203,6 @@ def _concepts(section: Any, where: str) -> ConceptSet:
         out.append(
             ConceptPatterns(
                 concept=str(concept),
-                pattern=_compile(compile_union(patterns or absent), f"{here}.patterns"),
                 sources=tuple(patterns),
                 absent=tuple(absent),
                 exclude=_compile(compile_union(exclude), f"{here}.exclude") if exclude else None,
@@ -194,9 +215,11 @@ def _concepts(section: Any, where: str) -> ConceptSet:
 _CUE_KEYS = {
     "pre_negation": "pre",
     "post_negation": "post",
+    "trailing_negation": "trail",
     "pseudo_negation": "pseudo",
     "uncertainty": "unsure",
     "terminators": "break",
+    "strict_terminators": "sbreak",
 }
 
 
@@ -210,14 +233,59 @@ def _cues(scope: dict[str, Any], where: str) -> list[tuple[str, str]]:
 
 
 def _words(value: Any, where: str) -> frozenset[str]:
-    return frozenset(s.lower() for s in _strings(value, where))
+    return frozenset(fold_spelling(s.lower()) for s in _strings(value, where))
+
+
+def _folded(value: Any, where: str) -> tuple[str, ...]:
+    return tuple(fold_spelling(s.lower()) for s in _strings(value, where))
+
+
+def available_languages(data_dir: Path | None = None) -> tuple[str, ...]:
+    """Languages with NLU data of their own (training data or any lexicon file), sorted,
+    English first."""
+    root = (data_dir or DATA_DIR) / "nlu"
+    found = {p.stem for p in root.glob("*.yml")}
+    for kind in ("redflags", "findings", "lexicon"):
+        found |= {p.stem for p in (root / kind).glob("*.yml")}
+    return tuple(sorted(found, key=lambda lang: (lang != BASE_LANGUAGE, lang)))
+
+
+def _load_redflags(data_dir: Path, language: str) -> dict[str, Any]:
+    """English, then `language`, then every other language: red flags of every language
+    are read whatever the patient's language (a Hinglish emergency from an English contact
+    still interrupts)."""
+    doc = _load_kind(data_dir, "redflags", language)
+    folder = data_dir / "nlu" / "redflags"
+    for path in sorted(folder.glob("*.yml")):
+        if path.stem not in (BASE_LANGUAGE, language):
+            doc = _merge(doc, _read(path))
+    return doc
+
+
+_BY_CONTENT: dict[tuple[str, str], Lexicon] = {}
+"""Compiled lexicons by language and a digest of their files: two data folders with the
+same lexicon files (a test's copy) share one compiled lexicon and its compiled gates."""
 
 
 @lru_cache(maxsize=16)
 def load_lexicon(language: str = "en", data_dir: Path | None = None) -> Lexicon:
     """The compiled lexicon for `language`, English always included (cached)."""
     root = data_dir or DATA_DIR
-    rf_doc = _load_kind(root, "redflags", language)
+    digest = hashlib.sha256()
+    for kind in ("redflags", "findings", "lexicon"):
+        for path in sorted((root / "nlu" / kind).glob("*.yml")):
+            if kind == "redflags" or path.stem in (BASE_LANGUAGE, language):
+                digest.update(f"{kind}/{path.name}".encode())
+                digest.update(path.read_bytes())
+    key = (language, digest.hexdigest())
+    lex = _BY_CONTENT.get(key)
+    if lex is None:
+        lex = _BY_CONTENT[key] = _build_lexicon(language, root)
+    return lex
+
+
+def _build_lexicon(language: str, root: Path) -> Lexicon:
+    rf_doc = _load_redflags(root, language)
     fi_doc = _load_kind(root, "findings", language)
     lx_doc = _load_kind(root, "lexicon", language)
     rf_where = f"{root / 'nlu' / 'redflags'}/{language}"
@@ -244,7 +312,7 @@ def load_lexicon(language: str = "en", data_dir: Path | None = None) -> Lexicon:
     redflags = _concepts(rf_doc.get("redflags"), f"{rf_where}.redflags")
     findings = _concepts(fi_doc.get("findings"), f"{fi_where}.findings")
     reading_keywords = {
-        str(k): tuple(str(w).lower() for w in _strings(v, f"{lx_where}.readings.{k}"))
+        str(k): _folded(v, f"{lx_where}.readings.{k}")
         for k, v in (lx_doc.get("readings") or {}).items()
     }
     entries = [
@@ -260,7 +328,9 @@ def load_lexicon(language: str = "en", data_dir: Path | None = None) -> Lexicon:
         ),
     ]
     time_units = tuple(
-        TimeUnit(str(name), tuple(str(w) for w in spec["words"]), float(spec["days"]))
+        TimeUnit(
+            str(name), _folded(spec["words"], f"{lx_where}.time.units.{name}"), float(spec["days"])
+        )
         for name, spec in (time_doc.get("units") or {}).items()
     )
     return Lexicon(
@@ -274,18 +344,26 @@ def load_lexicon(language: str = "en", data_dir: Path | None = None) -> Lexicon:
         if unknown_patterns
         else re.compile(r"(?!x)x"),
         number_words={
-            str(k).lower(): float(v) for k, v in (lx_doc.get("number_words") or {}).items()
+            fold_spelling(str(k).lower()): float(v)
+            for k, v in (lx_doc.get("number_words") or {}).items()
         },
         reading_keywords=reading_keywords,
         units={k: _words(v, f"{lx_where}.units.{k}") for k, v in units_doc.items()},
         time_units=time_units,
-        since_words=tuple(_strings(time_doc.get("since"), f"{lx_where}.time.since")),
-        ago_words=tuple(_strings(time_doc.get("ago"), f"{lx_where}.time.ago")),
+        since_words=_folded(time_doc.get("since"), f"{lx_where}.time.since"),
+        ago_words=_folded(time_doc.get("ago"), f"{lx_where}.time.ago"),
         relative_days={
-            str(k).lower(): float(v) for k, v in (time_doc.get("relative") or {}).items()
+            fold_spelling(str(k).lower()): float(v)
+            for k, v in (time_doc.get("relative") or {}).items()
         },
-        weekdays=tuple(_strings(time_doc.get("weekdays"), f"{lx_where}.time.weekdays")),
-        weekday_abbrev=tuple(
-            _strings(time_doc.get("weekday_abbrev"), f"{lx_where}.time.weekday_abbrev")
+        weekdays=_folded(time_doc.get("weekdays"), f"{lx_where}.time.weekdays"),
+        weekday_abbrev=_folded(time_doc.get("weekday_abbrev"), f"{lx_where}.time.weekday_abbrev"),
+        trailing_links=_words(scope.get("trailing_links"), f"{lx_where}.scope.trailing_links"),
+        weekday_articles=_folded(
+            time_doc.get("weekday_articles", ["last", "this"]), f"{lx_where}.time.weekday_articles"
         ),
+        since_after=_folded(time_doc.get("since_after"), f"{lx_where}.time.since_after"),
+        old_words=_folded(time_doc.get("old", ["old", "of age", "age"]), f"{lx_where}.time.old"),
+        pregnant_words=_folded(time_doc.get("pregnant"), f"{lx_where}.time.pregnant"),
+        bp_words=_folded(lx_doc.get("bp_between", ["over", "by", "on"]), f"{lx_where}.bp_between"),
     )

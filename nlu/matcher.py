@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from nlu.text import compile_pattern
+from nlu.text import NOT_AFTER_WORD, WORD_CHARS, compile_pattern, fold_spelling
 
-_WORD_START = re.compile(r"(?<![\w'])[\w']")
+_WORD_START = re.compile(rf"{NOT_AFTER_WORD}[{WORD_CHARS}']")
 _PLAIN = re.compile(r"[a-z0-9\u00c0-\uffff]")
 
 
@@ -139,7 +139,7 @@ class Matcher:
                 index[key] = len(self.keys)
                 self.keys.append(key)
             item = (index[key], re.compile(compile_pattern(source)))
-            prefixes = first_literals(source)
+            prefixes = first_literals(fold_spelling(source))
             if prefixes is None:
                 self._anywhere.append(item)
                 continue

@@ -8,20 +8,28 @@ nlu.units.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import lru_cache
 
 from nlu import units
 from nlu.lexicon import Lexicon, scan
-from nlu.text import NUMBER_RE, parse_number
+from nlu.text import (
+    NOT_AFTER_WORD,
+    NOT_BEFORE_WORD,
+    NUMBER_RE,
+    SENTENCE_PUNCT,
+    WORD_CHARS,
+    parse_number,
+)
 from nlu.types import Entity
 
 EXTRACTOR = "carebridge_readings"
 
-_WORD = re.compile(r"[\w']+")
+_WORD = re.compile(f"[{WORD_CHARS}']+")
 _DIGIT = re.compile(r"\d")
-_BREAK = re.compile(r"[.!?;\n]")
+_BREAK = re.compile(f"[{SENTENCE_PUNCT}]")
+_NEVER = r"(?!x)x"
 
 
 @dataclass(frozen=True)
@@ -66,30 +74,46 @@ class Grammar:
             self.time_days[tu.name] = tu.days
             for w in tu.words:
                 self.unit_kind.setdefault(_squash(w), f"time:{tu.name}")
-        self.unit_re = re.compile(rf"\s*(?P<unit>{_alternation(list(self.unit_kind))})(?![\w'])")
+        self.unit_re = re.compile(
+            rf"\s*(?P<unit>{_alternation(list(self.unit_kind))}){NOT_BEFORE_WORD}"
+        )
         numbers = sorted(lex.number_words, key=len, reverse=True)
-        self.number_word_re = re.compile(rf"(?<![\w'])(?:{_phrases(numbers)})(?:\s+of)?(?![\w'])")
-        self.range_re = re.compile(r"\s*(?:-|to|or|\u2013)\s*(\d+(?:[.,]\d+)?)")
+        self.number_word_re = re.compile(
+            rf"{NOT_AFTER_WORD}(?:{_phrases(numbers)})(?:\s+of)?{NOT_BEFORE_WORD}"
+        )
+        self.range_re = re.compile(r"\s*(?:-|to|or|a|se|\u2013)\s*(\d+(?:[.,]\d+)?)")
+        between = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in lex.bp_words)
+        self.bp_between = rf"/|\\|-|x|\s|{between}" if between else r"/|\\|-|x|\s"
         self.bp_re = re.compile(
-            r"(?<![\d.,/])(?P<sys>\d{2,3})\s*(?P<sep>/|\\|over|by|on|-|x|\s)\s*(?P<dia>\d{2,3})"
+            rf"(?<![\d.,/])(?P<sys>\d{{2,3}})\s*(?P<sep>{self.bp_between})\s*(?P<dia>\d{{2,3}})"
             r"(?![\d/]|[.,]\d)"
         )
         rel = sorted(lex.relative_days, key=len, reverse=True)
         self.relative_re = re.compile(
-            rf"(?<![\w'])(?P<rel>{_phrases(rel)})(?![\w'])" if rel else r"(?!x)x"
+            rf"{NOT_AFTER_WORD}(?P<rel>{_phrases(rel)}){NOT_BEFORE_WORD}" if rel else _NEVER
         )
         day_words = [*lex.weekdays, *lex.weekday_abbrev]
         since = sorted((*lex.since_words, "on", "last"), key=len, reverse=True)
+        articles = _phrases(sorted(lex.weekday_articles, key=len, reverse=True))
         self.weekday_index = {w: i % 7 for i, w in enumerate(day_words)}
+        days = _phrases(day_words)
+        after = sorted(lex.since_after, key=len, reverse=True)
         self.weekday_re = re.compile(
-            rf"(?<![\w'])(?:{_phrases(since)})\s+(?:last\s+|this\s+)?"
-            rf"(?P<day>{_phrases(day_words)})(?![\w'])"
+            rf"{NOT_AFTER_WORD}(?:(?:{_phrases(since)})\s+(?:(?:{articles})\s+)*(?P<day>{days})"
+            + (
+                rf"|(?:(?:{articles})\s+)*(?P<day_before>{days})\s+(?:{_phrases(after)})"
+                if after
+                else ""
+            )
+            + f"){NOT_BEFORE_WORD}"
             if day_words
-            else r"(?!x)x"
+            else _NEVER
         )
-        self.old_re = re.compile(r"\s*(?:old|of age|age)(?![\w'])")
+        old = _phrases(sorted(lex.old_words, key=len, reverse=True))
+        self.old_re = re.compile(rf"\s*(?:{old}){NOT_BEFORE_WORD}" if old else _NEVER)
+        pregnant = _phrases(sorted(lex.pregnant_words, key=len, reverse=True))
         self.pregnant_re = re.compile(
-            r"\s*(?:pregnant|pregnent|pregant|pregnancy|preg|along|gestation|of pregnancy)(?![\w'])"
+            rf"\s*(?:{pregnant}){NOT_BEFORE_WORD}" if pregnant else _NEVER
         )
 
     def unit_at(self, text: str, pos: int) -> tuple[str, int] | None:
@@ -159,10 +183,13 @@ class Grammar:
         return best
 
     @staticmethod
-    def keyword_after(text: str, kws: list[tuple[str, int, int]], end: int) -> str | None:
-        """A reading keyword right after a number ("38.5 temp")."""
+    def keyword_after(
+        text: str, kws: list[tuple[str, int, int]], end: int, only: str | None = None
+    ) -> str | None:
+        """A reading keyword right after a number ("38.5 temp"); with `only`, a keyword of
+        that kind ("2 kilo badh gaya")."""
         for kind, ks, _ke in kws:
-            if ks < end:
+            if ks < end or (only is not None and kind != only):
                 continue
             between = text[end:ks]
             if _BREAK.search(between) or _DIGIT.search(between):
@@ -178,7 +205,8 @@ class Grammar:
         ]
         if today is not None:
             for m in self.weekday_re.finditer(text):
-                ago = (today.weekday() - self.weekday_index[m.group("day")]) % 7 or 7
+                day = m.group("day") or m.group("day_before")
+                ago = (today.weekday() - self.weekday_index[day]) % 7 or 7
                 out.append((float(ago), m.start(), m.end()))
         return out
 
@@ -262,10 +290,14 @@ def _classify(
         if old or keyword == "age_years":
             years = units.years(v, name, g.time_days.get(name, 1.0))
             return ("age_years", years) if years is not None else None
-        if name in ("week", "month") and g.pregnant_re.match(text, q.end):
+        if name in ("week", "month") and (
+            g.pregnant_re.match(text, q.end) or keyword == "pregnancy"
+        ):
             weeks = units.days(v, g.time_days.get(name, 7.0)) / 7  # "32 weeks pregnant"
             return "pregnancy_weeks", round(weeks, 1)
         if name == "year":
+            if text[q.number_end : q.end].strip() == "y":  # "fiebre 39.5 y tos": "and"
+                return _classify(text, replace(q, unit=None, end=q.number_end), g, kws, None)
             return None
         return "symptom_onset_days", units.days(v, g.time_days.get(name, 1.0))
     if unit in ("fahrenheit", "celsius", "degrees") or (
@@ -286,11 +318,13 @@ def _classify(
         return ("spo2_percent", q.value) if q.value <= 100 else None
     if unit is None and keyword == "spo2_percent":
         return ("spo2_percent", q.value) if q.value <= 100 else None
-    if unit in ("kg", "lb") and keyword == "weight_gain":  # "weight up 2 kg this week"
+    if unit in ("kg", "lb") and (
+        keyword == "weight_gain" or g.keyword_after(text, kws, q.end, "weight_gain_after")
+    ):  # "weight up 2 kg this week", "vajan 2 kilo badh gaya"
         return "weight_gain_kg_week", units.weight_kg(q.value, unit)
     if unit in ("kg", "lb") or (unit is None and keyword == "weight_kg"):
         return "weight_kg", units.weight_kg(q.value, unit)
-    if unit == "bpm" or (unit is None and keyword == "heart_rate"):
+    if unit == "bpm" or (unit in (None, "lpm") and keyword == "heart_rate"):
         return "heart_rate", q.value
     if keyword == "peak_flow" and unit in (None, "lpm"):
         pct = units.peak_flow_percent(q.value, unit, personal_best)

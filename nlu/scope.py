@@ -11,13 +11,16 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from nlu.lexicon import ConceptSet, Lexicon
+from nlu.text import NOT_AFTER_WORD, NOT_BEFORE_WORD, SENTENCE_PUNCT, WORD_CHARS
 
-_WORD = re.compile(r"[\w']+")
-_SENTENCE_BREAK = re.compile(r"[.!?;\n]+|\s-\s")
-_STRICT_BREAK = re.compile(r",|(?<![\w'])(?:and|&|n|plus|also|then)(?![\w'])")
+_WORD = re.compile(f"[{WORD_CHARS}']+")
+_SENTENCE_BREAK = re.compile(rf"[{SENTENCE_PUNCT}]+|\s-\s")
+_STRICT_BREAK = re.compile(rf",|{NOT_AFTER_WORD}(?:and|&|n|plus|also|then){NOT_BEFORE_WORD}")
 _QUESTION_AFTER = re.compile(r"\s*\?")
 _ANSWERED_NO = re.compile(
-    r"\s*[?:=\-]+\s*(?:no|nope|nah|none|never|nil|negative|not(?!\s+(?:sure|certain)))(?![\w'])"
+    r"\s*[?:=\-]+\s*(?:no|nope|nah|none|never|nil|negative|not(?!\s+(?:sure|certain))"
+    r"|nahi|nahin|nhi|nai|\u0928\u0939\u0940\u0902|\u0928\u0939\u0940|ninguno|nada)"
+    + NOT_BEFORE_WORD
 )
 
 
@@ -81,31 +84,41 @@ class Scope:
     ) -> None:
         self.text = folded
         self.window = lexicon.window
+        self.links = lexicon.trailing_links
         matched = [(h.start, h.end) for h in hits]
+        self.matched = sorted(matched)
         cues: dict[str, list[tuple[int, int]]] = {}
         for key, cs, ce in cue_matches:
             cues.setdefault(key, []).append((cs, ce))
         pseudo = cues.get("pseudo", [])
 
         def usable(span: tuple[int, int]) -> bool:
-            # A cue inside a matched phrase ("can't breathe", "no smell") or inside a
-            # pseudo-negation ("not sure") negates nothing.
+            # A cue inside a matched phrase ("can't breathe", "no smell", "saans nahi aa
+            # rahi") or inside a pseudo-negation ("not sure", "nahi ja raha") negates nothing.
             return not _overlaps(span, pseudo) and not any(
                 ms <= span[0] and span[1] <= me for ms, me in matched
             )
 
         self.pre = [s for s in cues.get("pre", []) if usable(s)]
         self.post = [s for s in cues.get("post", []) if usable(s)]
+        self.trail = [s for s in cues.get("trail", []) if usable(s)]
         # Uncertainty survives pseudo-negation ("don't know if" is both).
         self.unsure = [
             s
             for s in cues.get("unsure", [])
             if not any(ms <= s[0] and s[1] <= me for ms, me in matched)
         ]
-        breaks = cues.get("break", []) + _spans(_SENTENCE_BREAK, folded)
+        # A terminator inside a cue ends no clause ("nahi hai", "lagta hai").
+        inside = [*pseudo, *self.pre, *self.post, *self.trail, *self.unsure]
+        terminators = [
+            b
+            for b in cues.get("break", [])
+            if not any(cs <= b[0] and b[1] <= ce and (cs, ce) != b for cs, ce in inside)
+        ]
+        breaks = terminators + _spans(_SENTENCE_BREAK, folded)
         self.break_starts = sorted(s for s, _ in breaks)
         self.break_ends = sorted(e for _, e in breaks)
-        strict = _spans(_STRICT_BREAK, folded)
+        strict = _spans(_STRICT_BREAK, folded) + cues.get("sbreak", [])
         self.strict_starts = sorted([*self.break_starts, *(s for s, _ in strict)])
         self.strict_ends = sorted([*self.break_ends, *(e for _, e in strict)])
 
@@ -121,11 +134,31 @@ class Scope:
     def _words_between(self, a: int, b: int) -> int:
         return len(_WORD.findall(self.text, a, b)) if b > a else 0
 
+    def _trailing(self, hit: Hit, cue_start: int, strict: bool) -> bool:
+        """True when only other matched phrases and link words ("aur", "bhi", "bilkul")
+        stand between `hit` and a trailing negation cue ("bukhar aur khansi nahi hai").
+        Red flags (`strict`): no other phrase and at most one link word ("seene mein dard
+        bilkul nahi")."""
+        links = 0
+        for m in _WORD.finditer(self.text, hit.end, cue_start):
+            s, e = m.span()
+            if any(
+                ms <= s and e <= me for ms, me in self.matched if (ms, me) != (hit.start, hit.end)
+            ):
+                if strict:
+                    return False
+                continue
+            if m.group() not in self.links:
+                return False
+            links += 1
+        return links <= (1 if strict else self.window)
+
     def negated(self, hit: Hit) -> bool:
         """True when a negation cue governs `hit`.
 
         Red flags are read strictly: only a cue before the phrase, within four words, with
-        no comma or "and" between ("no fever and chest pain" keeps the red flag).
+        no comma or "and" between ("no fever and chest pain" keeps the red flag), or a
+        trailing cue right after it ("seene mein dard nahi hai").
         """
         if hit.absent:
             return True
@@ -136,6 +169,8 @@ class Scope:
             if lo <= cs and ce <= hit.start and self._words_between(ce, hit.start) <= window:
                 return True
         if _ANSWERED_NO.match(self.text, hit.end):  # "chest pain? no"
+            return True
+        if any(hit.end <= cs < hi and self._trailing(hit, cs, strict) for cs, _ in self.trail):
             return True
         if strict:
             return False

@@ -10,8 +10,39 @@ import re
 import unicodedata
 from functools import lru_cache
 
-# Apostrophe look-alikes become a plain "'" so patterns can treat it as optional.
-_FOLD_TABLE = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u00b4": "'"})
+DEVANAGARI_WORD = "\u0900-\u0963\u0966-\u097f"
+"""The Devanagari block but its dandas (U+0964, U+0965: sentence punctuation), for use
+inside a character class: its vowel signs and virama are not `\\w` in Python."""
+
+WORD_CHARS = f"\\w{DEVANAGARI_WORD}"
+"""What a word is made of, for use inside a character class (one-off expressions only:
+a class mixing `\\w` with other scripts is slow to compile, see below)."""
+
+# The pieces below are used in every lexicon pattern, so they keep `\w` and the Devanagari
+# ranges in separate classes: Python compiles such classes ~5x faster than a mixed one.
+WORD = f"(?:\\w|[{DEVANAGARI_WORD}])"
+"""One word character."""
+NOT_AFTER_WORD = f"(?<![\\w'])(?<![{DEVANAGARI_WORD}])"
+"""Look-behind: no word character (or apostrophe) just before."""
+NOT_BEFORE_WORD = f"(?![\\w'])(?![{DEVANAGARI_WORD}])"
+"""Look-ahead: no word character (or apostrophe) just after."""
+
+SENTENCE_PUNCT = ".!?;\n\u0964\u0965"
+"""Characters that end a sentence (the Devanagari dandas included)."""
+
+# Apostrophe look-alikes become a plain "'" so patterns can treat it as optional; Latin
+# vowels lose their accents ("días" reads "dias"); Devanagari nukta letters become their
+# base letter, candrabindu becomes anusvara ("साँस" reads "सांस") and the zero-width
+# (non-)joiners Indic keyboards insert become a Devanagari sign, so they never split a
+# word. One character for one, so offsets into the original text stay exact.
+_ACCENTS = dict(zip("áàâäãéèêëíìîïóòôöõúùûüç", "aaaaaeeeeiiiiooooouuuuc", strict=True))
+_NUKTA_LETTERS = "\u0958\u0959\u095a\u095b\u095c\u095d\u095e\u095f\u0901\u200c\u200d"
+_BASE_LETTERS = "\u0915\u0916\u0917\u091c\u0921\u0922\u092b\u092f\u0902\u0900\u0900"
+_DEVANAGARI = dict(zip(_NUKTA_LETTERS, _BASE_LETTERS, strict=True))
+_SPELLING_TABLE = str.maketrans({**_ACCENTS, **_DEVANAGARI})
+_FOLD_TABLE = str.maketrans(
+    {"\u2019": "'", "\u2018": "'", "`": "'", "\u00b4": "'", **_ACCENTS, **_DEVANAGARI}
+)
 
 SEP = r"[^\w'.!?;\n]+"
 """Between two words of a pattern: any run of spaces and inner punctuation, never a
@@ -20,14 +51,61 @@ sentence break."""
 GAP = rf"(?:{SEP}[\w']+){{0,3}}{SEP}"
 """A `~` in a pattern: up to three intervening words."""
 
+# Patterns written in Devanagari need its vowel signs counted as word characters, which
+# costs compile time (~2x); patterns in Latin letters keep the plain forms above.
+_DEVANAGARI_SEP = "(?:(?![\u0900-\u097f])[^\\w'.!?;\n])+"
+_DEVANAGARI_GAP = rf"(?:{_DEVANAGARI_SEP}(?:[\w']|[{DEVANAGARI_WORD}])+){{0,3}}{_DEVANAGARI_SEP}"
+_HAS_DEVANAGARI = re.compile("[\u0900-\u097f]")
+
 
 def fold(text: str) -> str:
-    """Lower-case `text` and unify apostrophes, keeping every character at its offset."""
-    out = text.translate(_FOLD_TABLE).lower()
-    if len(out) == len(text):
-        return out
-    # Rare: a character whose lower case is longer ("İ"). Fold one by one.
-    return "".join(c if len(low := c.lower()) != 1 else low for c in text.translate(_FOLD_TABLE))
+    """Lower-case `text`, unify apostrophes, drop Latin accents and unify Devanagari
+    spelling variants, keeping every character at its offset."""
+    out = text.lower()
+    if len(out) != len(text):
+        # Rare: a character whose lower case is longer ("İ"). Fold one by one.
+        out = "".join(c if len(low := c.lower()) != 1 else low for c in text)
+    return out.translate(_FOLD_TABLE)
+
+
+def fold_spelling(text: str) -> str:
+    """The accent and Devanagari folding of `fold`, without lower-casing (for patterns and
+    lexicon words, so their authors may write "días" or "साँस")."""
+    return text.translate(_SPELLING_TABLE)
+
+
+def _widen_word_class(body: str) -> str:
+    """`\\w` in a pattern also means the Devanagari vowel signs (see DEVANAGARI_WORD):
+    `\\w` becomes WORD, and a class holding `\\w` also takes the Devanagari range."""
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            pair = body[i : i + 2]
+            out.append(WORD if pair == "\\w" else pair)
+            i += 2
+            continue
+        if ch == "[":
+            j = i + 1
+            if j < len(body) and body[j] == "^":
+                j += 1
+            if j < len(body) and body[j] == "]":
+                j += 1
+            while j < len(body) and body[j] != "]":
+                j += 2 if body[j] == "\\" else 1
+            cls = body[i : j + 1]
+            if "\\w" not in cls:
+                out.append(cls)
+            elif cls.startswith("[^"):
+                out.append(f"(?:(?![{DEVANAGARI_WORD}]){cls})")
+            else:
+                out.append(f"(?:{cls}|[{DEVANAGARI_WORD}])")
+            i = j + 1
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def compile_pattern(pattern: str) -> str:
@@ -36,12 +114,18 @@ def compile_pattern(pattern: str) -> str:
     A space stands for a word separator, a lone `~` for up to three intervening words,
     and `'` is optional, so `can't ~ breathe` also reads "cant really breathe".
     """
-    body = pattern.strip()
+    body = fold_spelling(pattern.strip())
+    if _HAS_DEVANAGARI.search(body) is None:
+        sep, gap, before, after = SEP, GAP, r"(?<![\w'])", r"(?![\w'])"
+    else:
+        body = _widen_word_class(body)
+        sep, gap = _DEVANAGARI_SEP, _DEVANAGARI_GAP
+        before, after = NOT_AFTER_WORD, NOT_BEFORE_WORD
     body = re.sub(r"\s+~\s+", "\x00", body)
     body = body.replace("'", "'?")
-    body = re.sub(r"\s+", lambda _m: SEP, body)
-    body = body.replace("\x00", GAP)
-    return rf"(?<![\w'])(?:{body})(?![\w'])"
+    body = re.sub(r"\s+", lambda _m: sep, body)
+    body = body.replace("\x00", gap)
+    return rf"{before}(?:{body}){after}"
 
 
 def compile_union(patterns: list[str] | tuple[str, ...]) -> str:
@@ -72,7 +156,7 @@ def strip_accents(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
-_WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
+_WORD_RE = re.compile(f"(?:[^\\W_]|[{DEVANAGARI_WORD}])+")
 
 
 def words(text: str) -> list[str]:

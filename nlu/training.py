@@ -143,7 +143,17 @@ def load_training_data(*paths: Path) -> TrainingData:
     return data
 
 
+BASE_LANGUAGE = "en"
+
+
 def training_files(data_dir: Path, language: str) -> list[Path]:
-    """The training files of a language: data/nlu/<lang>.yml (tests/ is never included)."""
+    """The training files of a language: data/nlu/<lang>.yml, plus the English file for
+    any other language, because patients mix ("mujhe doctor se baat karni hai", "ok",
+    "stop"); empty when the language has no file of its own. tests/ is never included."""
     path = data_dir / "nlu" / f"{language}.yml"
-    return [path] if path.exists() else []
+    if not path.exists():
+        return []
+    base = data_dir / "nlu" / f"{BASE_LANGUAGE}.yml"
+    if language != BASE_LANGUAGE and base.exists():
+        return [path, base]
+    return [path]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from bot.cli_nlu import nlu
 from nlu import classifier
-from nlu.lexicon import DATA_DIR
+from nlu.lexicon import DATA_DIR, available_languages
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -40,12 +40,15 @@ def test_parse_human_readable() -> None:
 
 @pytest.fixture
 def data_copy(tmp_path: Path) -> Path:
-    """A copy of data/nlu with the cached model, so commands load instead of training."""
+    """A copy of data/nlu with the cached models, so commands load instead of training (a
+    message is read in the language it is written in, so every language's model may be
+    needed)."""
     shutil.copytree(DATA_DIR / "nlu", tmp_path / "nlu")
-    model = classifier.cache_path("en", DATA_DIR)
-    classifier.load_or_train("en", DATA_DIR)
     (tmp_path / "cache" / "nlu").mkdir(parents=True)
-    shutil.copy2(model, tmp_path / "cache" / "nlu" / model.name)
+    for lang in available_languages(DATA_DIR):
+        model = classifier.cache_path(lang, DATA_DIR)
+        classifier.load_or_train(lang, DATA_DIR)
+        shutil.copy2(model, tmp_path / "cache" / "nlu" / model.name)
     return tmp_path
 
 

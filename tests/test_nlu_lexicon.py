@@ -17,9 +17,16 @@ def test_a_language_file_adds_to_english(tmp_path: Path) -> None:
     (data / "nlu" / "redflags" / "xx.yml").write_text(
         "redflags:\n  chest_pain:\n    patterns:\n      - dolor de pecho\n", encoding="utf-8"
     )
+    (data / "nlu" / "findings" / "xx.yml").write_text(
+        "findings:\n  fever:\n    patterns:\n      - calentura\n", encoding="utf-8"
+    )
     assert red_flags("dolor de pecho", "xx", data) == ("chest_pain",)
     assert red_flags("chest pain", "xx", data) == ("chest_pain",)  # English still works
-    assert red_flags("dolor de pecho", "en", data) == ()
+    # Red flags of every language are read whatever the contact's language (patients
+    # mix); findings only in the contact's language and English.
+    assert red_flags("dolor de pecho", "en", data) == ("chest_pain",)
+    assert [m[0] for m in scan(load_lexicon("xx", data), fold("fiebre"))["fi"]] == ["fever"]
+    assert scan(load_lexicon("en", data), fold("calentura"))["fi"] == []
 
 
 def test_a_broken_pattern_names_its_file_concept_and_line(tmp_path: Path) -> None:
