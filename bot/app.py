@@ -35,6 +35,7 @@ from bot.messages import Inbound, Outbound
 from bot.session import Session, SessionStatus
 from bot.store import Store, open_store
 from channels.render import split_outbound
+from nlu import detect_language
 from nlu.types import Expectation, Understanding
 
 log = logging.getLogger(__name__)
@@ -142,12 +143,8 @@ class CareBridge:
             if inbox_id is None:
                 log.info("duplicate inbound channel=%s", inbound.channel)
                 return Handled(duplicate=True)
-            hint = (inbound.language_hint or "").split("-")[0].lower()
             contact = self.store.get_or_create_contact(
-                inbound.channel,
-                inbound.address,
-                now,
-                language=hint if hint in self.library.languages else None,
+                inbound.channel, inbound.address, now, language=self._first_language(inbound)
             )
             self.store.touch_inbound(contact.id, now)
             self.store.release_held(contact.id, now)  # the WhatsApp window is open again
@@ -176,6 +173,15 @@ class CareBridge:
             handled = self._apply(saved, sprint.events, inbound.channel, inbound.address, now)
             self.store.mark_inbound_processed(inbox_id, now)
         return handled
+
+    def _first_language(self, inbound: Inbound) -> str | None:
+        """A new contact's language when the channel says it (Telegram's language_code) or the
+        message is clearly written in another configured language; None: ask with the menu."""
+        languages = self.library.languages
+        hint = (inbound.language_hint or "").split("-")[0].lower()
+        if hint in languages:
+            return hint
+        return detect_language(inbound.text, languages[1:]) if len(languages) > 1 else None
 
     def _carry_over(self, session: Session, now: datetime) -> Session:
         """A person who left a conversation open on another channel continues it here: it moves

@@ -380,9 +380,19 @@ class _Run:
         return answers
 
     def confirm_prefill(self, u: Understanding) -> None:
-        noted = [c.replace("_", " ") for c, v in self.answers.items() if v is True]
+        noted = [self.label(c) for c, v in self.answers.items() if v is True]
         if noted and "prefilled" in self.lib.interrupts.messages:
             self.say(self.msg("prefilled", items=", ".join(noted)))
+
+    def label(self, concept: str) -> str:
+        """How the flows name a concept to the patient (an option's text), in their language."""
+        for flow in self.lib.flows.values():
+            for node in flow.nodes.values():
+                if isinstance(node, AskNode) and node.type == "multi":
+                    for option in node.options:
+                        if option.value == concept:
+                            return self.t(option.text)
+        return concept.replace("_", " ")
 
     # --- red flags ------------------------------------------------
     def red_flag(self, flags: tuple[str, ...]) -> None:

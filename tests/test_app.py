@@ -168,3 +168,10 @@ def test_a_hinglish_red_flag_interrupts_with_the_emergency_instruction_in_hindi(
     [ticket] = app.store.escalations()
     assert ticket.level == "emergency_ambulance"
     assert {"severe_dyspnea", "cyanosis"} <= set(ticket.red_flags)
+
+
+def test_a_first_message_in_spanish_or_hinglish_skips_the_language_menu(app: CareBridge) -> None:
+    reply = send(app, "hola, tengo fiebre y tos", "+15550006001")
+    assert "¿Acepta continuar?" in reply and "fever" not in reply  # labels in Spanish too
+    assert "सहमत" in send(app, "mujhe bukhar hai", "+15550006002")
+    assert "Which language" in send(app, "hi", "+15550006003")
