@@ -69,7 +69,7 @@ def next_step(
 
 
 def message(lib: Library, key: str, language: str) -> str:
-    """A lifecycle message (`nudge`, `checkin_nudge`; required in _interrupts.yaml) in `language`."""
+    """A lifecycle message (`nudge`, `checkin_nudge`: required in _interrupts.yaml)."""
     text = lib.interrupts.messages[key]
     return _fill(lib, text.get(language) or text.get("en") or next(iter(text.values())))
 
