@@ -325,8 +325,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     cfg = _config(ctx)
     host = host or cfg.server.host
     port = cfg.server.port if port is None else port
-    _library(cfg)  # fail fast, with every flow problem listed
-    app = create_app(cfg)
+    from bot.app import CareBridge
+
+    library = _library(cfg)  # fail fast, with every flow problem listed
+    app = create_app(cfg, bridge=CareBridge(cfg, library=library))
     click.echo(f"carebridge is running: open http://{host}:{port}/ to chat (Ctrl-C to stop)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
