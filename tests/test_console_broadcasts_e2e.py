@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +19,7 @@ import pytest
 from broadcast_helpers import TEMPLATES, TEXT, subscriber
 from browser import chromium
 from console_helpers import free_port_url, make_user, served
+from fakes import wait_for
 from fakes.twilio_server import FakeTwilio
 from playwright.sync_api import Browser, Locator, Page, expect
 
@@ -64,13 +65,6 @@ class Unread:
 
     def interpret(self, text: str, expecting: object, language: str = "en") -> object:
         raise AssertionError("no message is interpreted in this test")
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -211,7 +205,7 @@ def test_coordinators_create_approve_send_stop_and_correct_a_broadcast(stack: St
         expect(alice.locator("#preview-recipients")).to_have_text("120")
         approve(bob, url, large)
         send(alice, url, large)
-        wait_for(lambda: len(stack.received("Curfew from 8 pm")) >= 3)
+        wait_for(lambda: len(stack.received("Curfew from 8 pm")) >= 3, timeout=15.0)
         alice.click("#kill")
         expect(alice.locator("#confirm-kill-card")).to_contain_text("will not be sent")
         alice.click("#confirm-kill")

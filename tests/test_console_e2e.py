@@ -6,8 +6,7 @@ clinician resolves the ticket. Also runs scripts/screenshots.py once."""
 from __future__ import annotations
 
 import importlib.util
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import httpx
 import pytest
 from browser import chromium
 from console_helpers import free_port_url, make_user, served
+from fakes import wait_for
 from fakes.twilio_server import FakeTwilio, inbound_params, signed_request
 
 from bot.app import CareBridge
@@ -43,13 +43,6 @@ class Stack:
     def sent_to(self, number: str) -> list[str]:
         with self.twilio.lock:
             return [m["body"] for m in self.twilio.messages if m["to"] == number]
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes import FakeServer
+from fakes import FakeServer, wait_for
 from fakes.telegram_server import FakeTelegram, callback_update, message_update
 from fakes.twilio_server import FakeTwilio, inbound_params, signed_request
 from starlette.applications import Starlette
@@ -84,14 +84,6 @@ class Stack:
     def sent_to(self, number: str) -> list[str]:
         with self.twilio.lock:
             return [m["body"] for m in self.twilio.messages if m["to"].endswith(number)]
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the condition")
-        time.sleep(0.02)
 
 
 @pytest.fixture

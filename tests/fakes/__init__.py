@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -174,3 +175,11 @@ class SignedRequest:
     url: str
     data: dict[str, str]
     headers: dict[str, str]
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll `check` until it is true; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out waiting for the condition"
+        time.sleep(0.02)
