@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import os
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -30,23 +31,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from fakes.twilio_server import FakeTwilio, inbound_params  # noqa: E402
+from patients import COVID_SCREENING as SCREENING  # noqa: E402
 from report import write_section  # noqa: E402
 
-SCREENING = [
-    "hi",
-    "yes",
-    "1",
-    "0",
-    "34",
-    "fever and cough",
-    "101.3F",
-    "97",
-    "no",
-    "no",
-    "no",
-    "no",
-    "0",
-]
 TOKEN = "bench-token"
 SID = "AC" + "0" * 32
 
@@ -63,6 +50,16 @@ async def hook(request):
 
 app = Starlette(routes=[Route("/webhooks/twilio/sms", hook, methods=["POST"])])
 """
+
+
+def completed_screenings(db: Path) -> int:
+    """Patients whose COVID-19 screening reached a triage level."""
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "SELECT count(DISTINCT contact_id) FROM sessions"
+            " WHERE json_extract(state, '$.triage') IS NOT NULL"
+        ).fetchone()
+    return int(row[0])
 
 
 def free_port() -> int:
@@ -194,6 +191,9 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(10)
+        finished = completed_screenings(Path(tmp) / "bench.db")
+        if finished != args.patients:  # a stale script would measure something else
+            raise SystemExit(f"only {finished} of {args.patients} patients finished the screening")
         bare = Path(tmp) / "bare_app.py"
         bare.write_text(BARE_APP)
         port = free_port()

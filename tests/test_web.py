@@ -16,6 +16,7 @@ import pytest
 from fakes import FakeServer, wait_for
 from fakes.telegram_server import FakeTelegram, callback_update, message_update
 from fakes.twilio_server import FakeTwilio, inbound_params, signed_request
+from patients import COVID_SCREENING as SCREENING
 from starlette.applications import Starlette
 
 from bot.app import CareBridge
@@ -149,22 +150,6 @@ def stack(tmp_config: Config, tmp_path: Path) -> Iterator[Stack]:
             server.stop()
 
 
-SCREENING = [
-    "hi",
-    "1",  # the language menu at first contact: English
-    "yes",
-    "1",
-    "0",
-    "34",
-    "fever and cough",
-    "101.3F",
-    "97",
-    "no",
-    "no",
-    "no",
-    "no",
-    "0",
-]
 
 
 @pytest.mark.parametrize("kind", ["sms", "whatsapp"])
