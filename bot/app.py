@@ -426,8 +426,17 @@ def build_channels(
     from channels.twilio import TwilioChannel
 
     env = os.environ if env is None else env
-    senders: dict[str, Sender] = {"web": SimulatorChannel()}
+    senders: dict[str, Sender] = {}
     off: dict[str, str] = {}
+    if config.simulator_on():
+        senders["web"] = SimulatorChannel()
+    elif config.simulator.enabled is False:
+        off["web"] = "simulator.enabled is false"
+    else:
+        off["web"] = (
+            f"the server binds to {config.server.host}, not loopback "
+            "(set simulator.enabled: true to use the simulator there anyway)"
+        )
     public = config.server.public_url.rstrip("/")
     for kind in ("sms", "whatsapp"):
         if not getattr(config.channels, kind).enabled:

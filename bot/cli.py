@@ -325,11 +325,19 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     cfg = _config(ctx)
     host = host or cfg.server.host
     port = cfg.server.port if port is None else port
+    # the bind address decides whether the simulator is on (Config.simulator_on)
+    cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"host": host})})
     from bot.app import CareBridge
 
     library = _library(cfg)  # fail fast, with every flow problem listed
     app = create_app(cfg, bridge=CareBridge(cfg, library=library))
-    click.echo(f"carebridge is running: open http://{host}:{port}/ to chat (Ctrl-C to stop)")
+    if cfg.simulator_on():
+        click.echo(f"carebridge is running: open http://{host}:{port}/ to chat (Ctrl-C to stop)")
+    else:
+        click.echo(
+            f"carebridge is running on http://{host}:{port}/ (console at /console; the "
+            "simulator is off on a non-loopback address) (Ctrl-C to stop)"
+        )
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

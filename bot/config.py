@@ -84,6 +84,34 @@ class ServerConfig(_Model):
     public_url: str = "http://127.0.0.1:8000"
 
 
+class SimulatorConfig(_Model):
+    """The browser simulator at `/` (a development tool; docs/channels.md)."""
+
+    # null: on only when the server binds to loopback (`make run`); true: on anywhere
+    # (a warning is logged when that is not loopback); false: off.
+    enabled: bool | None = None
+    rate_limit: str = "30/minute;300/hour"  # per client address, `limits` notation
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _limits(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"not a rate limit like '30/minute;300/hour': {value!r}") from None
+        return value
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def is_loopback(host: str) -> bool:
+    """True when a bind address only accepts connections from this machine."""
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
 class OnCallConfig(_Model):
     """Where unclaimed tickets are announced (a link and the priority only, never health data)."""
 
@@ -250,6 +278,14 @@ class Config(_Model):
     console: ConsoleConfig = ConsoleConfig()
     checkins: CheckinsConfig = CheckinsConfig()
     broadcast: BroadcastConfig = BroadcastConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+
+    def simulator_on(self) -> bool:
+        """Whether the browser simulator runs: `simulator.enabled`, or when that is null, only
+        when the server binds to loopback (`carebridge serve --host` sets server.host)."""
+        if self.simulator.enabled is not None:
+            return self.simulator.enabled
+        return is_loopback(self.server.host)
 
     def path(self, relative: str) -> Path:
         """A path from the config, relative to the project root unless absolute."""

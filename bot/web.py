@@ -13,9 +13,13 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -23,14 +27,15 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from bot.app import CareBridge, build_broadcasts, build_channels, build_dispatcher
-from bot.config import Config
+from bot.config import Config, is_loopback
 from bot.console import console_routes
 from bot.dispatch import Dispatcher, Sender
 from bot.errors import ChannelError
 from bot.messages import Inbound
 from bot.scheduler import SweepScheduler
+from bot.store import OutboxRow, OutboxStatus, Store
 from channels.base import SignatureError
-from channels.simulator import SimulatorChannel
+from channels.simulator import SimulatorChannel, bot_message, patient_message
 from channels.telegram import TelegramChannel, callback_query_id, parse_telegram_update
 from channels.twilio import parse_twilio_status, parse_twilio_webhook
 
@@ -141,6 +146,13 @@ def create_app(
     console = console_routes(bridge, wake=state.dispatcher.wake, env=env)  # /console, /api
     app = Starlette(routes=[*routes, *console], lifespan=lifespan)
     app.state.web = state
+    app.state.simulator = SimulatorGate(parse_many(config.simulator.rate_limit))
+    if "web" in senders and not is_loopback(config.server.host):
+        log.warning(
+            "the browser simulator is on at %s (simulator.enabled: true): anyone who can reach "
+            "it can talk to the bot as a test contact",
+            config.server.host,
+        )
     return app
 
 
@@ -242,9 +254,37 @@ async def telegram_webhook(request: Request) -> Response:
 
 
 # --- browser simulator ---------------------------------------------------------------------------
+# On only when the server binds to loopback, or `simulator.enabled: true` (Config.simulator_on);
+# otherwise its page and API answer 404. Sends are rate-limited per client address.
+
+
+@dataclass
+class SimulatorGate:
+    """Per-client rate limits on the simulator's API (`simulator.rate_limit`, `limits`)."""
+
+    items: list[RateLimitItem]
+    limiter: MovingWindowRateLimiter = field(
+        default_factory=lambda: MovingWindowRateLimiter(MemoryStorage())
+    )
+
+    def allow(self, client: str) -> bool:
+        """Count one message from `client`; False when any of its limits is used up."""
+        if not all(self.limiter.test(item, "sim", client) for item in self.items):
+            return False
+        return all([self.limiter.hit(item, "sim", client) for item in self.items])
+
+
+def _simulator_on(request: Request) -> bool:
+    return isinstance(_state(request).senders.get("web"), SimulatorChannel)
+
+
+def _not_found() -> Response:
+    return PlainTextResponse("not found", status_code=404)
 
 
 async def simulator_page(request: Request) -> Response:
+    if not _simulator_on(request):
+        return _not_found()
     html = (STATIC / "simulator.html").read_text(encoding="utf-8")
     return HTMLResponse(html.replace("{{service_name}}", _state(request).config.service_name))
 
@@ -257,6 +297,16 @@ def _sim_address(raw: Any) -> str | None:
 
 async def sim_send(request: Request) -> Response:
     state = _state(request)
+    if not _simulator_on(request):
+        return _not_found()
+    gate: SimulatorGate = request.app.state.simulator
+    if not gate.allow(request.client.host if request.client else "-"):
+        log.info("simulator: client over simulator.rate_limit")
+        return JSONResponse(
+            {"error": "too many messages: wait a minute and try again"},
+            status_code=429,
+            headers={"Retry-After": "60"},
+        )
     try:
         body = await request.json()
     except ValueError:
@@ -270,15 +320,71 @@ async def sim_send(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+_SHOWN = (OutboxStatus.SENT, OutboxStatus.DELIVERED)
+_PENDING = (OutboxStatus.QUEUED, OutboxStatus.SENDING, OutboxStatus.HELD)
+
+
+def sim_history(
+    store: Store, address: str, style: str, after_in: int = 0, after_out: int = 0
+) -> dict[str, Any]:
+    """The visitor's conversation after a cursor: their own messages (transcript lines) and
+    what was sent to them (outbox rows the dispatcher sent), oldest first, each with a stable
+    key. The `out` cursor stays below any row still waiting, so a row sent out of order is
+    still returned (the page skips keys it has shown)."""
+    contact = store.find_contact("web", address)
+    if contact is None:
+        return {"messages": [], "cursor": {"in": after_in, "out": after_out}}
+    mine = [e for e in store.transcript(contact.id, limit=500) if e.direction == "in"]
+    rows = [r for r in store.outbox(contact.id) if r.outbound.channel == "web"]
+    sent = [r for r in rows if r.status in _SHOWN]
+    timeline: list[tuple[datetime, int, dict[str, Any]]] = []
+    labels: dict[str, str] = {}  # a button's data -> its label, from the last message shown
+    events = sorted(
+        [(e.at, 0, e.id, e) for e in mine] + [(r.created_at, 1, r.id, r) for r in sent],
+        key=lambda item: item[:3],
+    )
+    for at, kind, row_id, item in events:
+        if isinstance(item, OutboxRow):
+            shown = bot_message(f"out-{row_id}", item.outbound, style)
+            if shown["buttons"]:
+                labels = {b["data"]: b["label"] for b in shown["buttons"]}
+            if row_id > after_out:
+                timeline.append((at, kind, shown))
+        else:
+            label = labels.get(item.text) if style == "telegram" else None
+            if row_id > after_in:
+                timeline.append((at, kind, patient_message(f"in-{row_id}", item.text, label)))
+    waiting = [r.id for r in rows if r.status in _PENDING]
+    out_cursor = max([after_out, *(r.id for r in sent)])
+    if waiting:
+        out_cursor = min(out_cursor, min(waiting) - 1)
+    return {
+        "messages": [m for _, _, m in timeline],
+        "cursor": {"in": max([after_in, *(e.id for e in mine)]), "out": max(out_cursor, 0)},
+    }
+
+
+def _cursor(raw: str | None) -> int:
+    try:
+        return max(0, int(raw or "0"))
+    except ValueError:
+        return 0
+
+
 async def sim_messages(request: Request) -> Response:
     state = _state(request)
-    sim = state.senders.get("web")
+    if not _simulator_on(request):
+        return _not_found()
     address = _sim_address(request.query_params.get("address"))
-    if not isinstance(sim, SimulatorChannel) or address is None:
+    if address is None:
         return JSONResponse({"error": "need address (sim-...)"}, status_code=400)
-    try:
-        after = int(request.query_params.get("after", "0"))
-    except ValueError:
-        after = 0
-    style = request.query_params.get("style", "sms")
-    return JSONResponse({"messages": [m.as_json(style) for m in sim.messages(address, after)]})
+    params = request.query_params
+    history = await run_in_threadpool(
+        sim_history,
+        state.bridge.store,
+        address,
+        params.get("style", "sms"),
+        _cursor(params.get("in")),
+        _cursor(params.get("out")),
+    )
+    return JSONResponse(history)

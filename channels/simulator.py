@@ -1,43 +1,70 @@
-"""The browser simulator's channel: replies leave through the outbox like any other channel and
-wait here until the visitor's page fetches them. Imports bot.messages and channels.render.
+"""The browser simulator's channel (`web`): sending only acknowledges, since the outbox row the
+dispatcher marks `sent` is the message; the page reads its history (the patient's messages and
+the sent replies) back through bot.web. Also how one message looks in the page for each style.
+Imports bot.messages and channels.render.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
-from dataclasses import dataclass
+import re
+from typing import Any
 
 from bot.messages import Outbound
 from channels.render import render
 
 STYLES = ("sms", "whatsapp", "telegram")
+_BOLD = re.compile(r"\*([^*\n]+)\*")  # WhatsApp's *bold*
 
 
-@dataclass(frozen=True)
-class SimMessage:
-    seq: int
-    outbound: Outbound
+def text_parts(text: str, style: str) -> list[dict[str, Any]]:
+    """The text as runs of plain and bold text: WhatsApp shows `*x*` as bold x (other
+    channels show the characters as they are)."""
+    if style != "whatsapp":
+        return [{"text": text, "bold": False}]
+    parts: list[dict[str, Any]] = []
+    at = 0
+    for match in _BOLD.finditer(text):
+        if match.start() > at:
+            parts.append({"text": text[at : match.start()], "bold": False})
+        parts.append({"text": match.group(1), "bold": True})
+        at = match.end()
+    if at < len(text) or not parts:
+        parts.append({"text": text[at:], "bold": False})
+    return parts
 
-    def as_json(self, style: str) -> dict[str, object]:
-        """The message as `style` would show it (SMS/WhatsApp: numbered; Telegram: buttons)."""
-        shown = render(self.outbound, style if style in STYLES else "sms")
-        return {
-            "seq": self.seq,
-            "text": shown.text,
-            "buttons": [{"label": b.label, "data": b.data} for b in shown.buttons],
-        }
+
+def bot_message(key: str, outbound: Outbound, style: str) -> dict[str, Any]:
+    """A sent message as `style` would show it (SMS/WhatsApp: numbered; Telegram: buttons)."""
+    shown = render(outbound, style if style in STYLES else "sms")
+    return {
+        "key": key,
+        "from": "bot",
+        "text": shown.text,
+        "parts": text_parts(shown.text, style),
+        "buttons": [{"label": b.label, "data": b.data} for b in shown.buttons],
+    }
+
+
+def patient_message(key: str, text: str, shown_as: str | None = None) -> dict[str, Any]:
+    """One of the patient's own messages (`shown_as`: the label of the button pressed)."""
+    label = shown_as or text
+    return {
+        "key": key,
+        "from": "me",
+        "text": label,
+        "parts": [{"text": label, "bold": False}],
+        "buttons": [],
+    }
 
 
 class SimulatorChannel:
-    """Keeps delivered messages per visitor (in memory; the outbox keeps the ledger)."""
+    """Delivers to the browser page: nothing to send anywhere, so every send succeeds."""
 
     name = "web"
 
-    def __init__(self, keep: int = 200) -> None:
-        self._keep = keep
+    def __init__(self) -> None:
         self._seq = itertools.count(1)
-        self._inbox: dict[str, list[SimMessage]] = defaultdict(list)
 
     async def start(self) -> None:
         """Nothing to open."""
@@ -46,13 +73,5 @@ class SimulatorChannel:
         """Nothing to close."""
 
     async def send(self, msg: Outbound) -> str:
-        """Deliver to the visitor's page; returns an id like `web-12`."""
-        seq = next(self._seq)
-        box = self._inbox[msg.address]
-        box.append(SimMessage(seq, msg))
-        del box[: -self._keep]
-        return f"web-{seq}"
-
-    def messages(self, address: str, after: int = 0) -> list[SimMessage]:
-        """Messages for one visitor newer than `after`."""
-        return [m for m in self._inbox.get(address, []) if m.seq > after]
+        """Accept the message (the page fetches sent outbox rows); returns an id like `web-12`."""
+        return f"web-{next(self._seq)}"

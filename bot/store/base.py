@@ -117,6 +117,7 @@ class ContactRow:
     timezone: str | None = None  # IANA name; an enrollment's time zone is used when None
     preferred: bool = False  # the person's preferred contact for broadcasts
     language_set: bool = False  # the language was chosen, given or inferred
+    test: bool = False  # a test contact (the simulator's): kept out of on-call, counts, broadcasts
 
     def to_contact(self) -> Contact:
         """The engine's view of this contact."""

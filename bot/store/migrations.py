@@ -616,10 +616,23 @@ def _language_set(db: Database) -> None:
     db.execute("UPDATE contacts SET language_set = 1 WHERE consent_care IS NOT NULL")
 
 
+def _test_contacts(db: Database) -> None:
+    """Test contacts (the browser simulator's): labelled TEST in the console, left out of
+    on-call announcements, counts, exports and broadcasts unless asked for. Every contact
+    on the simulator channel (`web`) is one, whoever creates it."""
+    db.execute('ALTER TABLE "contacts" ADD COLUMN "test" INTEGER NOT NULL DEFAULT 0')
+    db.execute("UPDATE contacts SET test = 1 WHERE channel = 'web'")
+    db.execute(
+        'CREATE TRIGGER "contacts_test" AFTER INSERT ON "contacts" WHEN NEW.channel = \'web\''
+        " BEGIN UPDATE contacts SET test = 1 WHERE id = NEW.id; END"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "checkins", _checkins),
     Migration(3, "console", _console),
     Migration(4, "broadcasts", _broadcasts),
     Migration(5, "language_set", _language_set),
+    Migration(9, "test_contacts", _test_contacts),
 )

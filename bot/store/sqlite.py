@@ -1660,6 +1660,7 @@ def _contact_row(r: sqlite3.Row) -> ContactRow:
         timezone=r["timezone"],
         preferred=bool(r["preferred"]),
         language_set=bool(r["language_set"]),
+        test=bool(r["test"]),
     )
 
 
