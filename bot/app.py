@@ -417,6 +417,33 @@ class CareBridge:
         return trends.summary_lines(self.store.readings(contact_id, limit=100))
 
 
+def channels_off(config: Config, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The channels that cannot send with this configuration and environment, and why (the
+    browser simulator `web` included)."""
+    env = os.environ if env is None else env
+    off: dict[str, str] = {}
+    if config.simulator.enabled is False:
+        off["web"] = "simulator.enabled is false"
+    elif not config.simulator_on():
+        off["web"] = (
+            f"the server binds to {config.server.host}, not loopback "
+            "(set simulator.enabled: true to use the simulator there anyway)"
+        )
+    for kind in ("sms", "whatsapp"):
+        sender = config.twilio.sms_from if kind == "sms" else config.twilio.whatsapp_from
+        if not getattr(config.channels, kind).enabled:
+            off[kind] = f"channels.{kind}.enabled is false"
+        elif not env.get("TWILIO_ACCOUNT_SID") or not env.get("TWILIO_AUTH_TOKEN"):
+            off[kind] = "TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN not set"
+        elif not sender:
+            off[kind] = f"twilio.{kind}_from not set"
+    if not config.channels.telegram.enabled:
+        off["telegram"] = "channels.telegram.enabled is false"
+    elif not env.get("TELEGRAM_BOT_TOKEN"):
+        off["telegram"] = "TELEGRAM_BOT_TOKEN not set"
+    return off
+
+
 def build_channels(
     config: Config, env: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Sender], dict[str, str]]:
@@ -426,43 +453,25 @@ def build_channels(
     from channels.twilio import TwilioChannel
 
     env = os.environ if env is None else env
+    off = channels_off(config, env)
     senders: dict[str, Sender] = {}
-    off: dict[str, str] = {}
-    if config.simulator_on():
+    if "web" not in off:
         senders["web"] = SimulatorChannel()
-    elif config.simulator.enabled is False:
-        off["web"] = "simulator.enabled is false"
-    else:
-        off["web"] = (
-            f"the server binds to {config.server.host}, not loopback "
-            "(set simulator.enabled: true to use the simulator there anyway)"
-        )
     public = config.server.public_url.rstrip("/")
     for kind in ("sms", "whatsapp"):
-        if not getattr(config.channels, kind).enabled:
-            off[kind] = f"channels.{kind}.enabled is false"
+        if kind in off:
             continue
-        sid, token = env.get("TWILIO_ACCOUNT_SID"), env.get("TWILIO_AUTH_TOKEN")
         sender = config.twilio.sms_from if kind == "sms" else config.twilio.whatsapp_from
-        if not sid or not token:
-            off[kind] = "TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN not set"
-        elif not sender:
-            off[kind] = f"twilio.{kind}_from not set"
-        else:
-            senders[kind] = TwilioChannel(
-                kind,
-                sid,
-                token,
-                sender,
-                api_base_url=config.twilio.api_base_url,
-                status_callback_url=f"{public}/webhooks/twilio/status",
-                whatsapp_template_sid=config.twilio.whatsapp_template_sid,
-            )
-    if not config.channels.telegram.enabled:
-        off["telegram"] = "channels.telegram.enabled is false"
-    elif not env.get("TELEGRAM_BOT_TOKEN"):
-        off["telegram"] = "TELEGRAM_BOT_TOKEN not set"
-    else:
+        senders[kind] = TwilioChannel(
+            kind,
+            env["TWILIO_ACCOUNT_SID"],
+            env["TWILIO_AUTH_TOKEN"],
+            sender or "",
+            api_base_url=config.twilio.api_base_url,
+            status_callback_url=f"{public}/webhooks/twilio/status",
+            whatsapp_template_sid=config.twilio.whatsapp_template_sid,
+        )
+    if "telegram" not in off:
         senders["telegram"] = TelegramChannel(
             env["TELEGRAM_BOT_TOKEN"], api_base_url=config.telegram.api_base_url
         )
@@ -477,9 +486,13 @@ def build_dispatcher(config: Config, store: Store, senders: Mapping[str, Sender]
     return Dispatcher(store, senders, rates={**rates, "web": 100.0})
 
 
-def build_broadcasts(config: Config, store: Store, clock: Clock = utcnow) -> Broadcasts:
+def build_broadcasts(
+    config: Config, store: Store, clock: Clock = utcnow, off: Mapping[str, str] | None = None
+) -> Broadcasts:
     """The coordinator broadcast service, with SMS arithmetic from channels.render (the CLI
-    and the console call the same object; docs/broadcasts.md)."""
+    and the console call the same object; docs/broadcasts.md). `off`: channels that cannot
+    send and why (build_channels' second result)."""
     from channels import render
 
-    return Broadcasts(store, config, render, clock=clock)
+    simulator = config.simulator_on() and "web" not in (off or {})
+    return Broadcasts(store, config, render, clock=clock, off=off, simulator=simulator)

@@ -120,6 +120,7 @@ class ChannelPreview:
     rate_per_s: float
     deferred: int  # in quiet hours at the start: they get it when their quiet hours end
     finish_at: datetime
+    off: str | None = None  # why this channel cannot send now (no credentials, ...); None: on
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,13 @@ class Preview:
 
     @property
     def finish_at(self) -> datetime:
-        return max((c.finish_at for c in self.channels), default=self.start_at)
+        """When the last message goes on the channels that are on."""
+        return max((c.finish_at for c in self.channels if not c.off), default=self.start_at)
+
+    @property
+    def sendable(self) -> int:
+        """Recipients on channels that can send now."""
+        return sum(c.recipients for c in self.channels if not c.off)
 
 
 @dataclass(frozen=True)
@@ -238,6 +245,8 @@ class Broadcasts:
         meter: SmsMeter,
         *,
         clock: Callable[[], datetime] = _utcnow,
+        off: Mapping[str, str] | None = None,
+        simulator: bool = False,
     ) -> None:
         self.store = store
         self.config = config
@@ -247,7 +256,20 @@ class Broadcasts:
         q = self.cfg.quiet_hours
         self.quiet = QuietHours(parse_clock(q.start), parse_clock(q.end)) if q else None
         self.default_timezone = config.checkins.default_timezone
-        self.channels = tuple(ch for ch in self.cfg.channels if self._enabled(ch))
+        # Channels that cannot send (no credentials, the simulator off): channel -> why. A
+        # broadcast does not use them, and its preview says so.
+        self.off = dict(off or {})
+        channels = [ch for ch in self.cfg.channels if self._enabled(ch)]
+        self.simulator = simulator  # the browser simulator runs: `web` is a channel too
+        if self.simulator and "web" not in channels:
+            channels.append("web")  # the simulator is a channel of its own, last in preference
+        self.channels = tuple(channels)
+
+    @property
+    def include_test_default(self) -> bool:
+        """Whether a new broadcast includes test contacts unless told: yes when the simulator
+        is on (a newcomer tries a broadcast on it), else no."""
+        return self.simulator
 
     # -- creating and approving -----------------------------------------------------------
 
@@ -256,12 +278,16 @@ class Broadcasts:
         texts: Mapping[str, str],
         sms_texts: Mapping[str, str] | None = None,
         whatsapp_template: str | None = None,
+        *,
+        simulator: bool = False,
     ) -> list[TextCheck]:
         """Each language on each broadcast channel as recipients get it, with its cost and
-        what to fix; `problem` is set when a text cannot be sent at all."""
+        what to fix; `problem` is set when a text cannot be sent at all. The simulator's
+        channel has nothing to check and is left out unless `simulator`."""
         checks = []
+        channels = [ch for ch in self.channels if simulator or ch != "web"]
         for lang, text in texts.items():
-            for channel in self.channels:
+            for channel in channels:
                 if channel == "sms":
                     checks.append(self._check_sms(lang, (sms_texts or {}).get(lang) or text))
                 elif channel == "whatsapp":
@@ -353,6 +379,7 @@ class Broadcasts:
             {t.language: t.text for t in texts},
             {t.language: t.sms_text for t in texts if t.sms_text},
             row.whatsapp_template,
+            simulator=True,
         )
         by_key = {(c.language, c.channel): c for c in checks}
         tallies: dict[str, _Tally] = {}
@@ -386,6 +413,7 @@ class Broadcasts:
                     rate_per_s=rate,
                     deferred=sum(n for at, n in tally.releases.items() if at > start),
                     finish_at=finish,
+                    off=self.off.get(channel),
                 )
             )
         return Preview(
@@ -645,8 +673,9 @@ class Broadcasts:
             languages=tuple(sorted(set(draft.audience.languages))),
             regions=tuple(sorted({r.strip().lower() for r in draft.audience.regions})),
             conditions=tuple(sorted(set(draft.audience.conditions))),
-            channels=tuple(ch for ch in self.cfg.channels if ch in draft.audience.channels),
+            channels=tuple(ch for ch in self.channels if ch in draft.audience.channels),
             tags=tuple(sorted({t.strip().lower() for t in draft.audience.tags})),
+            include_test=draft.audience.include_test,
         )
         return NewBroadcast(
             name=name,
@@ -667,7 +696,7 @@ class Broadcasts:
         problems = []
         allowed: dict[str, list[str]] = {
             "languages": list(self.config.languages),
-            "channels": [str(ch) for ch in self.cfg.channels],
+            "channels": list(dict.fromkeys([*map(str, self.cfg.channels), *self.channels])),
             "conditions": list(CONDITION_FLOWS),
         }
         for key, known in allowed.items():
@@ -728,6 +757,7 @@ class Broadcasts:
                 releases[name] = defer_quiet(start, zone(name), quiet)
             except ValueError:  # a contact with an unknown zone: the default one applies
                 continue
+        releases[""] = start  # test contacts (zone ''): no quiet hours, nobody is asleep
         return FanOutPlan(
             broadcast_id=row.id,
             audience=row.audience,
@@ -750,14 +780,29 @@ class Broadcasts:
         for channel in self.cfg.channels:
             if not self._enabled(channel):
                 notes.append(f"{channel} is off (channels.{channel}.enabled is false)")
+            elif channel in self.off and wanted(channel):
+                notes.append(
+                    f"{channel} is off ({self.off[channel]}): its recipients' messages are not "
+                    "sent until it is configured"
+                )
             elif channel == "whatsapp" and channel not in plan.channels and wanted(channel):
                 notes.append(
                     "WhatsApp is not used: a broadcast needs an approved template there "
                     "(--whatsapp-template NAME, from broadcast.whatsapp_templates)"
                 )
+        if "web" in plan.channels:
+            notes.append(
+                "the browser simulator is on: test contacts are "
+                + ("included" if row.audience.include_test else "left out")
+            )
+        elif row.audience.include_test:
+            notes.append(f"test contacts cannot get it: the simulator is off ({self._why_web()})")
         if row.urgent:
             notes.append("urgent: quiet hours do not apply")
         return notes
+
+    def _why_web(self) -> str:
+        return self.off.get("web") or "simulator.enabled is false, or serve is not on loopback"
 
     def _add(self, new: NewBroadcast, user: UserRow, action: str) -> BroadcastRow:
         now = self.clock()

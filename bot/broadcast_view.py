@@ -23,7 +23,12 @@ from bot.schedules import Rule, format_clock, parse_clock, zone
 from bot.store import Audience, BroadcastRow, BroadcastStatus, UserRow
 
 ENCODINGS = {"gsm7": "GSM-7", "ucs2": "UCS-2"}
-CHANNEL_LABELS = {"sms": "SMS", "whatsapp": "WhatsApp", "telegram": "Telegram", "web": "Web"}
+CHANNEL_LABELS = {
+    "sms": "SMS",
+    "whatsapp": "WhatsApp",
+    "telegram": "Telegram",
+    "web": "Simulator",
+}
 # The chart's stacked segments, in this order (stopped_after is a part of sent + delivered).
 CHART_KEYS = ("delivered", "sent", "queued", "failed", "opted_out", "cancelled")
 STAT_LABELS = {
@@ -129,6 +134,7 @@ def draft_from_form(
         conditions=_ticked(form, "condition", conditions),
         channels=_ticked(form, "channel", channels),
         tags=split_list(form.get("tags")),
+        include_test=form.get("include_test") == "1",
     )
     return Draft(
         name=form.get("name", ""),
@@ -294,7 +300,8 @@ def audience_text(row: BroadcastRow) -> str:
         values: tuple[str, ...] = getattr(row.audience, key)
         if values:
             parts.append(f"{label} {' or '.join(v.replace('_', ' ') for v in values)}")
-    return "all subscribers" + (", " + "; ".join(parts) if parts else "")
+    test = " (test contacts included)" if row.audience.include_test else ""
+    return "all subscribers" + (", " + "; ".join(parts) if parts else "") + test
 
 
 # -- the stats chart ------------------------------------------------------------------------------

@@ -9,14 +9,14 @@ import asyncio
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from bot.app import build_broadcasts, build_channels, build_dispatcher
+from bot.app import build_broadcasts, build_channels, build_dispatcher, channels_off
 from bot.broadcast import Broadcasts, Draft, Preview, Recurrence, Stats
 from bot.config import Config
 from bot.errors import CarebridgeError
@@ -39,7 +39,7 @@ def _service(ctx: click.Context) -> Iterator[Broadcasts]:
     except CarebridgeError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        yield build_broadcasts(config, store)
+        yield build_broadcasts(config, store, off=channels_off(config))
     except CarebridgeError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -116,6 +116,12 @@ def broadcast() -> None:
 @click.option("--condition", "conditions", multiple=True, help="Only people enrolled for it.")
 @click.option("--channel", "channels", multiple=True, help="Only on this channel.")
 @click.option("--tag", "tags", multiple=True, help="Only people with this tag.")
+@click.option(
+    "--include-test/--no-include-test",
+    "include_test",
+    default=None,
+    help="Test contacts (the simulator's) too; default: yes when the simulator is on.",
+)
 @click.option("--at", "send_at", default=None, help="Send at (ISO 8601 with offset).")
 @click.option("--every", type=click.IntRange(1), default=None, help="Repeat every N days ...")
 @click.option("--time", "at_time", default=None, help="... at this local time (HH:MM) ...")
@@ -145,6 +151,7 @@ def create(ctx: click.Context, /, **kw: Any) -> None:
             conditions=kw["conditions"],
             channels=kw["channels"],
             tags=kw["tags"],
+            include_test=bool(kw["include_test"]),
         ),
         send_at=_when(kw["send_at"]),
         recurrence=recurrence,
@@ -152,6 +159,9 @@ def create(ctx: click.Context, /, **kw: Any) -> None:
         whatsapp_template=kw["whatsapp_template"],
     )
     with _service(ctx) as svc:
+        if kw["include_test"] is None:
+            audience = replace(draft.audience, include_test=svc.include_test_default)
+            draft = replace(draft, audience=audience)
         row = svc.create(draft, kw["by"])
         _show_checks(svc, row)
     click.echo(
@@ -206,11 +216,18 @@ def preview(ctx: click.Context, broadcast_id: int, as_json: bool) -> None:
         langs = ", ".join(f"{k} {v}" for k, v in c.languages.items())
         click.echo(
             f"{c.channel:<10} {c.recipients:>8} {c.segments:>9} {c.cost:>10.2f} {c.deferred:>9}"
-            f"  {c.finish_at:%Y-%m-%d %H:%M} UTC ({c.rate_per_s:g}/s; {langs})"
+            + (
+                f"  off: {c.off} (not sent until it is configured)"
+                if c.off
+                else f"  {c.finish_at:%Y-%m-%d %H:%M} UTC ({c.rate_per_s:g}/s; {langs})"
+            )
         )
+    done = "nothing to send: its channels are off" if result.recipients else "nobody to send to"
+    if result.sendable:
+        done = f"done by {result.finish_at:%Y-%m-%d %H:%M} UTC"
     click.echo(
         f"{'total':<10} {result.recipients:>8} {'':>9} {result.cost:>10.2f} {result.currency}"
-        f"  done by {result.finish_at:%Y-%m-%d %H:%M} UTC"
+        f"  {done}"
     )
     click.echo(
         f"left out: {result.opted_out} opted out, {result.no_consent} without broadcast "

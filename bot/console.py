@@ -143,9 +143,11 @@ def console_routes(
     wake: Callable[[], None] = lambda: None,
     env: Mapping[str, str] | None = None,
     first_start: bool = True,
+    off: Mapping[str, str] | None = None,
 ) -> list[BaseRoute]:
     """The console's routes, to add to the web app. On first start (no users) an `admin` with a
-    one-time password is created and the password printed to stderr (never logged)."""
+    one-time password is created and the password printed to stderr (never logged). `off`:
+    channels that cannot send, and why (broadcast previews say so)."""
     config = bridge.config
     auth = Auth(bridge.store, config.console, clock=bridge.clock, env=env)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -158,7 +160,7 @@ def console_routes(
         zone=ZoneInfo(config.console.timezone),
         wake=wake,
         secure_cookies=config.server.public_url.startswith("https://"),
-        broadcasts=build_broadcasts(config, bridge.store, bridge.clock),
+        broadcasts=build_broadcasts(config, bridge.store, bridge.clock, off),
     )
     if first_start:
         password = ensure_admin(auth)
@@ -399,7 +401,10 @@ def password_submit(ctx: Ctx) -> Response:
 
 
 def _counts(console: Console) -> dict[str, Any]:
-    tickets = console.tickets.queue()
+    """Open tickets by state and priority; test contacts' tickets are left out (`test`)."""
+    everything = console.tickets.queue()
+    test = console.tickets.test_contacts()
+    tickets = [t for t in everything if t.contact_id not in test]
     waiting = [t for t in tickets if t.status is EscalationStatus.WAITING]
     by_priority = {p.value: 0 for p in Priority}
     for ticket in waiting:
@@ -409,6 +414,7 @@ def _counts(console: Console) -> dict[str, Any]:
         "claimed": len(tickets) - len(waiting),
         "overdue": sum(1 for t in waiting if t.raised_at is not None),
         "waiting_by_priority": by_priority,
+        "test": len(everything) - len(tickets),
     }
 
 
@@ -429,7 +435,9 @@ def api_me(ctx: Ctx) -> Response:
 # -- queue ------------------------------------------------------------------------------------
 
 
-def _queue_item(console: Console, ticket: EscalationRow, now: datetime) -> dict[str, Any]:
+def _queue_item(
+    console: Console, ticket: EscalationRow, now: datetime, test: frozenset[int] = frozenset()
+) -> dict[str, Any]:
     channel, address = console.store.contact_address(ticket.contact_id)
     priority = ticket.priority or priority_for(ticket.level)
     return {
@@ -449,12 +457,14 @@ def _queue_item(console: Console, ticket: EscalationRow, now: datetime) -> dict[
         "channel": channel,
         "contact": view.mask_address(address),
         "contact_id": ticket.contact_id,
+        "test": ticket.contact_id in test,  # a simulator contact: labelled TEST
     }
 
 
 def _queue(ctx: Ctx) -> list[dict[str, Any]]:
     console, now = ctx.console, ctx.console.now()
-    items = [_queue_item(console, t, now) for t in console.tickets.queue()]
+    test = console.tickets.test_contacts()
+    items = [_queue_item(console, t, now, test) for t in console.tickets.queue()]
     digest = hashlib.sha256(
         repr([(i["id"], i["status"], i["priority"]) for i in items]).encode()
     ).hexdigest()

@@ -131,7 +131,8 @@ def new_page(
     errors: list[str] | None = None,
     status: int = 200,
 ) -> Response:
-    values = dict(form or {"when": "now"})
+    fresh = {"when": "now", "include_test": "1" if _svc(ctx).include_test_default else ""}
+    values = dict(form or fresh)
     return _render(
         ctx,
         "broadcast_new.html",

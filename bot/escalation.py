@@ -94,9 +94,21 @@ class Tickets:
     # -- reading ----------------------------------------------------------------------------
 
     def queue(self) -> list[EscalationRow]:
-        """Open tickets in queue order: the waiting ones, then those a clinician has."""
-        waiting = sorted(self.store.escalations("waiting"), key=queue_key)
-        return waiting + sorted(self.store.escalations("claimed"), key=queue_key)
+        """Open tickets in queue order: the waiting ones, then those a clinician has; test
+        contacts' tickets (the simulator's) after the real patients' in each."""
+        test = self.test_contacts()
+
+        def key(ticket: EscalationRow) -> tuple[bool, tuple[int, datetime, int]]:
+            return (ticket.contact_id in test, queue_key(ticket))
+
+        waiting = sorted(self.store.escalations("waiting"), key=key)
+        return waiting + sorted(self.store.escalations("claimed"), key=key)
+
+    def test_contacts(self) -> frozenset[int]:
+        """Ids of the test contacts with an open ticket (labelled TEST, never announced)."""
+        ids = {t.contact_id for s in ("waiting", "claimed") for t in self.store.escalations(s)}
+        rows = (self.store.contact_row(i) for i in ids)
+        return frozenset(row.id for row in rows if row is not None and row.test)
 
     def get(self, ticket_id: int) -> EscalationRow:
         """One ticket; TicketError if there is none."""
@@ -173,6 +185,9 @@ class Tickets:
         )
         if now >= late_at and self.store.raise_escalation(ticket.id, now):
             self._audit_system("raise", ticket, now)
+        contact = self.store.contact_row(ticket.contact_id)
+        if contact is not None and contact.test:
+            return False  # a test contact (the simulator): never wake on-call for it
         if not self.store.announce_escalation(ticket.id, now, now - quiet):
             return False
         on_call = self.config.escalation.on_call

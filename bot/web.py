@@ -89,6 +89,9 @@ def create_app(
         config, bridge, senders, build_dispatcher(config, bridge.store, senders), env, disabled
     )
 
+    off = {**disabled}  # what broadcasts cannot use (the simulator too, unless it is here)
+    if "web" not in senders:
+        off.setdefault("web", "the simulator is not running in this process")
     stoppers: list[Callable[[], object]] = []
 
     @contextlib.asynccontextmanager
@@ -107,7 +110,7 @@ def create_app(
                 bridge,
                 also=(
                     bridge.tickets.sweep_deadlines,
-                    build_broadcasts(config, bridge.store, bridge.clock).sweep,
+                    build_broadcasts(config, bridge.store, bridge.clock, off).sweep,
                 ),
                 on_sweep=lambda report: (
                     report.outbox_ids and loop.call_soon_threadsafe(state.dispatcher.wake)
@@ -143,7 +146,7 @@ def create_app(
         Route("/webhooks/twilio/status", twilio_status, methods=["POST"]),
         Route("/webhooks/telegram", telegram_webhook, methods=["POST"]),
     ]
-    console = console_routes(bridge, wake=state.dispatcher.wake, env=env)  # /console, /api
+    console = console_routes(bridge, wake=state.dispatcher.wake, env=env, off=off)  # /console
     app = Starlette(routes=[*routes, *console], lifespan=lifespan)
     app.state.web = state
     app.state.simulator = SimulatorGate(parse_many(config.simulator.rate_limit))

@@ -441,18 +441,30 @@ class Audience:
     conditions: tuple[str, ...] = ()
     channels: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    include_test: bool = False  # test contacts (the simulator's) too; never unless asked
 
-    def to_json(self) -> dict[str, list[str]]:
-        return {k: list(v) for k, v in vars(self).items() if v}
+    def _filters(self) -> dict[str, tuple[str, ...]]:
+        return {k: v for k, v in vars(self).items() if k != "include_test" and v}
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {k: list(v) for k, v in self._filters().items()}
+        if self.include_test:
+            data["include_test"] = True
+        return data
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Audience:
-        return cls(**{k: tuple(str(x) for x in raw.get(k, ())) for k in cls.__dataclass_fields__})
+        filters = [k for k in cls.__dataclass_fields__ if k != "include_test"]
+        return cls(
+            **{k: tuple(str(x) for x in raw.get(k, ())) for k in filters},
+            include_test=bool(raw.get("include_test", False)),
+        )
 
     def describe(self) -> str:
         """A one-line summary for people ("all subscribers" when nothing narrows it)."""
-        parts = [f"{k}={','.join(v)}" for k, v in vars(self).items() if v]
-        return " ".join(parts) or "all subscribers"
+        parts = [f"{k}={','.join(v)}" for k, v in self._filters().items()]
+        text = " ".join(parts) or "all subscribers"
+        return f"{text} + test contacts" if self.include_test else text
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ def _marks(prefix: str, values: tuple[str, ...], params: dict[str, Any]) -> str:
 def _match(audience: AudienceFilter, channels: tuple[str, ...], params: dict[str, Any]) -> str:
     """The audience filters on contact `c` (not consent: see `_ELIGIBLE`)."""
     where = [f"+c.channel IN ({_marks('ch', channels, params)})"]  # (+: walk person_id)
+    if not audience.include_test:
+        where.append("c.test = 0")
     if audience.languages:
         where.append(f"c.language IN ({_marks('lang', audience.languages, params)})")
     if audience.regions:  # person-level facts: any contact of the person
@@ -73,10 +75,13 @@ def _match(audience: AudienceFilter, channels: tuple[str, ...], params: dict[str
     return " AND ".join(where)
 
 
-_ELIGIBLE = "c.opted_out = 0 AND c.consent_broadcast = 1"
+# A test contact (the simulator's) that never said yes or no counts as subscribed; it has no
+# quiet hours (zone '': released at once, and the dispatcher's re-check lets it go).
+_CONSENT = "CASE WHEN c.test = 1 THEN coalesce(c.consent_broadcast, 1) ELSE c.consent_broadcast END"
+_ELIGIBLE = f"c.opted_out = 0 AND {_CONSENT} = 1"
 _TZ = (
-    "coalesce(c.timezone, (SELECT e.timezone FROM enrollments e WHERE e.contact_id = c.id),"
-    " :default_tz)"
+    "CASE WHEN c.test = 1 THEN '' ELSE coalesce(c.timezone,"
+    " (SELECT e.timezone FROM enrollments e WHERE e.contact_id = c.id), :default_tz) END"
 )
 
 
@@ -451,7 +456,7 @@ class BroadcastSql:
             source = f"FROM contacts c WHERE {_match(plan.audience, plan.channels, excluded)}"
         left = self._rows(
             "SELECT coalesce(sum(c.opted_out = 1), 0) AS stopped,"
-            " coalesce(sum(c.opted_out = 0 AND coalesce(c.consent_broadcast, 0) = 0), 0) AS nc,"
+            f" coalesce(sum(c.opted_out = 0 AND coalesce({_CONSENT}, 0) = 0), 0) AS nc,"
             f" coalesce(sum({_ELIGIBLE}), 0) AS eligible {source}",
             excluded,
         )[0]
@@ -541,7 +546,8 @@ class BroadcastSql:
     def outbox_gate(self, outbox_id: int) -> OutboxGate | None:
         """A row's status with its broadcast's status and its contact's consent, in one read."""
         rows = self._rows(
-            "SELECT o.status, b.status AS broadcast_status, c.opted_out, c.consent_broadcast"
+            f"SELECT o.status, b.status AS broadcast_status, c.opted_out, {_CONSENT}"
+            " AS consent_broadcast"
             " FROM outbox o LEFT JOIN broadcasts b ON b.id = o.broadcast_id"
             " LEFT JOIN contacts c ON c.id = o.contact_id WHERE o.id = ?",
             (outbox_id,),
