@@ -119,6 +119,7 @@ def enroll(
             else:
                 at = _local(done.not_before, tz)
                 click.echo(f"{who} enrolled: consent question waits for {at} {tz} (quiet hours)")
+        click.echo(where_to_see(_config(ctx), channel, address))
 
 
 @patients.command("list")
@@ -239,7 +240,8 @@ def show(ctx: click.Context, contact_id: int, as_json: bool) -> None:
 @click.option("--flow", default=None, help="Check-in flow (default: the first condition's).")
 @click.pass_context
 def checkin(ctx: click.Context, contact_id: int, flow: str | None) -> None:
-    """Send a check-in now (it waits if the patient is mid-conversation or in quiet hours)."""
+    """Send a check-in now, even in the patient's quiet hours (it waits only while they are in
+    another conversation), and say where to see it."""
     with _bridge(ctx) as bridge:
         enrollment = bridge.store.get_enrollment(contact_id)
         if enrollment is None or enrollment.status != "active":
@@ -249,8 +251,37 @@ def checkin(ctx: click.Context, contact_id: int, flow: str | None) -> None:
             report = scheduler.checkin_now(bridge, contact_id, flow, bridge.clock())
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
-    state = "started" if report.started else "queued (quiet hours or mid-conversation)"
-    click.echo(f"{flow} for patient {contact_id}: {state}")
+        channel, address = bridge.store.contact_address(contact_id)
+    if report.started:
+        click.echo(f"{flow} for patient {contact_id}: started")
+    else:
+        click.echo(
+            f"{flow} for patient {contact_id}: queued (they are in another conversation; "
+            "it starts when that ends)"
+        )
+    click.echo(where_to_see(_config(ctx), channel, address))
+
+
+def where_to_see(config: Config, channel: str, address: str) -> str:
+    """Where the patient's messages appear, and what must run for them to go."""
+    from bot.app import channels_off
+
+    if channel == "web":
+        url = config.server.public_url.rstrip("/") + "/"
+        off = channels_off(config).get("web")
+        if off:
+            return f"see it in: nowhere yet: the browser simulator is off ({off})"
+        return (
+            f"see it in: the browser simulator at {url}, in the browser that chats as "
+            f"{address} (it appears within a second while `carebridge serve` runs)"
+        )
+    off = channels_off(config).get(channel)
+    if off:
+        return f"see it in: nowhere yet: {channel} is off ({off}); it waits in the outbox"
+    return (
+        f"see it in: the patient's {channel} ({mask(address)}); `carebridge serve` or a "
+        "worker sends it"
+    )
 
 
 @patients.command("sweep")

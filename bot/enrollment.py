@@ -29,7 +29,7 @@ from bot.store import EnrollmentRow, EnrollmentStatus, NewSchedule, Store
 log = logging.getLogger(__name__)
 
 ENROLLMENT_FLOW = "enrollment"
-CHANNELS = ("sms", "whatsapp", "telegram")
+CHANNELS = ("sms", "whatsapp", "telegram", "web")  # web: the browser simulator (test contacts)
 GLUCOSE_UNITS = ("mg/dL", "mmol/L")
 BASELINES = ("glucose_unit", "peak_flow_best_lpm", "usual_weight_kg", "due_date")
 """Concepts kept per patient and put into every check-in conversation's answers."""
@@ -68,6 +68,8 @@ class EnrollRequest:
             problems.append(f"--channel: use one of {', '.join(CHANNELS)}, not {self.channel!r}")
         if not self.address.strip():
             problems.append("--address: give the patient's number or chat id")
+        elif self.channel == "web" and not self.address.strip().startswith("sim-"):
+            problems.append("--address: a simulator address starts with sim- (see the simulator)")
         conditions = tuple(dict.fromkeys(c.strip().lower() for c in self.conditions if c.strip()))
         if not conditions:
             problems.append(f"--conditions: give at least one of {', '.join(CONDITION_FLOWS)}")

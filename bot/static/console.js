@@ -45,13 +45,17 @@
   if (queueBody) {
     var counts = document.getElementById("queue-counts");
     var renderRow = function (t) {
-      var tr = el("tr", t.status + (t.overdue ? " overdue" : ""));
+      var tr = el("tr", t.status + (t.overdue ? " overdue" : "") + (t.test ? " test" : ""));
       tr.dataset.href = t.url;
       var c1 = el("td");
       c1.appendChild(el("span", "badge " + t.priority, t.priority));
       if (t.overdue) {
         c1.appendChild(document.createTextNode(" "));
         c1.appendChild(el("span", "badge overdue", "overdue"));
+      }
+      if (t.test) {  // a test contact (the browser simulator)
+        c1.appendChild(document.createTextNode(" "));
+        c1.appendChild(el("span", "badge test", "TEST"));
       }
       var c2 = el("td");
       var a = el("a", null, "#" + t.id);
@@ -70,7 +74,11 @@
       c5.appendChild(el("span", "muted", t.channel));
       var c6 = el("td");
       c6.appendChild(t.status === "claimed" ? el("span", "pill claimed", t.assignee) : el("span", "pill waiting", "waiting"));
-      [c1, c2, el("td", "nowrap", t.waiting), c4, c5, c6].forEach(function (c) { tr.appendChild(c); });
+      var cells = [c1, c2, el("td", "nowrap", t.waiting), c4, c5, c6];
+      ["Priority", "Ticket", "Waiting", "Why", "Patient", "Status"].forEach(function (label, i) {
+        cells[i].dataset.label = label;  // the card layout under 600 px shows these
+        tr.appendChild(cells[i]);
+      });
       return tr;
     };
     every(function () {
