@@ -244,6 +244,15 @@ def checkin(ctx: click.Context, contact_id: int, flow: str | None) -> None:
     another conversation), and say where to see it."""
     with _bridge(ctx) as bridge:
         enrollment = bridge.store.get_enrollment(contact_id)
+        if enrollment is not None and enrollment.status == "invited":
+            # they may have agreed a moment ago: do now what the next sweep would do
+            scheduler.Sweeper(bridge).sync_enrollments(bridge.clock(), scheduler.SweepReport())
+            enrollment = bridge.store.get_enrollment(contact_id)
+        if enrollment is not None and enrollment.status == "invited":
+            raise click.ClickException(
+                f"patient {contact_id} has not agreed to check-ins yet (the enrollment "
+                "conversation asks first)"
+            )
         if enrollment is None or enrollment.status != "active":
             raise click.ClickException(f"patient {contact_id} has no active enrollment")
         flow = flow or CONDITION_FLOWS[enrollment.conditions[0]]

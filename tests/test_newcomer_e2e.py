@@ -155,7 +155,7 @@ def test_a_newcomer_tries_every_journey_without_credentials(newcomer: Newcomer) 
         assert checkin.exit_code == 0, checkin.output
         assert "diabetes_checkin for patient" in checkin.output and "started" in checkin.output
         assert f"the browser simulator at {url}/" in checkin.output
-        bot_says(patient, "blood sugar")
+        bot_says(patient, "Diabetes check-in: a few short questions")
 
         # Every bot message shows once, and a reload keeps the patient's own messages.
         keys = patient.locator(".msg").evaluate_all("els => els.map(e => e.dataset.key)")
