@@ -2,7 +2,8 @@
 
 Starts `carebridge serve`'s app on 127.0.0.1 (temporary database, no providers), plays a few
 patient conversations through the bot, logs in as a clinician in headless Chromium (Debian's
-/usr/bin/chromium, never a downloaded browser) and saves the queue, a ticket and a patient page.
+/usr/bin/chromium, never a downloaded browser) and saves the queue, a ticket and a patient page
+at 1280 px, and the queue and the ticket at 375 px (a phone).
 
     .venv/bin/python scripts/screenshots.py [--out docs/img]
 """
@@ -127,6 +128,8 @@ def seed(bridge: CareBridge, clock: Clock) -> int:
     agent = ["hi", "1", "yes", "agent"]
     say(bridge, clock, now - timedelta(minutes=95), "telegram", "731255409", *agent)
     say(bridge, clock, now - timedelta(hours=9), "sms", "+15550102030", *agent)
+    # Someone trying the browser simulator: a test contact, labelled TEST, never announced.
+    say(bridge, clock, now - timedelta(minutes=12), "web", "sim-demo00001", *agent)
     clock.pinned = None
     bridge.tickets.sweep_deadlines(datetime.now(UTC))
     [ticket] = [t for t in store.escalations("waiting") if t.contact_id == contact.id]
@@ -165,7 +168,13 @@ def take(out: Path) -> list[Path]:
         bridge.tickets.add_note(
             ticket_id, user, "Lives alone; daughter can drive him to the clinic."
         )
-        shots = [out / "console-queue.png", out / "console-ticket.png", out / "console-patient.png"]
+        shots = [
+            out / "console-queue.png",
+            out / "console-ticket.png",
+            out / "console-patient.png",
+            out / "console-queue-phone.png",
+            out / "console-ticket-phone.png",
+        ]
         with served(app) as url, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 720})
@@ -181,6 +190,11 @@ def take(out: Path) -> list[Path]:
             assert contact is not None
             page.goto(f"{url}/console/patients/{contact.contact_id}")
             page.screenshot(path=str(shots[2]), full_page=True)
+            page.set_viewport_size({"width": 375, "height": 740})  # a clinician's phone
+            page.goto(f"{url}/console/queue")
+            page.screenshot(path=str(shots[3]), full_page=True)
+            page.goto(f"{url}/console/tickets/{ticket_id}")
+            page.screenshot(path=str(shots[4]), full_page=True)
             browser.close()
     return shots
 

@@ -1,7 +1,8 @@
 """The console end to end in a real headless Chromium (Debian's, never a downloaded one): a red
 flag arrives over a signed Twilio webhook, a clinician sees it appear in the queue, claims it,
 replies, the patient gets the reply through the fake Twilio API and answers live, and the
-clinician resolves the ticket. Also runs scripts/screenshots.py once."""
+clinician resolves the ticket. Every page fits a 375 px phone and a 1280 px desktop (no
+sideways scrolling, every action inside the screen). Also runs scripts/screenshots.py once."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from browser import chromium
 from console_helpers import free_port_url, make_user, served
 from fakes import wait_for
+from playwright.sync_api import Page
 from fakes.twilio_server import FakeTwilio, inbound_params, signed_request
 
 from bot.app import CareBridge
@@ -142,6 +144,72 @@ def test_the_screenshot_script_photographs_the_running_console(tmp_path: Path) -
         "console-queue.png",
         "console-ticket.png",
         "console-patient.png",
+        "console-queue-phone.png",
+        "console-ticket-phone.png",
     ]
     for shot in shots:
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+PHONE, DESKTOP = 375, 1280
+
+
+def fits(page: Page) -> None:
+    """No sideways scrolling, and every link, button and field lies inside the viewport."""
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, page.url
+    outside = page.evaluate(
+        """(width) => [...document.querySelectorAll('a, button, select, textarea, input')]
+            .filter(e => e.type !== 'hidden' && e.offsetParent !== null)
+            .filter(e => { const r = e.getBoundingClientRect(); return r.left < 0 || r.right > width; })
+            .map(e => e.outerHTML.slice(0, 80))""",
+        width,
+    )
+    assert not outside, (page.url, outside)
+
+
+def test_the_console_fits_a_phone_and_a_desktop(stack: Stack, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    stack.sms("my father can't breathe and his lips are blue")
+    wait_for(lambda: len(stack.bridge.store.escalations("waiting")) == 1)
+    with chromium() as browser:
+        for width in (PHONE, DESKTOP):
+            page = browser.new_page(viewport={"width": width, "height": 800})
+            page.goto(f"{stack.url}/console/login")
+            fits(page)
+            page.fill("input[name=username]", USER)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/console/queue")
+            row = page.locator("#queue-body tr[data-href]").first
+            expect(row).to_contain_text("emergency")
+            shown_as = row.evaluate("e => getComputedStyle(e).display")
+            assert shown_as == ("block" if width == PHONE else "table-row")  # cards on a phone
+            assert page.locator("#queue thead").is_visible() is (width == DESKTOP)
+            fits(page)
+            page.screenshot(path=str(tmp_path / f"queue-{width}.png"), full_page=True)
+
+            row.locator("a").click()
+            page.wait_for_url("**/console/tickets/1")
+            fits(page)
+            if width == PHONE:
+                page.click("#claim")
+                expect(page.locator("#ticket-status")).to_contain_text("claimed")
+            for action in ("#resolve", "#return", "#send", "select[name=flow]", "#reply-text"):
+                expect(page.locator(action)).to_be_visible()
+            note = page.get_by_label("Add a note for colleagues")  # the note box has a label
+            note.fill("Called the family; ambulance confirmed.")
+            page.click("text=Add note")
+            expect(page.locator(".notes")).to_contain_text("ambulance confirmed")
+            fits(page)
+            page.screenshot(path=str(tmp_path / f"ticket-{width}.png"), full_page=True)
+
+            for path in ("/console/patients/1", "/console/overview", "/console/broadcasts"):
+                page.goto(stack.url + path)
+                fits(page)
+                page.screenshot(
+                    path=str(tmp_path / f"{path.rsplit('/', 1)[-1]}-{width}.png"), full_page=True
+                )
+            page.close()
+    assert len(list(tmp_path.glob("*-375.png"))) == len(list(tmp_path.glob("*-1280.png"))) == 5

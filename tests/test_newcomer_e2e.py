@@ -151,7 +151,9 @@ def test_a_newcomer_tries_every_journey_without_credentials(newcomer: Newcomer) 
         say(patient, "yes", "Would you like these messages too?")
         say(patient, "yes", "you are enrolled")
 
-        checkin = cli.invoke(patients, ["checkin", str(contact.id)], obj={"config": newcomer.config})
+        checkin = cli.invoke(
+            patients, ["checkin", str(contact.id)], obj={"config": newcomer.config}
+        )
         assert checkin.exit_code == 0, checkin.output
         assert "diabetes_checkin for patient" in checkin.output and "started" in checkin.output
         assert f"the browser simulator at {url}/" in checkin.output
