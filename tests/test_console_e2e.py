@@ -16,8 +16,8 @@ import pytest
 from browser import chromium
 from console_helpers import free_port_url, make_user, served
 from fakes import wait_for
-from playwright.sync_api import Page
 from fakes.twilio_server import FakeTwilio, inbound_params, signed_request
+from playwright.sync_api import Page
 
 from bot.app import CareBridge
 from bot.config import Config, EscalationConfig, OnCallConfig
@@ -161,7 +161,9 @@ def fits(page: Page) -> None:
     outside = page.evaluate(
         """(width) => [...document.querySelectorAll('a, button, select, textarea, input')]
             .filter(e => e.type !== 'hidden' && e.offsetParent !== null)
-            .filter(e => { const r = e.getBoundingClientRect(); return r.left < 0 || r.right > width; })
+            .filter(e => {
+              const r = e.getBoundingClientRect(); return r.left < 0 || r.right > width;
+            })
             .map(e => e.outerHTML.slice(0, 80))""",
         width,
     )

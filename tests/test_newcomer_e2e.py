@@ -141,8 +141,10 @@ def test_a_newcomer_tries_every_journey_without_credentials(newcomer: Newcomer) 
         cli = CliRunner()
         enrolled = cli.invoke(
             patients,
-            ["enroll", "--channel", "web", "--address", address, "--conditions", "diabetes"]
-            + ["--language", "en", "--glucose-unit", "mg/dL", "--team", "Clinic A"],
+            [
+                *("enroll", "--channel", "web", "--address", address, "--conditions", "diabetes"),
+                *("--language", "en", "--glucose-unit", "mg/dL", "--team", "Clinic A"),
+            ],
             obj={"config": newcomer.config},
         )
         assert enrolled.exit_code == 0, enrolled.output
