@@ -126,12 +126,20 @@ def enroll(
 @click.option("--status", type=click.Choice(["invited", "active", "paused", "ended"]))
 @click.option("--team", default=None)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--include-test", is_flag=True, help="Test contacts (the simulator's) too.")
 @click.pass_context
-def list_cmd(ctx: click.Context, status: str | None, team: str | None, as_json: bool) -> None:
-    """Enrolled patients: status, conditions, check-in time, last check-in, missed in a row."""
+def list_cmd(
+    ctx: click.Context, status: str | None, team: str | None, as_json: bool, include_test: bool
+) -> None:
+    """Enrolled patients: status, conditions, check-in time, last check-in, missed in a row
+    (test contacts only with --include-test)."""
     with _bridge(ctx) as bridge:
         store: Store = bridge.store
-        rows = [_summary(store, e) for e in store.enrollments(status, team)]
+        rows = [
+            _summary(store, e)
+            for e in store.enrollments(status, team)
+            if include_test or not _is_test(store, e.contact_id)
+        ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -308,6 +316,11 @@ def sweep_cmd(ctx: click.Context, at: str | None) -> None:
         report = scheduler.sweep(bridge, when or bridge.clock())
     counts = report.counts()
     click.echo(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing due")
+
+
+def _is_test(store: Store, contact_id: int) -> bool:
+    row = store.contact_row(contact_id)
+    return row is not None and row.test
 
 
 def _summary(store: Store, e: EnrollmentRow) -> dict[str, Any]:
