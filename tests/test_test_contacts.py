@@ -4,6 +4,7 @@ exports and broadcasts unless asked for, and not held by quiet hours (nobody is 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +17,9 @@ from broadcast_helpers import T0, Clock, coordinators, rows_of, service, subscri
 from click.testing import CliRunner
 from console_helpers import make_user, served, session_cookie
 
+from bot import app as composition
 from bot import enrollment, scheduler
-from bot.app import CareBridge, build_broadcasts, channels_off
+from bot.app import CareBridge, build_broadcasts
 from bot.broadcast import Draft
 from bot.cli_patients import patients
 from bot.config import Config, EscalationConfig, OnCallConfig
@@ -65,7 +67,8 @@ def test_simulator_enabled_turns_it_on_anywhere_with_a_warning(
         assert httpx.post(f"{url}/sim/api/send", json={"address": SIM, "text": "hi"}).is_success
     assert any("simulator is on at 0.0.0.0" in r.getMessage() for r in caplog.records)
     off = with_(tmp_config, simulator={"enabled": False})  # and off even on loopback
-    assert not off.simulator_on() and channels_off(off, {})["web"] == "simulator.enabled is false"
+    assert not off.simulator_on()
+    assert composition.channels_off(off, {})["web"] == "simulator.enabled is false"
 
 
 def test_the_simulator_api_is_rate_limited_per_client(tmp_config: Config) -> None:
@@ -131,13 +134,11 @@ def test_patients_list_leaves_test_contacts_out_unless_asked(tmp_config: Config)
         )  # fmt: skip
         scheduler.enroll(bridge, request, T0)
     bridge.close()
-    run = CliRunner()
-    listed = run.invoke(patients, ["list", "--json"], obj={"config": tmp_config})
-    assert [r["channel"] for r in __import__("json").loads(listed.output)] == ["sms"]
-    everyone = run.invoke(
-        patients, ["list", "--json", "--include-test"], obj={"config": tmp_config}
-    )
-    assert sorted(r["channel"] for r in __import__("json").loads(everyone.output)) == ["sms", "web"]
+    run, obj = CliRunner(), {"config": tmp_config}
+    listed = run.invoke(patients, ["list", "--json"], obj=obj)
+    assert [r["channel"] for r in json.loads(listed.output)] == ["sms"]
+    everyone = run.invoke(patients, ["list", "--json", "--include-test"], obj=obj)
+    assert sorted(r["channel"] for r in json.loads(everyone.output)) == ["sms", "web"]
 
 
 def test_broadcasts_reach_test_contacts_only_when_asked(tmp_config: Config) -> None:
@@ -173,7 +174,7 @@ def test_a_preview_names_the_channels_that_are_off_and_why(tmp_config: Config) -
     coordinators(store)
     subscriber(store, "sms", "+15550000001")
     store.get_or_create_contact("web", SIM, T0, "en")
-    svc = build_broadcasts(tmp_config, store, Clock(), off=channels_off(tmp_config, {}))
+    svc = build_broadcasts(tmp_config, store, Clock(), off=composition.channels_off(tmp_config, {}))
     row = svc.create(
         Draft(name="advice", texts={"en": "Drink water."}, audience=Audience(include_test=True)),
         by="alice",
