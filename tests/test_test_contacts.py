@@ -218,3 +218,30 @@ def test_quiet_hours_hold_neither_a_test_contact_nor_a_check_in_asked_for_by_han
     report = scheduler.checkin_now(bridge, real.contact_id, "diabetes_checkin", NIGHT)
     assert report.started == 1
     bridge.close()
+
+
+def test_patients_commands_say_where_the_message_will_appear(
+    tmp_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TELEGRAM_BOT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    run, obj = CliRunner(), {"config": tmp_config}
+    sms = run.invoke(
+        patients,
+        ["enroll", "--channel", "sms", "--address", "+15550000001", "--conditions", "copd"],
+        obj=obj,
+    )
+    assert sms.exit_code == 0, sms.output
+    assert (
+        "see it in: nowhere yet: sms is off (TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN not set)"
+        in (sms.output)
+    )
+    web = run.invoke(
+        patients, ["enroll", "--channel", "web", "--address", SIM, "--conditions", "copd"], obj=obj
+    )
+    assert web.exit_code == 0, web.output
+    assert f"see it in: the browser simulator at {tmp_config.server.public_url}/" in web.output
+    wrong = run.invoke(
+        patients, ["enroll", "--channel", "web", "--address", "x1", "--conditions", "copd"], obj=obj
+    )
+    assert wrong.exit_code != 0 and "a simulator address starts with sim-" in wrong.output
