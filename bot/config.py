@@ -235,6 +235,12 @@ class BroadcastConfig(_Model):
         return value
 
 
+class RetentionConfig(_Model):
+    """How long message text is kept (docs/security.md); counts, levels and readings stay."""
+
+    message_days: int = Field(90, ge=1, le=3650)  # inbox, transcripts and outbox text
+
+
 class Config(_Model):
     service_name: str = "carebridge"
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
@@ -250,6 +256,7 @@ class Config(_Model):
     console: ConsoleConfig = ConsoleConfig()
     checkins: CheckinsConfig = CheckinsConfig()
     broadcast: BroadcastConfig = BroadcastConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     def path(self, relative: str) -> Path:
         """A path from the config, relative to the project root unless absolute."""

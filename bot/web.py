@@ -103,6 +103,7 @@ def create_app(
                 also=(
                     bridge.tickets.sweep_deadlines,
                     build_broadcasts(config, bridge.store, bridge.clock).sweep,
+                    bridge.privacy.sweep,  # retention (docs/security.md)
                 ),
                 on_sweep=lambda report: (
                     report.outbox_ids and loop.call_soon_threadsafe(state.dispatcher.wake)
