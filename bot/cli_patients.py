@@ -289,9 +289,7 @@ def forget(ctx: click.Context, contact_id: int, yes: bool) -> None:
                 f"Erase patient {contact_id} ({contact.channel} {mask(contact.address)})?",
                 abort=True,
             )
-        counts = bridge.privacy.forget(
-            contact_id, source="cli", requested_by=getpass.getuser()
-        )
+        counts = bridge.privacy.forget(contact_id, source="cli", requested_by=getpass.getuser())
     click.echo(
         f"patient {contact_id} forgotten: contacts={counts.contacts} inbox={counts.inbox} "
         f"transcript={counts.transcript} outbox={counts.outbox}"

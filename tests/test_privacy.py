@@ -11,8 +11,11 @@ from itertools import count
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from test_cli import write_config
 
 from bot.app import CareBridge
+from bot.cli import main
 from bot.config import Config
 from bot.messages import Inbound
 from bot.store import SqliteStore
@@ -231,3 +234,46 @@ def test_a_red_flag_while_confirming_is_answered_and_nothing_is_erased(app: Care
     reply = send(app, "I have severe chest pain")
     assert "112" in reply
     assert app.store.contact_row(1).address == PHONE  # type: ignore[union-attr]
+
+
+# --- the admin command --------------------------------------------------------------------------
+
+
+def test_an_admin_erases_a_patient_on_request_from_the_command_line(
+    tmp_config: Config, tmp_path: Path, clock: Clock
+) -> None:
+    bridge = CareBridge(tmp_config, clock=clock)
+    for text in ("hi", "1", "yes", "my sister's number is +15550001111"):
+        send(bridge, text)
+    bridge.close()
+    cfg = write_config(tmp_config, tmp_path)
+    runner = CliRunner()
+
+    refused = runner.invoke(main, ["--config", str(cfg), "patients", "forget", "1"], input="n\n")
+    assert refused.exit_code == 1 and "9876" in refused.output  # masked address, then abort
+    assert "+15550009876" not in refused.output
+    missing = runner.invoke(main, ["--config", str(cfg), "patients", "forget", "99", "--yes"])
+    assert missing.exit_code == 1 and "there is no patient 99" in missing.output
+
+    done = runner.invoke(main, ["--config", str(cfg), "patients", "forget", "1"], input="y\n")
+    assert done.exit_code == 0 and "patient 1 forgotten" in done.output
+
+    with SqliteStore(db_path(tmp_config)) as store:
+        assert store.contact_row(1).address == "forgotten-1"  # type: ignore[union-attr]
+        entry = next(e for e in store.audit_log(contact_id=1) if e.action == "forget_patient")
+        assert entry.detail["source"] == "cli" and entry.detail["requested_by"]
+        assert "+15550001111" not in " ".join(texts(store.path, "inbox"))
+    again = runner.invoke(main, ["--config", str(cfg), "patients", "forget", "1", "--yes"])
+    assert again.exit_code == 1 and "forgotten already" in again.output
+
+
+def test_purge_from_the_command_line_for_cron(tmp_config: Config, tmp_path: Path) -> None:
+    bridge = CareBridge(tmp_config, clock=Clock())
+    send(bridge, "hi")
+    bridge.close()
+    cfg = write_config(tmp_config, tmp_path)
+    args = ["--config", str(cfg), "patients", "purge"]
+    soon = CliRunner().invoke(main, [*args, "--at", "2024-05-01T00:00:00"])
+    assert soon.output.strip() == "redacted inbox=0 transcript=0 outbox=0"
+    late = CliRunner().invoke(main, [*args, "--at", "2024-06-01T00:00:00"])
+    assert late.exit_code == 0 and "inbox=1 transcript=2" in late.output

@@ -623,9 +623,7 @@ def _privacy(db: Database) -> None:
     db.execute('ALTER TABLE "users" ADD COLUMN "totp_secret" TEXT')
     kept = "text NOT IN ('[redacted]', '[erased]')"
     for table, column in (("inbox", "received_at"), ("transcript", "at"), ("outbox", "created_at")):
-        db.execute(
-            f'CREATE INDEX "{table}_privacy_{column}" ON "{table}" ({column}) WHERE {kept}'
-        )
+        db.execute(f'CREATE INDEX "{table}_privacy_{column}" ON "{table}" ({column}) WHERE {kept}')
 
 
 MIGRATIONS: tuple[Migration, ...] = (

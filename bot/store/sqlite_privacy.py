@@ -63,12 +63,12 @@ class PrivacySql:
     ) -> PrivacyCounts:
         """Erase what identifies a person and what they wrote, for this contact and every
         contact linked to it: phone numbers and chat ids, message texts (inbox, transcript,
-        outbox), the answers to the concepts in `free_text`, notes on their tickets and tags. Kept, de-identified:
-        the contact row (so counts stay), sessions' triage levels, tickets' levels, readings,
-        the consent record (plus a withdrawal) and the audit log. Queued messages are
-        cancelled; open tickets are closed. The next message from the same number is a new
-        contact. A message queued after this call (the confirmation) keeps its address until
-        it is sent; `finish_forgetting` erases it then."""
+        outbox), the answers to the concepts in `free_text`, notes on their tickets and tags.
+        Kept, de-identified: the contact row (so counts stay), sessions' triage levels,
+        tickets' levels, readings, the consent record (plus a withdrawal) and the audit log.
+        Queued messages are cancelled; open tickets are closed. The next message from the
+        same number is a new contact. A message queued after this call (the confirmation)
+        keeps its address until it is sent; `finish_forgetting` erases it then."""
         at = _ts(now)
         totals = PrivacyCounts()
         with self._atomic("forget_contact") as conn:
@@ -144,7 +144,9 @@ class PrivacySql:
         return totals
 
     @staticmethod
-    def _erase_answers(conn: sqlite3.Connection, contact_id: int, concepts: tuple[str, ...]) -> None:
+    def _erase_answers(
+        conn: sqlite3.Connection, contact_id: int, concepts: tuple[str, ...]
+    ) -> None:
         """Drop the answers to `concepts` (typed in the patient's own words) from the contact's
         sessions and its tickets' summaries; numbers, yes/no and choices stay."""
         if not concepts:
@@ -181,4 +183,3 @@ class PrivacySql:
                 "UPDATE users SET totp_secret = ?, updated_at = ? WHERE id = ?",
                 (secret, _ts(now), user_id),
             )
-
