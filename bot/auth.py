@@ -45,10 +45,14 @@ _TOUCH_EVERY = timedelta(seconds=60)  # idle-timeout bookkeeping, not a write pe
 _hasher = PasswordHasher()  # argon2id with the RFC 9106 low-memory parameters
 
 
-@functools.cache
 def _dummy_hash() -> str:
     """Verified against when the username is unknown, so both cases take as long."""
-    return _hasher.hash(secrets.token_urlsafe(16))
+    return _dummy_for(_hasher)
+
+
+@functools.cache
+def _dummy_for(hasher: PasswordHasher) -> str:
+    return hasher.hash(secrets.token_urlsafe(16))  # the parameters of the real hashes
 
 
 class AuthError(CarebridgeError):

@@ -21,7 +21,7 @@ from bot.config import Config
 from bot.enrollment import CHANNELS, GLUCOSE_UNITS, EnrollmentError, EnrollRequest
 from bot.errors import CarebridgeError
 from bot.schedules import CONDITION_FLOWS, zone
-from bot.store import CheckinKind, CheckinStatus, EnrollmentRow, Store
+from bot.store import CheckinKind, CheckinStatus, EnrollmentRow, Store, forgotten_address
 
 
 def _config(ctx: click.Context) -> Config:
@@ -282,7 +282,7 @@ def forget(ctx: click.Context, contact_id: int, yes: bool) -> None:
         contact = bridge.store.contact_row(contact_id)
         if contact is None:
             raise click.ClickException(f"there is no patient {contact_id}")
-        if contact.address.startswith("forgotten-"):
+        if contact.address == forgotten_address(contact_id):
             raise click.ClickException(f"patient {contact_id} was forgotten already")
         if not yes:
             click.confirm(

@@ -50,7 +50,7 @@ from bot.auth import (
 )
 from bot.broadcast import Broadcasts
 from bot.escalation import PRIORITY_RANK, Priority, TicketError, Tickets, priority_for
-from bot.store import EscalationRow, EscalationStatus, Role, Store, UserRow
+from bot.store import EscalationRow, EscalationStatus, Role, Store, UserRow, forgotten_address
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,7 @@ def console_routes(
         ("POST", "/console/tickets/{ticket:int}/notes", CLINICIAN, ticket_note, False),
         ("GET", "/console/patients/{contact:int}", CLINICIAN, patient_page, False),
         ("POST", "/console/patients/{contact:int}/reveal", CLINICIAN, patient_reveal, False),
+        ("POST", "/console/patients/{contact:int}/forget", CLINICIAN, patient_forget, False),
         ("GET", "/console/users", ADMIN, users_page, False),
         ("POST", "/console/users", ADMIN, users_add, False),
         ("POST", "/console/users/{user:int}/reset", ADMIN, users_reset, False),
@@ -774,7 +775,7 @@ def api_transcript(ctx: Ctx) -> Response:
 # -- patients ---------------------------------------------------------------------------------
 
 
-def patient_page(ctx: Ctx, *, reveal: bool = False) -> Response:
+def patient_page(ctx: Ctx, *, reveal: bool = False, error: str = "", status: int = 200) -> Response:
     console = ctx.console
     contact = console.store.contact_row(ctx.param("contact"))
     if contact is None:
@@ -785,7 +786,10 @@ def patient_page(ctx: Ctx, *, reveal: bool = False) -> Response:
         ctx,
         ctx.request,
         "patient.html",
+        status,
         contact=contact,
+        forgotten=contact.address == forgotten_address(contact.id),
+        error=error,
         address=contact.address if reveal else view.mask_address(contact.address),
         revealed=reveal,
         charts=view.charts(readings, console.labels, console.zone),
@@ -795,6 +799,17 @@ def patient_page(ctx: Ctx, *, reveal: bool = False) -> Response:
 
 def patient_reveal(ctx: Ctx) -> Response:
     return patient_page(ctx, reveal=True)
+
+
+def patient_forget(ctx: Ctx) -> Response:
+    """Erase a patient on request (audited as forget_patient, source console)."""
+    contact_id = ctx.param("contact")
+    if ctx.console.store.contact_row(contact_id) is None:
+        return PlainTextResponse("404: no such patient", status_code=404)
+    if ctx.form.get("confirm", "").strip().upper() != "ERASE":
+        return patient_page(ctx, error="Type ERASE to confirm; nothing was erased.", status=400)
+    ctx.console.bridge.privacy.forget(contact_id, source="console", by=ctx.user)
+    return _redirect(f"/console/patients/{contact_id}")
 
 
 def api_readings(ctx: Ctx) -> Response:

@@ -10,15 +10,19 @@ from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
+from console_helpers import make_user, served, session_cookie
 from test_cli import write_config
 
 from bot.app import CareBridge
+from bot.auth import SESSION_COOKIE, Auth
 from bot.cli import main
 from bot.config import Config
 from bot.messages import Inbound
 from bot.store import SqliteStore
+from bot.web import create_app
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 PHONE = "+15550009876"
@@ -277,3 +281,40 @@ def test_purge_from_the_command_line_for_cron(tmp_config: Config, tmp_path: Path
     assert soon.output.strip() == "redacted inbox=0 transcript=0 outbox=0"
     late = CliRunner().invoke(main, [*args, "--at", "2024-06-01T00:00:00"])
     assert late.exit_code == 0 and "inbox=1 transcript=2" in late.output
+
+
+# --- the console action -------------------------------------------------------------------------
+
+
+def test_a_clinician_erases_a_patient_from_the_console_with_a_typed_confirmation(
+    app: CareBridge, tmp_config: Config
+) -> None:
+    for text in ("hi", "1", "yes", "my name is Asha Rao"):
+        send(app, text)
+    auth = Auth(app.store, tmp_config.console, env={})
+    clinician = make_user(app.store, "dr_erase", "clinician", "a long enough password")
+    cookies = session_cookie(auth, clinician)
+    login = auth.session_for(cookies[SESSION_COOKIE])
+    assert login is not None
+    web = create_app(tmp_config, bridge=app, env={}, senders={}, dispatch=False, schedule=False)
+    with (
+        served(web, lifespan="off") as url,
+        httpx.Client(base_url=url, cookies=cookies, follow_redirects=False) as browser,
+    ):
+        page = browser.get("/console/patients/1")
+        assert page.status_code == 200 and 'id="forget"' in page.text
+        unconfirmed = browser.post("/console/patients/1/forget", data={"csrf": login.csrf})
+        assert unconfirmed.status_code == 400 and "nothing was erased" in unconfirmed.text
+        assert app.store.contact_row(1).address == PHONE  # type: ignore[union-attr]
+        forged = browser.post("/console/patients/1/forget", data={"confirm": "ERASE"})
+        assert forged.status_code == 403  # no CSRF token: nothing happens
+        done = browser.post(
+            "/console/patients/1/forget", data={"csrf": login.csrf, "confirm": "erase"}
+        )
+        assert done.status_code == 303
+        after = browser.get("/console/patients/1")
+        assert 'id="forgotten"' in after.text and 'id="forget"' not in after.text
+    assert app.store.contact_row(1).address == "forgotten-1"  # type: ignore[union-attr]
+    assert "Asha Rao" not in " ".join(texts(app.store.path, "transcript"))  # type: ignore[attr-defined]
+    entry = next(e for e in app.store.audit_log(contact_id=1) if e.action == "forget_patient")
+    assert (entry.username, entry.detail["source"]) == ("dr_erase", "console")

@@ -52,6 +52,7 @@ from bot.store.base import (
     TranscriptEntry,
     UserRow,
     Variant,
+    forgotten_address,
 )
 from bot.store.sqlite import SqliteStore
 
@@ -102,6 +103,7 @@ __all__ = [
     "TranscriptEntry",
     "UserRow",
     "Variant",
+    "forgotten_address",
     "open_store",
 ]
 

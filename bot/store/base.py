@@ -207,6 +207,11 @@ class UserRow:
     totp_secret: str | None = None  # base32; set when the user enrolled a second factor
 
 
+def forgotten_address(contact_id: int) -> str:
+    """What replaces a forgotten contact's phone number or chat id (bot.privacy)."""
+    return f"forgotten-{contact_id}"
+
+
 @dataclass(frozen=True)
 class PrivacyCounts:
     """Rows a retention sweep redacted, or an erasure erased, per table."""

@@ -11,18 +11,13 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from bot.store.base import PrivacyCounts
+from bot.store.base import PrivacyCounts, forgotten_address
 from bot.store.codec import _ts
 
 REDACTED = "[redacted]"  # message text past the retention period
 ERASED = "[erased]"  # message text of a person who asked to be forgotten
 _KEPT = f"text NOT IN ('{REDACTED}', '{ERASED}')"  # the partial indexes of migration 7
 _UNFINISHED = "('queued', 'sending')"  # outbox rows still to be sent keep their text
-
-
-def forgotten_address(contact_id: int) -> str:
-    """What replaces a forgotten contact's phone number or chat id."""
-    return f"forgotten-{contact_id}"
 
 
 class PrivacySql:
