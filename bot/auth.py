@@ -7,6 +7,7 @@ Imports bot.store, bot.config, bot.errors, argon2-cffi, itsdangerous, limits and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -14,7 +15,9 @@ import logging
 import os
 import re
 import secrets
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -74,6 +77,28 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+class LowPriorityVerifier:
+    """Checks passwords in a few threads of their own at a lower CPU priority (Linux: nice is
+    per thread, and argon2's lane threads inherit it), so a flood of log-in tries leaves the
+    CPU to the webhooks. Callable like `verify_password`."""
+
+    def __init__(self, threads: int, nice: int = 10) -> None:
+        self._pool = ThreadPoolExecutor(
+            threads, thread_name_prefix="argon2", initializer=self._lower, initargs=(nice,)
+        )
+
+    @staticmethod
+    def _lower(nice: int) -> None:
+        with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: as is
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+    def __call__(self, password_hash: str, password: str) -> bool:
+        return self._pool.submit(verify_password, password_hash, password).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
 
 
 def new_password() -> str:
@@ -191,8 +216,10 @@ class Auth:
         *,
         clock: Callable[[], datetime] = utcnow,
         env: Mapping[str, str] | None = None,
+        verify: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.store = store
+        self.verify = verify or (lambda h, p: verify_password(h, p))  # log-in checks
         self.config = config
         self.clock = clock
         env = os.environ if env is None else env
@@ -284,10 +311,10 @@ class Auth:
         wrong = AuthError(WRONG, code="bad_credentials")
         user = self.store.find_user(username.strip().lower()[:64])
         if user is None:
-            verify_password(_dummy_hash(), password)
+            self.verify(_dummy_hash(), password)
             self._audit(None, "login_failed", now, reason="unknown_user")
             raise wrong
-        if not verify_password(user.password_hash, password):
+        if not self.verify(user.password_hash, password):
             self.store.record_login(user.id, now, ok=False)
             self._audit(user, "login_failed", now, reason="password")
             raise wrong

@@ -46,6 +46,7 @@ from bot.auth import (
     Login,
     LoginAttempt,
     LoginThrottle,
+    LowPriorityVerifier,
     ensure_admin,
 )
 from bot.broadcast import Broadcasts
@@ -167,7 +168,8 @@ def console_routes(
     """The console's routes, to add to the web app. On first start (no users) an `admin` with a
     one-time password is created and the password printed to stderr (never logged)."""
     config = bridge.config
-    auth = Auth(bridge.store, config.console, clock=bridge.clock, env=env)
+    verifier = LowPriorityVerifier(config.console.login_hash_threads)
+    auth = Auth(bridge.store, config.console, clock=bridge.clock, env=env, verify=verifier)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     console = Console(
         bridge=bridge,
