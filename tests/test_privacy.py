@@ -14,6 +14,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from console_helpers import make_user, served, session_cookie
+from fakes import wait_for
 from test_cli import write_config
 
 from bot.app import CareBridge
@@ -318,3 +319,28 @@ def test_a_clinician_erases_a_patient_from_the_console_with_a_typed_confirmation
     assert "Asha Rao" not in " ".join(texts(app.store.path, "transcript"))  # type: ignore[attr-defined]
     entry = next(e for e in app.store.audit_log(contact_id=1) if e.action == "forget_patient")
     assert (entry.username, entry.detail["source"]) == ("dr_erase", "console")
+
+
+def test_forget_in_hindi_works_after_stop_too(app: CareBridge) -> None:
+    for text in ("नमस्ते", "हाँ"):
+        send(app, text)
+    send(app, "STOP")
+    ask = send(app, "भूल जाओ")
+    assert "हाँ (1)" in ask
+    assert "मिटा दिए गए" in send(app, "1")
+    assert app.store.contact_row(1).address == "forgotten-1"  # type: ignore[union-attr]
+
+
+def test_the_web_app_scheduler_runs_the_purge(tmp_config: Config) -> None:
+    early = CareBridge(tmp_config, clock=Clock())
+    send(early, "hi")
+    early.close()
+    late = Clock()
+    late.jump(120)
+    bridge = CareBridge(tmp_config, clock=late)
+    web = create_app(tmp_config, bridge=bridge, env={}, senders={}, dispatch=False)
+    db = db_path(tmp_config)
+    with served(web):  # the first sweep runs at start-up
+        wait_for(lambda: texts(db, "inbox") == ["[redacted]"], timeout=20)
+    with SqliteStore(db) as store:
+        assert [e.action for e in store.audit_log()].count("retention_purge") == 1
