@@ -621,6 +621,7 @@ def _privacy(db: Database) -> None:
     console user, and partial indexes that keep the retention sweep to the rows it changes."""
     db.execute('ALTER TABLE "contacts" ADD COLUMN "forgotten_at" TEXT')
     db.execute('ALTER TABLE "users" ADD COLUMN "totp_secret" TEXT')
+    _index(db, "inbox", "channel, address")  # erasing one person finds their inbox rows
     kept = "text NOT IN ('[redacted]', '[erased]')"
     for table, column in (("inbox", "received_at"), ("transcript", "at"), ("outbox", "created_at")):
         db.execute(f'CREATE INDEX "{table}_privacy_{column}" ON "{table}" ({column}) WHERE {kept}')
