@@ -398,7 +398,8 @@ def _login_endpoint(console: Console) -> Callable[[Request], Awaitable[Response]
         slots = console.hash_slots
         user = None
         error = WRONG
-        if console.throttle.allows(attempt) and slots.statistics().tasks_waiting < MAX_HASH_QUEUE:
+        room = attempt.known_browser or slots.statistics().tasks_waiting < MAX_HASH_QUEUE
+        if room and console.throttle.allows(attempt):
             try:
                 user = await anyio.to_thread.run_sync(
                     lambda: auth.authenticate(
