@@ -533,8 +533,14 @@ class _Run:
                     self.say(self.t(node.text))
                     self.events.append(FlowEnded(flow_id))
                     if node.exit_all or not self.s.stack:
+                        # `exit: human` (the menu's "Talk to a person"): like AGENT, the bot
+                        # steps back and the patient's next messages go to the clinician
+                        done = SessionStatus.HANDED_OFF if node.hand_over else None
                         self.s = self.s.evolve(
-                            flow=flow_id, node=None, status=SessionStatus.COMPLETED, stack=()
+                            flow=flow_id,
+                            node=None,
+                            status=done or SessionStatus.COMPLETED,
+                            stack=(),
                         )
                         return
                     frame = self.s.stack[-1]
