@@ -250,9 +250,12 @@ def _read_facts(source: str) -> dict[str, Any]:
 
 
 def _check_facts(lib: Any, facts: dict[str, Any], where: str) -> None:
-    unknown = sorted(k for k in facts if k not in lib.concepts)
-    if unknown:
-        raise click.ClickException(f"{where}: unknown concept id(s): {', '.join(unknown)}")
+    """One line naming every bad fact (concept and problem), before anything runs."""
+    from bot.simulate import fact_problems
+
+    problems = fact_problems(lib, facts)
+    if problems:
+        raise click.ClickException(f"{where}: bad facts: {'; '.join(problems)}")
 
 
 @main.command("triage")
@@ -302,7 +305,7 @@ def flows_test(ctx: click.Context, tests_dir: str | None) -> None:
     """Run every vignette in flows/tests/*.yaml; fail on any mismatch."""
     import yaml
 
-    from bot.simulate import simulate
+    from bot.simulate import fact_problems, simulate
 
     cfg = _config(ctx)
     lib = _library(cfg)
@@ -317,9 +320,9 @@ def flows_test(ctx: click.Context, tests_dir: str | None) -> None:
         for i, case in enumerate(doc.get("cases") or []):
             name = case.get("name", f"case {i}")
             facts = case.get("facts") or {}
-            unknown = sorted(k for k in facts if k not in lib.concepts)
-            if unknown:
-                failed.append(f"{path}: {name}: unknown concept(s) {unknown}")
+            problems = fact_problems(lib, facts)
+            if problems:
+                failed.append(f"{path}: {name}: bad facts: {'; '.join(problems)}")
                 continue
             got = simulate(lib, flow_id, facts).triage
             if got == case.get("expect"):
