@@ -10,7 +10,7 @@ import logging
 import os
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ from bot.events import (
 from bot.flow import Library
 from bot.loader import load_library
 from bot.messages import Inbound, Outbound
+from bot.phones import inbound_address
 from bot.session import Session, SessionStatus
 from bot.store import Store, open_store
 from channels.render import split_outbound
@@ -138,6 +139,12 @@ class CareBridge:
     def handle(self, inbound: Inbound) -> Handled:
         """Process one inbound message in one transaction; a duplicate does nothing."""
         now = self.clock()
+        # one number, one contact: SMS/WhatsApp addresses in E.164 whatever the provider wrote
+        address = inbound_address(
+            inbound.channel, inbound.address, self.config.phones.default_region
+        )
+        if address != inbound.address:
+            inbound = replace(inbound, address=address)
         with self.store.transaction():
             inbox_id = self.store.record_inbound(inbound)
             if inbox_id is None:

@@ -123,8 +123,10 @@ def chat(
     """Talk to the bot in the terminal, rendered as CHANNEL would show it."""
     from bot.app import CareBridge
     from bot.messages import Inbound
+    from bot.phones import inbound_address
 
     cfg = _config(ctx)
+    address = inbound_address(channel, address, cfg.phones.default_region)
     try:
         app = CareBridge(cfg, library=_library(cfg))
     except CarebridgeError as exc:

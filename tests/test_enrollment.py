@@ -22,7 +22,7 @@ from bot.config import Config
 from bot.enrollment import EnrollmentError, EnrollRequest, from_answers
 from bot.store import CheckinStatus, EnrollmentStatus
 
-ADDRESS = "+15550001"
+ADDRESS = "+919800000001"
 
 
 @pytest.fixture
@@ -276,7 +276,7 @@ def cli(tmp_config: Config, tmp_path: Path) -> Iterator[tuple[CliRunner, click.G
 
 def test_the_patients_commands(cli: tuple[CliRunner, click.Group], tmp_config: Config) -> None:
     runner, root = cli
-    enroll_args = ["patients", "enroll", "--channel", "sms", "--address", "+15550123"]
+    enroll_args = ["patients", "enroll", "--channel", "sms", "--address", "+919800000123"]
     bad = runner.invoke(root, [*enroll_args, "--conditions", "gout", "--tz", "Nowhere"])
     assert bad.exit_code == 1
     assert "--conditions: unknown condition 'gout'" in bad.output
@@ -287,7 +287,7 @@ def test_the_patients_commands(cli: tuple[CliRunner, click.Group], tmp_config: C
     )
     assert ok.exit_code == 0, ok.output
     assert "patient 1 (sms …0123) enrolled" in ok.output
-    assert "+15550123" not in ok.output  # addresses are masked
+    assert "+919800000123" not in ok.output  # addresses are masked
     listed = runner.invoke(root, ["patients", "list", "--json"])
     [row] = json.loads(listed.output)
     assert (row["status"], row["conditions"], row["checkin_time"]) == (

@@ -32,7 +32,7 @@ def enrolled(
     """A patient enrolled by a coordinator who has agreed (no broadcasts)."""
     req = EnrollRequest(
         "sms",
-        "+15550001",
+        "+919800000001",
         conditions,
         at,
         "Asia/Kolkata",
