@@ -35,7 +35,7 @@ from bot.messages import Inbound, Outbound
 from bot.phones import inbound_address
 from bot.session import Session, SessionStatus
 from bot.store import Store, open_store
-from channels.render import split_outbound
+from channels.render import select_multi, split_outbound
 from nlu import detect_language
 from nlu.types import Expectation, Understanding
 
@@ -244,8 +244,9 @@ class CareBridge:
         handled = Handled(contact_id=contact_id, session=session, events=events)
         for ev in events:
             match ev:
-                case MsgCreated(text=text, choices=choices):
-                    out = Outbound(channel, address, text, choices, contact_id, kind)
+                case MsgCreated(text=text, choices=choices, multi=multi):
+                    meta = {} if multi is None else select_multi(*multi)
+                    out = Outbound(channel, address, text, choices, contact_id, kind, meta)
                     for part in split_outbound(out):
                         handled.outbox_ids.append(self.store.enqueue(part, now))
                     self.store.add_transcript(contact_id, session.id, "out", text, channel, now)

@@ -422,6 +422,9 @@ def telegram_poll(ctx: click.Context) -> None:
     dispatcher = build_dispatcher(cfg, bridge.store, senders)
 
     async def on_update(payload: dict[str, Any]) -> None:
+        assert isinstance(telegram, TelegramChannel)
+        if await telegram.on_callback(payload):  # a tick on a multi-select keyboard
+            return
         inbound = parse_telegram_payload(payload)
         if inbound is not None:
             await asyncio.to_thread(bridge.handle, inbound)
