@@ -1,6 +1,6 @@
 """`carebridge nlu ...`: parse one message, score the test sets, retrain the classifier.
 
-Imports only click and the nlu package, inside the commands (bot.cli loads this group lazily).
+Imports only click and the nlu package (registered by bot.cli with main.add_command(nlu)).
 """
 
 from __future__ import annotations
@@ -8,20 +8,26 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-if TYPE_CHECKING:
-    from nlu.evaluate import IntentReport
-    from nlu.interpreter import Interpreter
+from nlu.classifier import cache_path, load_or_train
+from nlu.evaluate import (
+    IntentReport,
+    evaluate_intents,
+    evaluate_readings,
+    evaluate_redflags,
+    language_of,
+    nlu_tests_dir,
+)
+from nlu.interpreter import Interpreter
+from nlu.lexicon import DATA_DIR
+from nlu.rasa import to_rasa
 
 MAX_FALSE_ALARM_RATE = 0.02
 
 
 def _interpreter(data_dir: Path | None) -> Interpreter:
-    from nlu.interpreter import Interpreter
-
     return Interpreter(data_dir)
 
 
@@ -37,8 +43,6 @@ def nlu() -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 def parse(text: str, language: str, as_json: bool, data_dir: Path | None) -> None:
     """Parse TEXT as a patient message."""
-    from nlu.rasa import to_rasa
-
     u = _interpreter(data_dir).interpret(text, None, language)
     if as_json:
         click.echo(json.dumps(to_rasa(u), ensure_ascii=False, indent=2))
@@ -86,14 +90,6 @@ def _print_intents(report: IntentReport, title: str) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 def test(data_file: Path | None, language: str | None, data_dir: Path | None) -> None:
     """Score intents, entities, red flags and readings; fail on any missed red flag."""
-    from nlu.evaluate import (
-        evaluate_intents,
-        evaluate_readings,
-        evaluate_redflags,
-        language_of,
-        nlu_tests_dir,
-    )
-
     it = _interpreter(data_dir)
     folder = nlu_tests_dir(data_dir)
     if language is None:
@@ -133,9 +129,6 @@ def test(data_file: Path | None, language: str | None, data_dir: Path | None) ->
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 def train(language: str, data_dir: Path | None) -> None:
     """Retrain the intent classifier now and cache it."""
-    from nlu.classifier import cache_path, load_or_train
-    from nlu.lexicon import DATA_DIR
-
     root = data_dir or DATA_DIR
     clf = load_or_train(language, root, force=True)
     click.echo(f"trained {len(clf.classes)} intents, {len(clf.vocab)} features")
