@@ -106,7 +106,8 @@ def test_a_national_number_and_the_providers_e164_are_one_patient(app: CareBridg
     contact = app.store.contact_row(done.contact_id)
     assert contact is not None and contact.address == "+919800000031"
     # Twilio writes From as E.164; the reply reaches the enrolled patient's conversation
-    assert "health advice to everyone" in send(app, "+919800000031", "yes")[0]
+    reply = send(app, "+919800000031", "yes")[0]  # the service's consent, then check-ins'
+    assert "Do you agree to get check-in messages" in reply
     assert app.store.find_contact("sms", "+919800000031") is not None
     assert app.store.find_contact("sms", "09800000031") is None
     with sqlite3.connect(app.store.path) as db:  # type: ignore[attr-defined]
