@@ -212,3 +212,27 @@ def test_the_phone_merge_migration_keeps_every_row_of_both_contacts(
     assert [c.id for c in merged.linked_contacts(survivor.id)] == [whatsapp.id]  # one person
     assert merged.find_contact("telegram", "98000") is not None
     merged.close()
+
+
+def test_the_merge_keeps_an_opt_out_and_leaves_numbers_it_cannot_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    before = tuple(m for m in MIGRATIONS if m.name != "phone_merge")
+    old = SqliteStore(path, migrations=before)
+    national = old.get_or_create_contact("sms", "09800000031", T0)
+    old.update_contact(national.id, opted_out=True, now=T0)  # said STOP on the old number
+    e164 = old.get_or_create_contact("sms", "+919800000031", T0 + timedelta(days=1))
+    old.update_contact(e164.id, consent_care=True, now=T0 + timedelta(days=1))
+    old.close()
+    merged = SqliteStore(path)
+    row = merged.contact_row(national.id)
+    assert row is not None and row.address == "+919800000031"
+    assert (row.opted_out, row.consent_care) == (True, True)  # STOP stands; the later consent
+    merged.close()
+
+    alone = tmp_path / "national-only.db"
+    old = SqliteStore(alone, migrations=before)
+    old.get_or_create_contact("sms", "09800000032", T0)
+    old.close()
+    merged = SqliteStore(alone)  # no international number tells the region: left as it is
+    assert merged.find_contact("sms", "09800000032") is not None
+    merged.close()

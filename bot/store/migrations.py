@@ -6,6 +6,7 @@ released migration: add one.
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -719,8 +720,14 @@ def _merge_contact(db: Database, tables: list[str], keep: int, gone: int) -> Non
             f'UPDATE OR IGNORE "{table}" SET contact_id = ? WHERE contact_id = ?', (keep, gone)
         )
         left = db.execute(f'SELECT count(*) FROM "{table}" WHERE contact_id = ?', (gone,))
-        if left.fetchone()[0] and table in _MERGE_DROPS_DUPLICATES:
-            db.execute(f'DELETE FROM "{table}" WHERE contact_id = ?', (gone,))
+        if not left.fetchone()[0]:
+            continue
+        if table not in _MERGE_DROPS_DUPLICATES:  # never drop what we do not understand
+            raise sqlite3.IntegrityError(
+                f"contacts {keep} and {gone} are one phone number, but their rows in {table} "
+                "cannot be merged (a unique constraint); merge them by hand, then restart"
+            )
+        db.execute(f'DELETE FROM "{table}" WHERE contact_id = ?', (gone,))
     if "consents" in tables:
         db.execute(_CONSENTS_NO_UPDATE)
     db.execute(
