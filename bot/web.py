@@ -38,7 +38,7 @@ from bot.scheduler import SweepScheduler
 from bot.store import OutboxRow, OutboxStatus, Store
 from channels.base import SignatureError
 from channels.simulator import SimulatorChannel, bot_message, patient_message
-from channels.telegram import TelegramChannel, callback_query_id, parse_telegram_update
+from channels.telegram import TelegramChannel, parse_telegram_update
 from channels.twilio import parse_twilio_status, parse_twilio_webhook
 
 log = logging.getLogger(__name__)
@@ -252,10 +252,8 @@ async def telegram_webhook(request: Request) -> Response:
         return PlainTextResponse("forbidden", status_code=403)
     except ChannelError as exc:
         return PlainTextResponse(f"bad request: {exc.code}", status_code=400)
-    query_id = callback_query_id(payload)
-    if query_id is not None:
-        with contextlib.suppress(ChannelError):
-            await sender.answer_callback(query_id)
+    if await sender.on_callback(payload):  # a tick on a multi-select keyboard, not a message
+        return JSONResponse({"ok": True})
     if inbound is not None:
         await state.handle(inbound)
     return JSONResponse({"ok": True})
@@ -346,22 +344,18 @@ def sim_history(
     rows = [r for r in store.outbox(contact.id) if r.outbound.channel == "web"]
     sent = [r for r in rows if r.status in _SHOWN]
     timeline: list[tuple[datetime, int, dict[str, Any]]] = []
-    labels: dict[str, str] = {}  # a button's data -> its label, from the last message shown
+    last_out: str | None = None  # the key of the latest bot message so far
     events = sorted(
         [(e.at, 0, e.id, e) for e in mine] + [(r.created_at, 1, r.id, r) for r in sent],
         key=lambda item: item[:3],
     )
     for at, kind, row_id, item in events:
         if isinstance(item, OutboxRow):
-            shown = bot_message(f"out-{row_id}", item.outbound, style)
-            if shown["buttons"]:
-                labels = {b["data"]: b["label"] for b in shown["buttons"]}
+            last_out = f"out-{row_id}"
             if row_id > after_out:
-                timeline.append((at, kind, shown))
-        else:
-            label = labels.get(item.text) if style == "telegram" else None
-            if row_id > after_in:
-                timeline.append((at, kind, patient_message(f"in-{row_id}", item.text, label)))
+                timeline.append((at, kind, bot_message(last_out, item.outbound, style)))
+        elif row_id > after_in:
+            timeline.append((at, kind, patient_message(f"in-{row_id}", item.text, last_out)))
     waiting = [r.id for r in rows if r.status in _PENDING]
     out_cursor = max([after_out, *(r.id for r in sent)])
     if waiting:

@@ -46,15 +46,16 @@ def bot_message(key: str, outbound: Outbound, style: str) -> dict[str, Any]:
     }
 
 
-def patient_message(key: str, text: str, shown_as: str | None = None) -> dict[str, Any]:
-    """One of the patient's own messages (`shown_as`: the label of the button pressed)."""
-    label = shown_as or text
+def patient_message(key: str, text: str, reply_to: str | None = None) -> dict[str, Any]:
+    """One of the patient's own messages; `reply_to`: the key of the bot's message before it
+    (the page shows the label of a button pressed on that message instead of its data)."""
     return {
         "key": key,
         "from": "me",
-        "text": label,
-        "parts": [{"text": label, "bold": False}],
+        "text": text,
+        "parts": [{"text": text, "bold": False}],
         "buttons": [],
+        "reply_to": reply_to,
     }
 
 
