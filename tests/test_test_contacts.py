@@ -98,7 +98,7 @@ def test_test_tickets_never_reach_on_call_nor_the_counts(tmp_config: Config) -> 
         }
     )
     bridge = CareBridge(config, clock=lambda: T0)
-    sim, real = red_flag(bridge, "web", SIM), red_flag(bridge, "sms", "+15550000001")
+    sim, real = red_flag(bridge, "web", SIM), red_flag(bridge, "sms", "+919812345678")
     store = bridge.store
     assert store.contact_row(sim).test and not store.contact_row(real).test  # type: ignore[union-attr]
     on_call = [r for r in store.outbox() if r.outbound.address == "+1555"]
@@ -127,7 +127,7 @@ def test_test_tickets_never_reach_on_call_nor_the_counts(tmp_config: Config) -> 
 
 def test_patients_list_leaves_test_contacts_out_unless_asked(tmp_config: Config) -> None:
     bridge = CareBridge(tmp_config)
-    for channel, address in (("web", SIM), ("sms", "+15550000001")):
+    for channel, address in (("web", SIM), ("sms", "+919812345678")):
         request = enrollment.EnrollRequest(
             channel=channel, address=address, conditions=("diabetes",), checkin_time="09:00",
             timezone="UTC",
@@ -144,7 +144,7 @@ def test_patients_list_leaves_test_contacts_out_unless_asked(tmp_config: Config)
 def test_broadcasts_reach_test_contacts_only_when_asked(tmp_config: Config) -> None:
     store = SqliteStore(tmp_config.storage_url().removeprefix("sqlite:///"))
     coordinators(store)
-    real = subscriber(store, "sms", "+15550000001", timezone="Asia/Kolkata")  # 21:30: quiet
+    real = subscriber(store, "sms", "+919812345678", timezone="Asia/Kolkata")  # 21:30: quiet
     sim = store.get_or_create_contact("web", SIM, T0, "en").id  # never said yes or no
     svc = service(store, tmp_config, Clock())
     assert "web" in svc.channels and svc.include_test_default  # the simulator is on (loopback)
@@ -172,7 +172,7 @@ def test_broadcasts_reach_test_contacts_only_when_asked(tmp_config: Config) -> N
 def test_a_preview_names_the_channels_that_are_off_and_why(tmp_config: Config) -> None:
     store = SqliteStore(tmp_config.storage_url().removeprefix("sqlite:///"))
     coordinators(store)
-    subscriber(store, "sms", "+15550000001")
+    subscriber(store, "sms", "+919812345678")
     store.get_or_create_contact("web", SIM, T0, "en")
     svc = build_broadcasts(tmp_config, store, Clock(), off=composition.channels_off(tmp_config, {}))
     row = svc.create(
@@ -204,7 +204,7 @@ def test_quiet_hours_hold_neither_a_test_contact_nor_a_check_in_asked_for_by_han
         return scheduler.enroll(bridge, request, NIGHT)
 
     assert enroll("web", SIM).started  # the simulator: the consent question goes now
-    real = enroll("sms", "+15550000001")
+    real = enroll("sms", "+919812345678")
     assert not real.started and real.not_before is not None and real.not_before.hour == 8
     # once a real patient agreed, a check-in a coordinator asks for now goes now, at night too
     store.save_enrollment(
@@ -228,7 +228,7 @@ def test_patients_commands_say_where_the_message_will_appear(
     run, obj = CliRunner(), {"config": tmp_config}
     sms = run.invoke(
         patients,
-        ["enroll", "--channel", "sms", "--address", "+15550000001", "--conditions", "copd"],
+        ["enroll", "--channel", "sms", "--address", "+919812345678", "--conditions", "copd"],
         obj=obj,
     )
     assert sms.exit_code == 0, sms.output
