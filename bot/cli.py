@@ -405,10 +405,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     if cfg.simulator_on():
         click.echo(f"carebridge is running: open http://{host}:{port}/ to chat (Ctrl-C to stop)")
     else:
-        click.echo(
-            f"carebridge is running on http://{host}:{port}/ (console at /console; the "
-            "simulator is off on a non-loopback address) (Ctrl-C to stop)"
-        )
+        from bot.app import channels_off
+
+        why = channels_off(cfg, {}).get("web", "")
+        click.echo(f"carebridge is running on http://{host}:{port}/console (Ctrl-C to stop)")
+        click.echo(f"the browser simulator is off: {why}")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
