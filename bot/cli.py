@@ -62,10 +62,16 @@ def _library(cfg: Config) -> Any:
 
 def _open_store(cfg: Config, *, probe: bool = False) -> Store:
     """The configured store; with `probe`, one real write must commit. Errors name storage.url."""
-    from bot.store import open_store
+    from bot.store import DEFAULT_URL, open_store
 
+    url = cfg.storage_url()
+    if url.startswith("sqlite:///") and Path(url[len("sqlite:///") :]).is_dir():
+        raise click.ClickException(
+            f"storage.url: {url[len('sqlite:///') :]} is a folder; give the path of a database "
+            f"file in it (for example {DEFAULT_URL})"
+        )
     try:
-        store = open_store(cfg.storage_url())
+        store = open_store(url)
     except ConfigError as exc:  # already names storage.url
         raise click.ClickException(str(exc)) from None
     except StoreError as exc:

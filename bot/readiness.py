@@ -132,7 +132,7 @@ class Readiness:
             if state == OK:
                 log.warning("readiness: the database can be written again")
             else:
-                log.error("readiness: the database %s", state)
+                log.error("readiness: database %s", state)
             self._last_database = state
         return state
 
