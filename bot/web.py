@@ -144,10 +144,18 @@ def create_app(
             log.warning("channel %s is off: %s", name, why)
         # build the NLU without delaying /healthz; /readyz says when it is done
         state.tasks.append(asyncio.create_task(run_in_threadpool(readiness.warm_nlu)))
-        for sender in senders.values():
+        for name, sender in list(senders.items()):
             start = getattr(sender, "start", None)
-            if start is not None:
+            if start is None:
+                continue
+            try:
                 await start()
+            except ChannelError as exc:  # e.g. a bad TELEGRAM_BOT_TOKEN: the others carry on
+                log.error("channel %s is off: it cannot start (%s)", name, exc)
+                del senders[name]
+                disabled[name] = f"cannot start: {exc}"
+                with contextlib.suppress(Exception):
+                    await sender.stop()  # type: ignore[attr-defined]
         if dispatch:
             task = asyncio.create_task(state.dispatcher.run_forever(stop=state.stop))
             dispatcher_task.append(task)

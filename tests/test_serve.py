@@ -190,6 +190,37 @@ def test_readyz_fails_while_the_database_cannot_be_written_and_healthz_stays_up(
     assert not [line for line in served.err if number in line or "+1555" in line]
 
 
+def test_a_channel_that_cannot_start_is_one_line_and_the_others_serve(
+    tmp_path: Path, twilio: FakeTwilio
+) -> None:
+    port, dead = free_port(), free_port()  # nothing listens on `dead`
+    config = write_config(
+        tmp_path, port, twilio.url, telegram={"api_base_url": f"http://127.0.0.1:{dead}"}
+    )
+    env = {**environment(twilio), "TELEGRAM_BOT_TOKEN": "123:abc", "TELEGRAM_WEBHOOK_SECRET": "s"}
+    proc = subprocess.Popen(
+        [*CAREBRIDGE, "--config", str(config), "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    running = Running(proc, f"http://127.0.0.1:{port}")
+    running.read()
+    try:
+        ready_line(running)
+        assert running.get("/healthz").json()["channels"] == ["sms", "web"]
+        assert sms(running, twilio, "+15551239002", "hi").status_code == 200
+        wait_for(lambda: len(twilio.messages) == 1, timeout=30)
+    finally:
+        running.stop()
+    said = [line for line in running.err if "telegram" in line]
+    assert len(said) == 1 and "channel telegram is off: it cannot start" in said[0], said
+    assert "123:abc" not in "\n".join(running.err)
+    assert not [line for line in running.err if "Traceback" in line], running.err
+
+
 # --- start-up mistakes ----------------------------------------------------------------------
 
 
