@@ -460,7 +460,7 @@ def telegram_poll(ctx: click.Context) -> None:
     telegram = senders.get("telegram")
     if not isinstance(telegram, TelegramChannel):
         raise click.ClickException(f"telegram is off: {off.get('telegram', 'not configured')}")
-    bridge = CareBridge(cfg, library=_library(cfg))
+    bridge = CareBridge(cfg, library=_library(cfg), store=_open_store(cfg))
     dispatcher = build_dispatcher(cfg, bridge.store, senders)
 
     async def on_update(payload: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ no mount or capability: every write to a file then fails as on a full disk.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import socket
@@ -188,6 +189,56 @@ def test_readyz_fails_while_the_database_cannot_be_written_and_healthz_stays_up(
         print("ERR", "\n".join(served.err))
     assert not [line for line in served.err if "Traceback" in line], served.err
     assert not [line for line in served.err if number in line or "+1555" in line]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs to fill up; skipped where mounting is not allowed (no CAP_SYS_ADMIN)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_readyz_fails_on_a_full_disk_and_recovers_when_space_is_freed(
+    tmp_path: Path, small_disk: Path, twilio: FakeTwilio
+) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path, port, twilio.url, storage={"url": f"sqlite:///{small_disk / 'care.db'}"}
+    )
+    proc = subprocess.Popen(
+        [*CAREBRIDGE, "--config", str(config), "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=environment(twilio),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    running = Running(proc, f"http://127.0.0.1:{port}")
+    running.read()
+    filler = small_disk / "filler"
+    try:
+        ready_line(running)
+        with filler.open("wb") as f, contextlib.suppress(OSError):
+            while True:  # until ENOSPC
+                f.write(b"\0" * 65536)
+                f.flush()
+        down = running.get("/readyz")
+        assert down.status_code == 503 and down.json()["not_ready"] == ["database"], down.text
+        assert "full" in down.json()["checks"]["database"]
+        assert running.get("/healthz").status_code == 200
+        filler.unlink()
+        wait_for(lambda: running.get("/readyz").status_code == 200, timeout=30)
+    finally:
+        running.stop()
 
 
 def test_a_channel_that_cannot_start_is_one_line_and_the_others_serve(
