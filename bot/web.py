@@ -41,7 +41,6 @@ from channels.simulator import SimulatorChannel
 from channels.telegram import (
     SECRET_HEADER,
     TelegramChannel,
-    callback_query_id,
     parse_telegram_payload,
     verify_telegram_secret,
 )
@@ -388,10 +387,8 @@ async def telegram_webhook(request: Request) -> Response:
         why = exc.code if isinstance(exc, ChannelError) else "not JSON"
         log.warning("telegram update dropped: %s", why)
         return JSONResponse({"ok": True})
-    query_id = callback_query_id(payload)
-    if query_id is not None:
-        with contextlib.suppress(ChannelError):
-            await sender.answer_callback(query_id)
+    if await sender.on_callback(payload):  # a tick on a multi-select keyboard, not a message
+        return JSONResponse({"ok": True})
     if inbound is not None:
         failed = await state.handle(inbound)
         if failed is not None:
