@@ -1,7 +1,9 @@
 """The `carebridge` command line: chat, triage, flows, nlu, serve, workers and the groups.
 
 A composition root: may import anything in bot, nlu and channels. Imports are lazy (inside
-the commands, and the groups load on first use) so `carebridge --help` starts quickly.
+the commands, and the groups load on first use) so `carebridge --help` starts quickly. An
+operator's mistake (a bad setting, a port in use, a database that cannot be written, bad
+input) is one `Error:` line on stderr and exit 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from bot.errors import CarebridgeError
+from bot.errors import CarebridgeError, ConfigError, StoreError
 
 if TYPE_CHECKING:
+    import socket
+
     from bot.config import Config
     from bot.flow import Flow
     from bot.messages import Outbound
+    from bot.store import Store
 
 # Command groups in their own modules, loaded only when used: name -> (module:attribute,
 # the one-line help shown by `carebridge --help`; tests/test_cli.py keeps it true).
@@ -103,6 +108,35 @@ def _library(cfg: Config) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
+def _open_store(cfg: Config, *, probe: bool = False) -> Store:
+    """The configured store; with `probe`, one real write must commit. Errors name storage.url."""
+    from bot.store import DEFAULT_URL, open_store
+
+    url = cfg.storage_url()
+    if url.startswith("sqlite:///") and Path(url[len("sqlite:///") :]).is_dir():
+        raise click.ClickException(
+            f"storage.url: {url[len('sqlite:///') :]} is a folder; give the path of a database "
+            f"file in it (for example {DEFAULT_URL})"
+        )
+    try:
+        store = open_store(url)
+    except ConfigError as exc:  # already names storage.url
+        raise click.ClickException(str(exc)) from None
+    except StoreError as exc:
+        raise click.ClickException(f"storage.url: {exc}") from None
+    if probe:
+        try:
+            store.check_writable()
+        except StoreError as exc:
+            store.close()
+            where = getattr(store, "path", "the database")
+            raise click.ClickException(
+                f"storage.url: cannot write to {where} ({exc}): is the disk full, or the file "
+                "or its folder read-only?"
+            ) from None
+    return store
+
+
 # --- chat ---------------------------------------------------------------------------------
 
 
@@ -113,12 +147,12 @@ def _library(cfg: Config) -> Any:
     default="sms",
     show_default=True,
 )
-@click.option("--script", type=click.File("r"), default=None, help="Patient lines, one per line.")
+@click.option("--script", type=click.File("rb"), default=None, help="Patient lines, one per line.")
 @click.option("--jsonl", is_flag=True, help="Machine mode: JSON object per reply line.")
 @click.option("--as", "address", default="terminal-user", show_default=True, help="Patient id.")
 @click.pass_context
 def chat(
-    ctx: click.Context, channel: str, script: IO[str] | None, jsonl: bool, address: str
+    ctx: click.Context, channel: str, script: IO[bytes] | None, jsonl: bool, address: str
 ) -> None:
     """Talk to the bot in the terminal, rendered as CHANNEL would show it."""
     from bot.app import CareBridge
@@ -127,18 +161,20 @@ def chat(
 
     cfg = _config(ctx)
     address = inbound_address(channel, address, cfg.phones.default_region)
+    library = _library(cfg)
     try:
-        app = CareBridge(cfg, library=_library(cfg))
+        app = CareBridge(cfg, library=library, store=_open_store(cfg))
     except CarebridgeError as exc:
         raise click.ClickException(str(exc)) from None
-    lines = script if script is not None else sys.stdin
+    lines = script if script is not None else sys.stdin.buffer
+    where = script.name if script is not None and hasattr(script, "name") else "stdin"
     interactive = script is None and sys.stdin.isatty() and not jsonl
     try:
         if not jsonl:
             click.echo(f"carebridge chat ({channel}). Type your message; Ctrl-D to leave.\n")
             _show_pending(app, channel, address)
-        for n, line in enumerate(_lines(lines, interactive)):
-            text = line.rstrip("\n")
+        for n, line in enumerate(_lines(lines, interactive, where)):
+            text = line.rstrip("\r\n")
             if not text.strip():
                 continue
             if script is not None and not jsonl:
@@ -165,14 +201,24 @@ def render_text(out: Outbound, channel: str) -> str:
     return f"{shown.text}\n{buttons}" if buttons else shown.text
 
 
-def _lines(stream: IO[str], interactive: bool) -> Iterator[str]:
+def _lines(stream: IO[bytes], interactive: bool, where: str) -> Iterator[str]:
+    """Lines of UTF-8 text; a line that is not UTF-8 stops the chat with one clear error (the
+    lines before it were handled and stored)."""
+    number = 0
     while True:
         if interactive:
             click.echo("> ", nl=False)
-        line = stream.readline()
-        if not line:
+        raw = stream.readline()
+        if not raw:
             return
-        yield line
+        number += 1
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise click.ClickException(
+                f"{where}: line {number} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at "
+                f"byte {exc.start + 1}); send UTF-8 text"
+            ) from None
 
 
 def _show_pending(app: Any, channel: str, address: str) -> None:
@@ -388,9 +434,14 @@ def mermaid(flow: Flow) -> str:
 @click.option("--port", type=int, default=None, help="Port (default server.port, 8000).")
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
-    """Run the web app: webhooks, the simulator at /, and the outbox dispatcher."""
+    """Run the web app: webhooks, the simulator at /, and the outbox dispatcher.
+
+    Prints that it is ready only when /readyz would answer 200."""
+    import asyncio
+
     import uvicorn
 
+    from bot.app import CareBridge
     from bot.web import create_app
 
     cfg = _config(ctx)
@@ -398,19 +449,88 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     port = cfg.server.port if port is None else port
     # the bind address decides whether the simulator is on (Config.simulator_on)
     cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"host": host})})
-    from bot.app import CareBridge
-
-    library = _library(cfg)  # fail fast, with every flow problem listed
-    app = create_app(cfg, bridge=CareBridge(cfg, library=library))
+    sock = _listen(host, port)  # first: a port in use fails before anything loads
+    try:
+        library = _library(cfg)  # fail fast, with every flow problem listed
+        store = _open_store(cfg, probe=True)
+        try:
+            app = create_app(cfg, bridge=CareBridge(cfg, library=library, store=store))
+        except CarebridgeError as exc:
+            store.close()
+            raise click.ClickException(str(exc)) from None
+    except BaseException:
+        sock.close()
+        raise
+    url = f"http://{host}:{port}/" if ":" not in host else f"http://[{host}]:{port}/"
+    click.echo(f"carebridge is starting on {url} (waiting for the database, flows and NLU)")
     if cfg.simulator_on():
-        click.echo(f"carebridge is running: open http://{host}:{port}/ to chat (Ctrl-C to stop)")
+        hint = f"open {url} to chat"
     else:
         from bot.app import channels_off
 
-        why = channels_off(cfg, {}).get("web", "")
-        click.echo(f"carebridge is running on http://{host}:{port}/console (Ctrl-C to stop)")
-        click.echo(f"the browser simulator is off: {why}")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+        hint = f"the console is at {url}console"
+        click.echo(f"the browser simulator is off: {channels_off(cfg, {}).get('web', '')}")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    try:
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            runner.run(_serve(server, sock, app, hint))
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down cleanly; not an error
+        click.echo("carebridge stopped")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or one clear error naming the setting."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: unknown host ({exc.strerror}); "
+            "check --host or server.host in the config file"
+        ) from None
+    family, kind, proto, _name, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        why = (exc.strerror or str(exc)).lower()
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {why}; choose another with --port "
+            "(or server.port in the config file), or stop what is using it"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _serve(server: Any, sock: socket.socket, app: Any, hint: str) -> None:
+    """Run uvicorn on `sock`; print the ready line once /readyz's checks all pass, and say
+    what is still missing if that takes long."""
+    import asyncio
+    import time
+
+    from bot.readiness import not_ready
+
+    readiness = app.state.web.readiness
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    started, warned = time.monotonic(), False
+    while not task.done():
+        await asyncio.wait({task}, timeout=0.1)
+        if task.done() or not server.started:
+            continue
+        waiting = not_ready(checks := await readiness.check())
+        if not waiting:
+            took = time.monotonic() - started
+            click.echo(f"carebridge is ready ({took:.1f} s): {hint} (Ctrl-C to stop)")
+            break
+        if not warned and time.monotonic() - started > 30:
+            shown = "; ".join(f"{name}: {checks[name]}" for name in waiting)
+            click.echo(f"carebridge is not ready yet: {shown}", err=True)
+            warned = True
+    await task
 
 
 @main.command("telegram-poll")
@@ -427,7 +547,7 @@ def telegram_poll(ctx: click.Context) -> None:
     telegram = senders.get("telegram")
     if not isinstance(telegram, TelegramChannel):
         raise click.ClickException(f"telegram is off: {off.get('telegram', 'not configured')}")
-    bridge = CareBridge(cfg, library=_library(cfg))
+    bridge = CareBridge(cfg, library=_library(cfg), store=_open_store(cfg))
     dispatcher = build_dispatcher(cfg, bridge.store, senders)
 
     async def on_update(payload: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ Imports bot.flow, bot.conditions, bot.session, bot.events, bot.messages and nlu 
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from dataclasses import dataclass, replace
@@ -413,7 +414,11 @@ class _Run:
                 continue
             if cdef.type == "bool" and isinstance(value, bool):
                 answers[concept] = value
-            elif cdef.type == "number" and isinstance(value, int | float):
+            elif (
+                cdef.type == "number"
+                and isinstance(value, int | float)
+                and _plausible(float(value), cdef.range)  # else the question is asked
+            ):
                 answers[concept] = float(value)
         for concept, value in answers.items():
             self.events.append(AnswerRecorded(concept, value, "prefill"))
@@ -659,6 +664,11 @@ class _Run:
 
 class _FlowBug(Exception):
     """A flow reached a state the loader could not rule out; becomes an ErrorRaised event."""
+
+
+def _plausible(value: float, bounds: tuple[float, float] | None) -> bool:
+    """A number inside the concept's range (data/concepts.yaml), and finite."""
+    return math.isfinite(value) and (bounds is None or bounds[0] <= value <= bounds[1])
 
 
 def _replace_contact(contact: Contact, field: str, value: Any) -> Contact:

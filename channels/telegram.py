@@ -50,6 +50,7 @@ COMMAND_KEYWORDS = frozenset({"start", "stop", "help", "agent", "restart", "menu
 _UNREACHABLE = ("blocked", "deactivated", "kicked")  # 403 descriptions meaning: never again
 
 UpdateHandler = Callable[[dict[str, Any]], Awaitable[None]]
+_EPOCH = datetime(2013, 8, 14, tzinfo=UTC)  # Telegram's launch: no message is older
 
 
 class TelegramChannel:
@@ -304,12 +305,24 @@ def parse_telegram_payload(
 
     Handles private-chat messages (text or caption; media alone gives text "") and callback
     queries (the button's data becomes the text). `provider_id` is the update_id. Returns
-    None for everything else (edits, group chats, membership changes, ...).
+    None for everything else (edits, group chats, membership changes, ...). An update that
+    is not what Telegram documents (missing or mistyped fields, an impossible date, nesting
+    too deep) raises `ChannelError(code="malformed")`, never anything else.
     """
     try:
-        update = Update.de_json(dict(payload), None)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ChannelError("Telegram update is malformed", code="malformed") from exc
+        return _parse(payload, now)
+    except ChannelError:
+        raise
+    except Exception as exc:  # PTB builds objects from whatever it is given: any error here
+        raise ChannelError(
+            f"Telegram update is malformed ({type(exc).__name__})", code="malformed"
+        ) from exc
+
+
+def _parse(payload: Mapping[str, Any], now: datetime | None) -> Inbound | None:
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("update_id"), int):
+        raise ChannelError("Telegram update has no integer update_id", code="malformed")
+    update = Update.de_json(dict(payload), None)
     query = update.callback_query
     if query is not None:
         chat = query.message.chat if query.message is not None else None
@@ -317,11 +330,11 @@ def parse_telegram_payload(
             return None
         return Inbound(
             channel="telegram",
-            address=str(chat.id if chat is not None else query.from_user.id),
-            text=(query.data or "").strip(),
+            address=_chat_id(chat.id if chat is not None else query.from_user.id),
+            text=_text(query.data).strip(),
             received_at=now or datetime.now(UTC),
             provider_id=str(update.update_id),
-            language_hint=query.from_user.language_code,
+            language_hint=_hint(query.from_user.language_code),
         )
     message = update.message
     if message is None or message.chat.type != "private":
@@ -329,12 +342,35 @@ def parse_telegram_payload(
     sender = message.from_user
     return Inbound(
         channel="telegram",
-        address=str(message.chat.id),
-        text=_keyword(message.text or message.caption or ""),
-        received_at=now or message.date,
+        address=_chat_id(message.chat.id),
+        text=_keyword(_text(message.text) or _text(message.caption)),
+        received_at=now or _sane_date(message.date),
         provider_id=str(update.update_id),
-        language_hint=sender.language_code if sender is not None else None,
+        language_hint=_hint(sender.language_code) if sender is not None else None,
     )
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _hint(value: object) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= 35 else None
+
+
+def _chat_id(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ChannelError("Telegram chat id is not an integer", code="malformed")
+    return str(value)
+
+
+def _sane_date(value: object) -> datetime:
+    """Telegram's date of the message, unless it is missing or not a plausible time."""
+    now = datetime.now(UTC)
+    aware = isinstance(value, datetime) and value.tzinfo is not None
+    if aware and isinstance(value, datetime) and _EPOCH <= value <= now + timedelta(days=1):
+        return value
+    return now
 
 
 def _keyword(text: str) -> str:

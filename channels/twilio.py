@@ -44,6 +44,25 @@ _KNOWN_CODES = {
 }
 _SMS_MAX_CHARS = 1600
 
+# Every MessageStatus Twilio documents, and the outbox status it means for a reply we sent
+# (docs/channels.md). None: nothing to record (statuses of inbound messages). Twilio only
+# ever moves a message forward; the store never moves a row backwards either.
+OUTBOX_STATUS_OF: dict[str, str | None] = {
+    "accepted": "sent",  # taken by a Messaging Service: the provider has it
+    "scheduled": "sent",
+    "queued": "sent",
+    "sending": "sent",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",  # WhatsApp read receipt: delivered, and more
+    "partially_delivered": "undelivered",  # not all of it arrived: do not claim delivery
+    "undelivered": "undelivered",
+    "failed": "failed",
+    "canceled": "failed",  # a scheduled message cancelled before sending: it never arrives
+    "receiving": None,
+    "received": None,
+}
+
 
 class DeliveryStatus(NamedTuple):
     """A parsed status callback; `status` is Twilio's MessageStatus, lowercase."""
@@ -51,6 +70,16 @@ class DeliveryStatus(NamedTuple):
     message_sid: str
     status: str  # queued | sending | sent | delivered | undelivered | failed | read | ...
     error_code: str | None
+
+    @property
+    def known(self) -> bool:
+        """Whether `status` is one of the MessageStatus values Twilio documents."""
+        return self.status in OUTBOX_STATUS_OF
+
+    @property
+    def outbox_status(self) -> str | None:
+        """The outbox status this callback means (see OUTBOX_STATUS_OF); None: record nothing."""
+        return OUTBOX_STATUS_OF.get(self.status)
 
 
 class TwilioChannel:

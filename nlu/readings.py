@@ -1,5 +1,6 @@
 """Readings in free text ("bp 150/95 sugar 13.9", "temp 101.3F", "fevr 3 dys") as entities
-named by concept id, with values converted to the concept's unit.
+named by concept id, with values converted to the concept's unit. Numbers keep their sign
+("-40" is minus forty); hex ("0x41") and exponents ("1e3") are not numbers a patient writes.
 
 Imports only the standard library and nlu.lexicon, nlu.text, nlu.types,
 nlu.units.
@@ -7,6 +8,7 @@ nlu.units.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from datetime import date
@@ -17,7 +19,6 @@ from nlu.lexicon import Lexicon, scan
 from nlu.text import (
     NOT_AFTER_WORD,
     NOT_BEFORE_WORD,
-    NUMBER_RE,
     SENTENCE_PUNCT,
     WORD_CHARS,
     parse_number,
@@ -30,6 +31,35 @@ _WORD = re.compile(f"[{WORD_CHARS}']+")
 _DIGIT = re.compile(r"\d")
 _BREAK = re.compile(f"[{SENTENCE_PUNCT}]")
 _NEVER = r"(?!x)x"
+
+_MINUS = "-\u2212\u2013"  # hyphen-minus, the minus sign, and the en dash phones put for it
+SIGNED_NUMBER_RE = re.compile(
+    rf"(?<![\w.])((?:(?<![\w.,])[{_MINUS}+])?(?:\d+(?:[.,]\d+)?|\.\d+))"
+    r"(?![\d]|[.,]\d|[eE][-+]?\d)"
+)
+"""A decimal number with its sign, comma or point as the separator ("-40", "38,5"); never
+the start of an exponent ("1e3") or of a longer number."""
+_HEX_TAIL = re.compile(r"[xX][0-9a-fA-F]")
+
+
+def parse_signed(token: str) -> float:
+    """Read a token matched by SIGNED_NUMBER_RE ("\u221240" -> -40.0, "38,5" -> 38.5)."""
+    sign = -1.0 if token[0] in _MINUS else 1.0
+    return sign * parse_number(token.lstrip(_MINUS + "+"))
+
+
+def numbers(text: str) -> list[tuple[float, int, int]]:
+    """Every number a patient wrote in `text` as (value, start, end): signed, finite, and
+    not part of a hex literal ("0x41") or an exponent ("1e3")."""
+    out = []
+    for m in SIGNED_NUMBER_RE.finditer(text):
+        token = m.group(1)
+        if token.lstrip(_MINUS + "+") == "0" and _HEX_TAIL.match(text, m.end()):
+            continue
+        value = parse_signed(token)
+        if math.isfinite(value):
+            out.append((value, m.start(), m.end()))
+    return out
 
 
 @dataclass(frozen=True)
@@ -128,9 +158,8 @@ class Grammar:
         """Every number in `text` with its unit; number words only before a time unit
         (or anywhere when `words_alone`)."""
         out: list[Quantity] = []
-        for m in NUMBER_RE.finditer(text):
-            value = parse_number(m.group(1))
-            end = m.end()
+        for value, start, number_end in numbers(text):
+            end = number_end
             upper = None
             rng = self.range_re.match(text, end)
             if rng is not None:
@@ -139,15 +168,15 @@ class Grammar:
                     upper = parse_number(rng.group(1))
                     end = rng.end()
             unit = self.unit_at(text, end)
-            kind, stop = unit if unit else (None, m.end())
+            kind, stop = unit if unit else (None, number_end)
             out.append(
                 Quantity(
                     value,
                     kind,
-                    m.start(),
-                    stop if unit else m.end(),
-                    m.end(),
-                    decimal=bool(re.search(r"[.,]", m.group(1))),
+                    start,
+                    stop if unit else number_end,
+                    number_end,
+                    decimal=bool(re.search(r"[.,]", text[start:number_end])),
                     upper=upper,
                 )
             )
@@ -256,8 +285,8 @@ def extract_readings(
         used.append((m.start(), m.end()))
 
     for q in g.quantities(folded):
-        if _overlaps(q.start, q.end, used):
-            continue
+        if q.value < 0 or _overlaps(q.start, q.end, used):
+            continue  # no reading in free text is negative ("-40" is not 40 either)
         found = _classify(folded, q, g, kws, personal_best)
         if found is not None:
             out.append(_entity(found[0], found[1], q.start, q.end))

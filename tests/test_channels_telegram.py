@@ -308,6 +308,47 @@ def test_a_malformed_update_is_a_channel_error() -> None:
         parse_telegram_payload({"message": {"text": "no update id"}})
 
 
+def _message(**fields: Any) -> dict[str, Any]:
+    update = message_update(CHAT, "hi", update_id=77)
+    return {**update, "message": {**update["message"], **fields}}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        _message(date=1e20),  # no clock holds it
+        _message(chat={"id": "abc", "type": "private"}),
+        _message(chat=5),
+        {"update_id": 78, "message": {"message_id": 1, "text": "no chat, no date"}},
+        {**message_update(CHAT, "hi"), "update_id": "78"},
+        _message(reply_to_message=json.loads('{"reply_to_message":' * 400 + "{}" + "}" * 400)),
+    ],
+)
+def test_every_malformed_update_is_a_malformed_channel_error(payload: dict[str, Any]) -> None:
+    with pytest.raises(ChannelError) as caught:
+        parse_telegram_payload(payload)
+    assert caught.value.code == "malformed"
+
+
+def test_mistyped_optional_fields_are_ignored_not_fatal() -> None:
+    inbound = parse_telegram_payload(
+        _message(
+            text=12345,
+            caption=["x"],
+            **{"from": {"id": CHAT, "is_bot": False, "first_name": "P", "language_code": 7}},
+        )
+    )
+    assert inbound is not None and inbound.text == "" and inbound.language_hint is None
+
+
+def test_an_implausible_date_is_replaced_by_the_arrival_time() -> None:
+    before = datetime.now(UTC)
+    inbound = parse_telegram_payload(_message(date=4_000_000_000))  # the year 2096
+    assert inbound is not None and inbound.received_at >= before
+    kept = parse_telegram_payload(_message(date=1_700_000_000))
+    assert kept is not None and kept.received_at == datetime.fromtimestamp(1_700_000_000, UTC)
+
+
 # the fake itself ---------------------------------------------------------------------------
 
 

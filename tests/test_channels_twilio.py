@@ -336,6 +336,42 @@ def test_a_status_callback_is_verified_and_parsed() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("status", "outbox"),
+    [
+        ("accepted", "sent"),
+        ("scheduled", "sent"),
+        ("queued", "sent"),
+        ("sending", "sent"),
+        ("sent", "sent"),
+        ("delivered", "delivered"),
+        ("read", "delivered"),
+        ("partially_delivered", "undelivered"),
+        ("undelivered", "undelivered"),
+        ("failed", "failed"),
+        ("canceled", "failed"),
+        ("receiving", None),
+        ("received", None),
+    ],
+)
+def test_every_documented_message_status_has_a_meaning(status: str, outbox: str | None) -> None:
+    params = {"MessageSid": "SM" + "c" * 32, "MessageStatus": status.upper()}
+    request = signed_request(CALLBACK, params, TOKEN)
+    parsed = parse_twilio_status(
+        request.data, request.headers["X-Twilio-Signature"], CALLBACK, TOKEN
+    )
+    assert parsed.known and parsed.status == status and parsed.outbox_status == outbox
+
+
+def test_an_unknown_message_status_is_parsed_but_not_known() -> None:
+    params = {"MessageSid": "SM" + "d" * 32, "MessageStatus": "exploded"}
+    request = signed_request(CALLBACK, params, TOKEN)
+    parsed = parse_twilio_status(
+        request.data, request.headers["X-Twilio-Signature"], CALLBACK, TOKEN
+    )
+    assert not parsed.known and parsed.outbox_status is None
+
+
 async def test_the_fakes_status_callback_round_trips(fake: FakeTwilio, sms: TwilioChannel) -> None:
     sid = await sms.send(QUESTION)
     request = fake.status_callback(sid, "delivered")

@@ -168,6 +168,20 @@ def test_free_text_prefills_answers_and_the_flow_skips_them(lib: Library) -> Non
     assert "fever" not in [o.value for o in exp.options]
 
 
+def test_an_impossible_reading_in_free_text_is_not_prefilled_but_asked(lib: Library) -> None:
+    found = (
+        Entity("fever", True, 0, 5, "test"),
+        Entity("age_years", 200.0, 10, 22, "test"),  # outside concepts.yaml's [0, 120]
+        Entity("spo2_percent", float("inf"), 23, 30, "test"),
+    )
+    sprint = say(lib, consented(), "fever, 200 years old", u(entities=found, answer=False))
+    recorded = {e.concept for e in sprint.events if isinstance(e, AnswerRecorded)}
+    assert "fever" in recorded and "age_years" not in recorded and "spo2_percent" not in recorded
+    session = say(lib, sprint.session, "0", u("0", ())).session  # no warning signs
+    exp = engine.expectation(lib, session)
+    assert exp is not None and exp.concept == "age_years"  # so the age is asked
+
+
 def test_emergency_outcome_has_the_instruction_in_the_same_reply(lib: Library) -> None:
     session = screening(lib)
     session = say(lib, session, "0", u("0", ())).session

@@ -80,3 +80,65 @@ def test_entity_span_and_extractor(it: Interpreter) -> None:
     (ent,) = [e for e in it.interpret(text).entities if e.entity == "temperature_c"]
     assert text[ent.start : ent.end] == "101.3 F"
     assert ent.extractor == "carebridge_readings"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("-40", [-40.0]),
+        ("temp \u221240", [-40.0]),  # the minus sign a phone keyboard may put
+        ("\u20135", [-5.0]),  # an en dash before a number is a minus
+        ("38,5", [38.5]),
+        ("2-3 days", [2.0, 3.0]),  # a range, not minus three
+        ("38.5-39", [38.5, 39.0]),
+        ("0x41", []),  # hex is not how anyone writes an age
+        ("1e3", []),  # nor an exponent a temperature
+        ("1.5e3", []),
+        ("9" * 400, []),  # not a finite number
+    ],
+)
+def test_numbers_keep_their_sign_and_refuse_hex_and_exponents(
+    text: str, expected: list[float]
+) -> None:
+    from nlu.readings import numbers
+
+    assert [value for value, _start, _end in numbers(text)] == expected
+
+
+@pytest.mark.parametrize("text", ["temp -40", "spo2 -5", "weight -70 kg", "sugar -100"])
+def test_negative_numbers_are_never_readings(it: Interpreter, text: str) -> None:
+    assert readings(it, text) == {}
+
+
+@pytest.mark.parametrize(
+    ("concept", "unit", "bounds", "text"),
+    [
+        ("temperature_c", "Cel", (30.0, 45.0), "-40"),
+        ("temperature_c", "Cel", (30.0, 45.0), "\u221240"),
+        ("spo2_percent", "%", (50.0, 100.0), "-95"),
+        ("age_years", "a", (0.0, 120.0), "-5"),
+    ],
+)
+def test_a_negative_answer_is_out_of_range_not_its_absolute_value(
+    it: Interpreter, concept: str, unit: str, bounds: tuple[float, float], text: str
+) -> None:
+    from nlu.types import AnswerStatus
+
+    exp = Expectation(concept, QuestionType.NUMBER, unit=unit, range=bounds)
+    answer = it.interpret(text, expecting=exp).answer
+    assert answer is not None and answer.status is AnswerStatus.OUT_OF_RANGE
+    assert answer.value is not None and answer.value < 0
+
+
+@pytest.mark.parametrize(
+    ("concept", "unit", "text"),
+    [("age_years", "a", "0x41"), ("temperature_c", "Cel", "1e3"), ("temperature_c", "Cel", "1E3")],
+)
+def test_hex_and_exponents_are_not_answers(
+    it: Interpreter, concept: str, unit: str, text: str
+) -> None:
+    from nlu.types import AnswerStatus
+
+    exp = Expectation(concept, QuestionType.NUMBER, unit=unit, range=(0.0, 120.0))
+    answer = it.interpret(text, expecting=exp).answer
+    assert answer is not None and answer.status is AnswerStatus.INVALID

@@ -657,6 +657,11 @@ class Store(Protocol):
         """Release the connection."""
         ...
 
+    def check_writable(self) -> None:
+        """Commit one tiny real write (the readiness probe); StoreError when it cannot be
+        committed: a full disk, a read-only file or mount, a lock held too long."""
+        ...
+
     # -- inbox ----------------------------------------------------------------
 
     def record_inbound(self, inbound: Inbound, raw: str | None = None) -> int | None:

@@ -246,6 +246,17 @@ class SqliteStore(BroadcastSql, PrivacySql):
         with self._atomic("transaction"):
             yield
 
+    def check_writable(self) -> None:
+        """Commit one tiny real write (the readiness probe): a row is added to the migration
+        ledger and removed again in one transaction, so a page goes to the WAL and the commit
+        must reach the disk; nothing is left behind."""
+        with self._atomic("check_writable") as conn:
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at)"
+                " VALUES (-1, 'readiness probe', '')"
+            )
+            conn.execute("DELETE FROM schema_migrations WHERE version = -1")
+
     def close(self) -> None:
         """Close the connection (idempotent)."""
         with self._lock:
