@@ -616,10 +616,23 @@ def _language_set(db: Database) -> None:
     db.execute("UPDATE contacts SET language_set = 1 WHERE consent_care IS NOT NULL")
 
 
+def _delivery(db: Database) -> None:
+    """Outbox leases (issue 12): a `sending` row's `next_attempt_at` is the end of its lease.
+    Rows an older version left `sending` get a lease that has already run out, so the next
+    claim takes them back at once instead of after a restart and five minutes."""
+    db.execute(
+        "UPDATE outbox SET next_attempt_at = coalesce(claimed_at, next_attempt_at)"
+        " WHERE status = 'sending'"
+    )
+    # The dispatcher's emergency lane and the contact-order check look rows up by contact.
+    _index(db, "outbox", "contact_id, status, priority", where="contact_id IS NOT NULL")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "checkins", _checkins),
     Migration(3, "console", _console),
     Migration(4, "broadcasts", _broadcasts),
     Migration(5, "language_set", _language_set),
+    Migration(6, "delivery", _delivery),
 )
