@@ -81,7 +81,12 @@ def create_app(
     if senders is None:
         senders, disabled = build_channels(config, env)
     state = WebState(
-        config, bridge, senders, build_dispatcher(config, bridge.store, senders), env, disabled
+        config,
+        bridge,
+        senders,
+        build_dispatcher(config, bridge.store, senders, owner=bridge.owner),
+        env,
+        disabled,
     )
 
     stoppers: list[Callable[[], object]] = []

@@ -263,6 +263,7 @@ class OutboxRow:
     provider_id: str | None
     error: str | None
     error_code: str | None
+    lane: Lane = Lane.CONVERSATION  # the `priority` column
 
 
 @dataclass(frozen=True)
@@ -962,7 +963,6 @@ class Store(Protocol):
     def release_held(self, contact_id: int, now: datetime) -> int:
         """The patient wrote: their held messages are due now; returns how many."""
         ...
-
 
     # -- readings -------------------------------------------------------------
 

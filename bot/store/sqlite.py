@@ -1783,6 +1783,7 @@ def _outbox_row(r: sqlite3.Row) -> OutboxRow:
         provider_id=r["provider_id"],
         error=r["error"],
         error_code=r["error_code"],
+        lane=Lane(r["priority"]),
     )
 
 
