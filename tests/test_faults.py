@@ -6,7 +6,6 @@ the behaviour asked for, with room to spare; the duplicate bound is docs/channel
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,8 +31,9 @@ FAST = {"lease_s": 4, "send_timeout_s": 1.5, "order_hold_s": 6, "retry_cap_s": 2
 EMERGENCY_WITHIN_S = 10.0
 
 
-def emergency_times(twilio: FakeTwilio, patients: Patients, who: list[int], sent: dict[int, float],
-                    timeout: float) -> dict[int, float]:
+def emergency_times(
+    twilio: FakeTwilio, patients: Patients, who: list[int], sent: dict[int, float], timeout: float
+) -> dict[int, float]:
     """Seconds from each patient's red-flag POST to the emergency reply at the provider."""
     got: dict[int, float] = {}
 
@@ -54,7 +54,7 @@ def emergency_times(twilio: FakeTwilio, patients: Patients, who: list[int], sent
 def test_kill_9_under_load_loses_nothing_and_emergencies_still_go_out_at_once(
     tmp_path: Path,
 ) -> None:
-    patients_n, kills = 16, 3
+    patients_n, kills = 12, 3
     with FakeTwilio() as twilio:
         serve = Serve(tmp_path, twilio, delivery=FAST, sms_rate=40)
         patients = Patients(serve)
@@ -95,3 +95,128 @@ def test_kill_9_under_load_loses_nothing_and_emergencies_still_go_out_at_once(
     assert counts.duplicates <= kills * in_flight_cap  # the documented bound
     assert sorted(times) == list(range(patients_n)), "some emergency replies never arrived"
     assert max(times.values()) <= EMERGENCY_WITHIN_S
+
+
+# -- provider faults: one server (SMS via Twilio, Telegram) for every kind of outage ---------
+
+
+@pytest.fixture(scope="module")
+def providers(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    with FakeTwilio() as twilio, FakeTelegram() as telegram:
+        twilio.hang_seconds = 8.0
+        serve = Serve(tmp_path_factory.mktemp("outage"), twilio, telegram, delivery=FAST)
+        with serving(serve):
+            yield serve
+
+
+OUTAGE_S = 3.0
+
+
+@pytest.mark.parametrize("mode", ["500", "429", "timeout", "refuse"])
+def test_a_provider_outage_loses_nothing_and_never_stalls_another_channel(
+    providers: Serve, mode: str
+) -> None:
+    twilio, telegram = providers.twilio, providers.telegram
+    assert telegram is not None
+    patients = Patients(providers)
+    base = 1000 * (["500", "429", "timeout", "refuse"].index(mode) + 1)
+    chat = 7_000_000 + base
+    before = ledger(providers)
+    if mode == "refuse":
+        twilio.refuse()
+    else:
+        twilio.outage(mode, retry_after=2)
+    began = time.monotonic()
+    try:
+        for n in range(base, base + 5):
+            patients.post(n, "hi")  # acknowledged although Twilio is down
+        posted = time.monotonic()
+        assert telegram_post(providers, chat, "hi") == 200
+        wait_until(
+            lambda: any(m.get("chat_id") in (chat, str(chat)) for m in telegram.sent),
+            OUTAGE_S,
+            "the Telegram reply during the Twilio outage",
+        )
+        telegram_s = time.monotonic() - posted
+        assert ledger(providers).not_sent > 0  # Twilio is really down
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - began)))
+    finally:
+        if mode == "refuse":
+            twilio.resume()
+        else:
+            twilio.outage(None)
+    wait_until(lambda: ledger(providers).not_sent == 0, 20, "every SMS reply after the outage")
+    after = ledger(providers)
+    print(
+        f"\noutage {mode} {OUTAGE_S:.0f}s: sms replies={after.replies - before.replies}"
+        f" delivered={after.delivered - before.delivered} missing={after.missing}"
+        f" duplicates={after.duplicates} telegram reply during it in {telegram_s:.2f}s"
+    )
+    assert after.missing == 0 and after.replies - before.replies >= 5
+    assert after.duplicates == before.duplicates  # an outage is not a crash: no duplicates
+
+
+# -- the emergency lane ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slow_sms(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    with FakeTwilio() as twilio:
+        serve = Serve(tmp_path_factory.mktemp("lanes"), twilio, delivery=FAST, sms_rate=2)
+        with serving(serve):
+            yield serve
+
+
+def test_a_permanently_failing_reply_does_not_delay_the_same_patients_emergency_reply(
+    slow_sms: Serve,
+) -> None:
+    twilio, patients = slow_sms.twilio, Patients(slow_sms)
+    number = patients.number(900)
+    twilio.fail_when(lambda form: form.get("To") == number and "112" not in form.get("Body", ""))
+    patients.post(900, "hi")
+
+    def attempts() -> int:
+        rows = slow_sms.query(
+            "SELECT max(attempts) FROM outbox WHERE address = ? AND status != 'sent'", (number,)
+        )
+        return int(rows[0][0] or 0)
+
+    wait_until(lambda: attempts() >= 2, 20, "the reply to fail twice")
+    sent_at = patients.post(900, RED_FLAG)
+    wait_until(
+        lambda: arrival(twilio, number, EMERGENCY_NUMBER, sent_at) is not None,
+        EMERGENCY_WITHIN_S,
+        "the emergency reply",
+    )
+    at = arrival(twilio, number, EMERGENCY_NUMBER, sent_at)
+    assert at is not None
+    print(
+        f"\nfailing reply (attempts so far {attempts()}): the same patient's emergency reply"
+        f" in {at - sent_at:.2f}s"
+    )
+    assert attempts() >= 2  # still failing, still retried
+
+
+def test_an_emergency_reply_queued_behind_100_ordinary_replies_goes_out_first(
+    slow_sms: Serve,
+) -> None:
+    twilio, patients = slow_sms.twilio, Patients(slow_sms)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: patients.post(n, "hi"), range(100)))
+    queued = ledger(slow_sms).not_sent
+    sent_at = patients.post(500, RED_FLAG)
+    number = patients.number(500)
+    wait_until(
+        lambda: arrival(twilio, number, EMERGENCY_NUMBER, sent_at) is not None,
+        EMERGENCY_WITHIN_S,
+        "the emergency reply",
+    )
+    at = arrival(twilio, number, EMERGENCY_NUMBER, sent_at)
+    assert at is not None
+    overtaken = ledger(slow_sms).not_sent  # ordinary replies still waiting when it arrived
+    print(
+        f"\nemergency lane: {queued} ordinary replies queued, emergency reply in"
+        f" {at - sent_at:.2f}s, {overtaken} ordinary replies still queued behind it"
+    )
+    assert queued >= 80  # it really was queued behind them (2/s drains 100 in 50 s)
+    assert overtaken >= 75

@@ -69,6 +69,7 @@ class FakeServer:
 
     def refuse(self) -> None:
         """Stop listening (connections are refused) until `resume`; the port is kept."""
+        self._stopping.set()  # release hanging requests first
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -77,6 +78,7 @@ class FakeServer:
 
     def resume(self) -> None:
         """Listen again on the same port after `refuse`."""
+        self._stopping.clear()
         self._serve(int(self.url.rsplit(":", 1)[1]))
 
     def _serve(self, port: int) -> None:
