@@ -6,6 +6,7 @@ nlu and channels.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -151,9 +152,12 @@ class CareBridge:
         queue the replies (one transaction, which first checks that nothing else changed the
         conversation meanwhile, else thinks again). A crash between the first and the last
         step leaves the message recorded but unhandled: the provider's retry handles it.
-        Messages from one address are handled one at a time."""
+        Messages from one address are handled one at a time. Called on the owner thread
+        itself (`serve` does: two thread hand-offs per message instead of six), it runs all
+        three steps there, one message after another."""
         language = self._first_language(inbound)
-        with self._turn(inbound.channel, inbound.address):
+        turn = contextlib.nullcontext() if self.owner.here else self._turn(inbound)
+        with turn:
             for _ in range(_RETHINKS):
                 begun = self.owner.call(self._begin, inbound, language)
                 if begun is None:
@@ -166,8 +170,10 @@ class CareBridge:
                 log.info("conversation changed meanwhile contact=%s: again", begun.contact.id)
             raise RuntimeError("the conversation kept changing while a message was handled")
 
-    def _turn(self, channel: str, address: str) -> threading.Lock:
-        return self._turns[hash((channel, address)) % len(self._turns)]
+    def _turn(self, inbound: Inbound) -> threading.Lock:
+        """One lock per address (striped) for callers off the owner thread; the owner thread
+        takes none (it never waits for another thread, so it can never deadlock with one)."""
+        return self._turns[hash((inbound.channel, inbound.address)) % len(self._turns)]
 
     def _begin(self, inbound: Inbound, language: str | None) -> _Begun | None:
         """Record the message (or find it recorded but unhandled) and load the conversation."""
@@ -214,6 +220,8 @@ class CareBridge:
         changed since `_begin` read it (a check-in, a clinician), so think again."""
         now = begun.now
         with self.store.transaction():
+            if self.store.pending_inbound(inbound.channel, inbound.provider_id) is None:
+                return Handled(duplicate=True)  # handled meanwhile by another thread
             if self.store.current_session(begun.contact) != begun.own:
                 return None
             if begun.moved is not None:
@@ -582,7 +590,7 @@ def build_dispatcher(
         name: getattr(config.channels, name).rate_per_s for name in ("sms", "whatsapp", "telegram")
     }
     d = config.delivery
-    extra: dict[str, Any] = {"run_store": owner.run} if owner is not None else {}
+    extra: dict[str, Any] = {"run_store": owner.run_urgent} if owner is not None else {}
     return Dispatcher(
         store,
         senders,

@@ -55,8 +55,8 @@ def test_a_row_in_flight_holds_the_contacts_next_message_but_not_their_emergency
     store: SqliteStore, contact: Contact
 ) -> None:
     first = store.enqueue(sms(contact, "question 1"), T0)
-    second = store.enqueue(sms(contact, "question 2"), T0)
     assert [r.id for r in store.claim_outbox(T0, 10, "sms", urgent=False)] == [first]
+    second = store.enqueue(sms(contact, "question 2"), T0)
     emergency = store.enqueue(sms(contact, "Call 112 now"), at(1), lane=Lane.EMERGENCY)
     assert store.claim_outbox(at(1), 10, "sms", urgent=False) == []  # in order: waits
     assert [r.id for r in store.claim_outbox(at(1), 10, "sms", urgent=True)] == [emergency]

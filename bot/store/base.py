@@ -918,9 +918,10 @@ class Store(Protocol):
         """Atomically lease up to `limit` due rows (of `channel`, if given; only the emergency
         lane if `urgent`, all but it if `urgent` is False) until `now + lease`: lane first,
         then earliest due, then oldest. Rows whose lease ran out (a crashed or stalled
-        dispatcher) are taken back first. A row never overtakes an earlier pending row to
-        the same contact in the same or a more urgent lane, unless that row was created more
-        than `order_hold` ago."""
+        dispatcher) are taken back first. A row is not claimed while an earlier row to the
+        same contact in the same or a more urgent lane is in flight or waiting for a retry,
+        unless that row was created more than `order_hold` ago; due rows of one contact are
+        claimed together (the dispatcher sends them in id order)."""
         ...
 
     def mark_sent(self, outbox_id: int, provider_id: str | None, now: datetime) -> None:

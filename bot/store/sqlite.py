@@ -1027,9 +1027,11 @@ class SqliteStore(BroadcastSql):
 
         A claimed row is `sending` with `next_attempt_at` = the end of its lease; a row whose
         lease ran out (its dispatcher crashed or stalled) goes back to `queued` here, due at
-        once, and is claimed again (at-least-once delivery). A row never overtakes an earlier
-        pending row to the same contact of the same or a more urgent lane, unless that row is
-        older than `order_hold` (a failing row holds the contact's later ones only that long).
+        once, and is claimed again (at-least-once delivery). A row is not claimed while an
+        earlier row to the same contact of the same or a more urgent lane is in flight or
+        waiting for a retry, unless that row is older than `order_hold` (a failing row holds
+        the contact's later ones only that long); due rows of one contact are claimed together
+        and the dispatcher sends them in id order.
         With a channel, the claim walks the (status, channel, priority, next_attempt_at) index
         and stops after `limit` rows, so a million queued broadcast rows cost a claim nothing.
         """
@@ -1057,8 +1059,9 @@ class SqliteStore(BroadcastSql):
                 " AND older.status IN (?, ?) AND older.priority <= outbox.priority"
                 # ... unless it has been pending longer than the order hold
                 " AND older.created_at > ?"
-                # (a message scheduled for later, not yet tried, holds nothing back)
-                " AND (older.attempts > 0 OR older.next_attempt_at <= ?)))"
+                # held back by a row in flight or waiting to be retried; a due one is claimed
+                # in this same statement (the dispatcher sends one contact's rows in id order)
+                " AND (older.status = ? OR (older.attempts > 0 AND older.next_attempt_at > ?))))"
                 " ORDER BY priority, next_attempt_at, id LIMIT ?) RETURNING *",
                 (
                     OutboxStatus.SENDING,
@@ -1070,6 +1073,7 @@ class SqliteStore(BroadcastSql):
                     OutboxStatus.QUEUED,
                     OutboxStatus.SENDING,
                     _ts(now - order_hold),
+                    OutboxStatus.SENDING,
                     stamp,
                     limit,
                 ),
