@@ -601,6 +601,8 @@ def build_dispatcher(
             send_timeout_s=d.send_timeout_s,
             order_hold_s=d.order_hold_s,
             headroom=d.emergency_headroom,
+            max_in_flight=d.max_in_flight,
+            admit_wait_s=d.admit_wait_s,
         ),
         **extra,
     )

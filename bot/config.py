@@ -75,6 +75,8 @@ class DeliveryConfig(_Model):
     send_timeout_s: float = Field(5.0, gt=0, le=300)
     order_hold_s: float = Field(20.0, ge=0, le=3600)
     emergency_headroom: float = Field(0.2, ge=0, lt=1)
+    max_in_flight: int = Field(16, ge=1, le=500)
+    admit_wait_s: float = Field(1.0, ge=0, le=10)
     retry_base_s: float = Field(2.0, gt=0, le=600)
     retry_cap_s: float = Field(300.0, gt=0, le=86_400)
     max_attempts: int = Field(12, ge=1, le=100)

@@ -13,6 +13,7 @@ shape (duck-typed: anything with `name` and `async send(Outbound) -> str`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -65,6 +66,8 @@ class DeliveryPolicy:
     order_hold_s: float = 20.0  # the longest a failing row holds its contact's later rows
     headroom: float = 0.2  # share of each channel's rate kept for the emergency lane
     emergency_in_flight: int = 10  # emergency rows one channel sends at once
+    max_in_flight: int = 16  # other rows one channel sends at once (each holds a connection)
+    admit_wait_s: float = 1.0  # longest a new message waits for a channel that is behind
 
     def __post_init__(self) -> None:
         if self.send_timeout_s * 2 > self.lease_s:
@@ -101,6 +104,7 @@ class Dispatcher:
     _outcomes: list[Outcome] = field(default_factory=list, init=False)
     _recorded: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+    _caught_up: dict[str, asyncio.Event] = field(default_factory=dict, init=False)
 
     # -- running -------------------------------------------------------------------------
 
@@ -113,6 +117,17 @@ class Dispatcher:
         """Claim now rather than at the next idle tick (call from the event loop)."""
         for event in self._wakes:
             event.set()
+
+    async def admit(self, channel: str) -> None:
+        """Back-pressure for the webhooks: while `channel`'s ordinary lane has more due rows
+        than it can send (its last claim filled every free slot), a new message waits for it
+        to catch up, at most `admit_wait_s`; so replies never fall far behind the messages
+        the server accepts. Emergencies are unaffected: they have their own lane."""
+        caught_up = self._caught_up.get(channel)
+        if caught_up is None or caught_up.is_set() or not self.running:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(caught_up.wait(), self.delivery.admit_wait_s)
 
     async def run_forever(self, idle_s: float = 0.5, stop: asyncio.Event | None = None) -> None:
         """Run every channel's two lanes and the result writer until `stop` is set."""
@@ -162,7 +177,8 @@ class Dispatcher:
         """About one second of sending: rows never wait long behind the limiter."""
         if urgent:
             return self.delivery.emergency_in_flight
-        return max(1, min(self.batch, math.ceil(self.rates.get(channel, 1.0))))
+        cap = min(self.batch, self.delivery.max_in_flight)
+        return max(1, min(cap, math.ceil(self.rates.get(channel, 1.0))))
 
     async def _lane(self, channel: str, urgent: bool, idle_s: float) -> None:
         """Keep up to `_in_flight` rows of one lane of one channel in flight."""
@@ -170,6 +186,10 @@ class Dispatcher:
         self._wakes.append(wake)
         in_flight: set[asyncio.Task[None]] = set()
         cap = self._in_flight(channel, urgent)
+        caught_up = asyncio.Event()
+        caught_up.set()
+        if not urgent:
+            self._caught_up[channel] = caught_up
         while not self._stop.is_set():
             free = cap - len(in_flight)
             rows: list[OutboxRow] = []
@@ -179,6 +199,10 @@ class Dispatcher:
                     rows = await self.run_store(self._claim, channel, urgent, self.clock(), free)
                 except Exception:  # keep dispatching; claimed rows come back with their lease
                     log.exception("outbox claim failed channel=%s", channel)
+            if free > 0 and len(rows) < free:
+                caught_up.set()
+            elif free > 0:
+                caught_up.clear()
             for row in rows:
                 task = asyncio.create_task(self._deliver(row))
                 in_flight.add(task)

@@ -60,6 +60,7 @@ class WebState:
         return f"{url}?{request.url.query}" if request.url.query else url
 
     async def handle(self, inbound: Inbound) -> None:
+        await self.dispatcher.admit(inbound.channel)  # replies first when delivery is behind
         await self.bridge.owner.run(self.bridge.handle, inbound)  # on the store's thread
         self.dispatcher.wake()
 
