@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -105,6 +106,7 @@ class Dispatcher:
     _recorded: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
     _caught_up: dict[str, asyncio.Event] = field(default_factory=dict, init=False)
+    _failing: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict, init=False)
 
     # -- running -------------------------------------------------------------------------
 
@@ -270,11 +272,32 @@ class Dispatcher:
         lock = self._chat_locks.setdefault((msg.channel, msg.address), asyncio.Lock())
         async with lock:  # one chat's messages go one at a time, in claim order
             try:
-                await self._send_one(row, urgent)
+                if self._behind_failure(row):
+                    self._record(lambda: self.store.release_outbox(row.id, self.clock()))
+                else:
+                    await self._send_one(row, urgent)
             except Exception:  # never lose the lane task; the row comes back with its lease
                 log.exception("outbox=%s delivery failed", row.id)
         if len(self._chat_locks) > 10_000 and not lock.locked():
             self._chat_locks.pop((msg.channel, msg.address), None)
+
+    def _behind_failure(self, row: OutboxRow) -> bool:
+        """True when an earlier row of this chat, claimed with this one, has just failed and
+        waits for a retry: this one goes back unsent, so the chat's messages keep their order
+        (for at most the order hold, as in the claim)."""
+        key = (row.outbound.channel, row.outbound.address)
+        failing = self._failing.get(key)
+        if failing is None or row.outbound.contact_id is None:
+            return False
+        failed_id, since = failing
+        return failed_id < row.id and time.monotonic() - since <= self.delivery.order_hold_s
+
+    def _note(self, row: OutboxRow, failed: bool) -> None:
+        key = (row.outbound.channel, row.outbound.address)
+        if failed:
+            self._failing[key] = (row.id, time.monotonic())
+        elif self._failing.get(key, (None, 0.0))[0] == row.id:
+            del self._failing[key]
 
     async def _send_one(self, row: OutboxRow, urgent: bool) -> None:
         msg = row.outbound
@@ -312,6 +335,7 @@ class Dispatcher:
             self._retry(row, TransientChannelError(str(exc), code=exc.code))
             return
         now = self.clock()
+        self._note(row, failed=False)
         self._record(lambda: self.store.mark_sent(row.id, provider_id, now))
         log.info(
             "outbox=%s sent channel=%s attempts=%s lane=%s",
@@ -400,6 +424,7 @@ class Dispatcher:
         self.store.mark_failed(row.id, status, error, self.clock())
 
     def _retry(self, row: OutboxRow, exc: TransientChannelError) -> None:
+        self._note(row, failed=row.attempts < self.policy.max_attempts)
         if row.attempts >= self.policy.max_attempts:
             self._record(lambda: self._fail(row, OutboxStatus.FAILED, exc.code or "retries"))
             log.warning("outbox=%s failed after %s attempts", row.id, row.attempts)
@@ -410,6 +435,7 @@ class Dispatcher:
         log.info("outbox=%s retry in %.1fs code=%s", row.id, delay, exc.code)
 
     def _give_up(self, row: OutboxRow, exc: PermanentChannelError) -> None:
+        self._note(row, failed=False)
         status = OutboxStatus.UNDELIVERED if exc.code == "63016" else OutboxStatus.FAILED
         contact_id = row.outbound.contact_id
 

@@ -932,6 +932,10 @@ class Store(Protocol):
         """A transient failure: back to queued, due again at `next_attempt_at`."""
         ...
 
+    def release_outbox(self, outbox_id: int, now: datetime) -> None:
+        """Hand a claimed row back unsent (not counted as an attempt): queued, due `now`."""
+        ...
+
     def mark_failed(
         self,
         outbox_id: int,

@@ -1121,6 +1121,15 @@ class SqliteStore(BroadcastSql):
                 ),
             )
 
+    def release_outbox(self, outbox_id: int, now: datetime) -> None:
+        """Hand a claimed row back unsent (not counted as an attempt): queued, due `now`."""
+        with self._atomic("release_outbox") as conn:
+            conn.execute(
+                "UPDATE outbox SET status = ?, next_attempt_at = ?,"
+                " attempts = max(0, attempts - 1) WHERE id = ? AND status = ?",
+                (OutboxStatus.QUEUED, _ts(now), outbox_id, OutboxStatus.SENDING),
+            )
+
     def mark_failed(
         self,
         outbox_id: int,
