@@ -106,7 +106,9 @@ class Dispatcher:
     _recorded: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
     _caught_up: dict[str, asyncio.Event] = field(default_factory=dict, init=False)
-    _failing: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict, init=False)
+    _failing: dict[tuple[str, str, Lane], tuple[int, float]] = field(
+        default_factory=dict, init=False
+    )
 
     # -- running -------------------------------------------------------------------------
 
@@ -122,9 +124,10 @@ class Dispatcher:
 
     async def admit(self, channel: str) -> None:
         """Back-pressure for the webhooks: while `channel`'s ordinary lane has more due rows
-        than it can send (its last claim filled every free slot), a new message waits for it
-        to catch up, at most `admit_wait_s`; so replies never fall far behind the messages
-        the server accepts. Emergencies are unaffected: they have their own lane."""
+        than it can send although its rate limit would allow more (the process is short of
+        CPU), a new message waits for it to catch up, at most `admit_wait_s`; so replies
+        never fall far behind the messages the server accepts. A channel held back only by
+        its provider's rate is not behind."""
         caught_up = self._caught_up.get(channel)
         if caught_up is None or caught_up.is_set() or not self.running:
             return
@@ -201,10 +204,10 @@ class Dispatcher:
                     rows = await self.run_store(self._claim, channel, urgent, self.clock(), free)
                 except Exception:  # keep dispatching; claimed rows come back with their lease
                     log.exception("outbox claim failed channel=%s", channel)
-            if free > 0 and len(rows) < free:
-                caught_up.set()
+            if free > 0 and (len(rows) < free or not self._limiter(channel, False).has_capacity()):
+                caught_up.set()  # drained, or held by the provider's rate: waiting helps nothing
             elif free > 0:
-                caught_up.clear()
+                caught_up.clear()  # more due than it can send, with the rate to spare: CPU-bound
             for row in rows:
                 task = asyncio.create_task(self._deliver(row))
                 in_flight.add(task)
@@ -282,10 +285,11 @@ class Dispatcher:
             self._chat_locks.pop((msg.channel, msg.address), None)
 
     def _behind_failure(self, row: OutboxRow) -> bool:
-        """True when an earlier row of this chat, claimed with this one, has just failed and
-        waits for a retry: this one goes back unsent, so the chat's messages keep their order
-        (for at most the order hold, as in the claim)."""
-        key = (row.outbound.channel, row.outbound.address)
+        """True when an earlier row of this chat in the same or a more urgent lane has just
+        failed and waits for a retry: this one goes back unsent, so the chat's messages keep
+        their order (for at most the order hold, as in the claim). An emergency row is never
+        held behind an ordinary one."""
+        key = (row.outbound.channel, row.outbound.address, row.lane)
         failing = self._failing.get(key)
         if failing is None or row.outbound.contact_id is None:
             return False
@@ -293,7 +297,7 @@ class Dispatcher:
         return failed_id < row.id and time.monotonic() - since <= self.delivery.order_hold_s
 
     def _note(self, row: OutboxRow, failed: bool) -> None:
-        key = (row.outbound.channel, row.outbound.address)
+        key = (row.outbound.channel, row.outbound.address, row.lane)
         if failed:
             self._failing[key] = (row.id, time.monotonic())
         elif self._failing.get(key, (None, 0.0))[0] == row.id:

@@ -16,7 +16,7 @@ from typing import Any, Self
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 
 @dataclass(frozen=True)
@@ -173,9 +173,12 @@ class FakeServer:
             if isinstance(body, dict):
                 params.update(body)
         elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            async with request.form() as form:
-                for key, value in form.multi_items():
-                    params[key] = value if isinstance(value, str) else await value.read()
+            try:
+                async with request.form() as form:
+                    for key, value in form.multi_items():
+                        params[key] = value if isinstance(value, str) else await value.read()
+            except ClientDisconnect:  # the client gave up (a timeout, or it was killed)
+                outcome = "disconnected"
         recorded = Recorded(
             method=request.method,
             path=request.url.path,

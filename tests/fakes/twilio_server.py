@@ -20,7 +20,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
@@ -95,12 +95,17 @@ class FakeTwilio(FakeServer):
             return _error(401, 20003, "Authenticate")
         failure = self._take_failure("Messages.json")
         if failure is None and self._rules:
-            async with request.form() as form:
-                sent = {k: v for k, v in form.items() if isinstance(v, str)}
+            try:
+                async with request.form() as form:
+                    sent = {k: v for k, v in form.items() if isinstance(v, str)}
+            except ClientDisconnect:
+                return _error(400, 20001, "client disconnected")
             with self.lock:
                 kinds = [kind for matches, kind in self._rules if matches(sent)]
             failure = _Failure(kinds[0], None) if kinds else None
-        await self._record(request, failure.kind if failure else "ok")
+        recorded = await self._record(request, failure.kind if failure else "ok")
+        if recorded.outcome == "disconnected":
+            return _error(400, 20001, "client disconnected")
         if failure is not None:
             if failure.kind == "timeout":
                 await self._hang()
