@@ -43,6 +43,7 @@ from bot.store.base import (
     OutboxGate,
     OutboxRow,
     OutboxStatus,
+    PrivacyCounts,
     ReadingRow,
     Role,
     ScheduleRow,
@@ -52,6 +53,7 @@ from bot.store.base import (
     TranscriptEntry,
     UserRow,
     Variant,
+    forgotten_address,
 )
 from bot.store.sqlite import SqliteStore
 
@@ -92,6 +94,7 @@ __all__ = [
     "OutboxGate",
     "OutboxRow",
     "OutboxStatus",
+    "PrivacyCounts",
     "ReadingRow",
     "Role",
     "ScheduleRow",
@@ -102,6 +105,7 @@ __all__ = [
     "TranscriptEntry",
     "UserRow",
     "Variant",
+    "forgotten_address",
     "open_store",
 ]
 

@@ -628,6 +628,17 @@ def _delivery(db: Database) -> None:
     _index(db, "outbox", "contact_id, status, priority", where="contact_id IS NOT NULL")
 
 
+def _privacy(db: Database) -> None:
+    """Privacy (docs/security.md): when a contact was forgotten, an optional TOTP secret per
+    console user, and partial indexes that keep the retention sweep to the rows it changes."""
+    db.execute('ALTER TABLE "contacts" ADD COLUMN "forgotten_at" TEXT')
+    db.execute('ALTER TABLE "users" ADD COLUMN "totp_secret" TEXT')
+    _index(db, "inbox", "channel, address")  # erasing one person finds their inbox rows
+    kept = "text NOT IN ('[redacted]', '[erased]')"
+    for table, column in (("inbox", "received_at"), ("transcript", "at"), ("outbox", "created_at")):
+        db.execute(f'CREATE INDEX "{table}_privacy_{column}" ON "{table}" ({column}) WHERE {kept}')
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "checkins", _checkins),
@@ -635,4 +646,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "broadcasts", _broadcasts),
     Migration(5, "language_set", _language_set),
     Migration(6, "delivery", _delivery),
+    Migration(7, "privacy", _privacy),
 )
