@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Debian packages the browser tests need (headless Chromium for Playwright).
+# Debian packages the tests and benchmarks need (Chromium for Playwright, wrk for the load).
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || sh scripts/install-system-deps.sh
+	@(command -v chromium && command -v wrk) >/dev/null 2>&1 || sh scripts/install-system-deps.sh
 
 run: $(STAMP)
 	$(BIN)/carebridge serve
@@ -35,7 +35,7 @@ test: $(STAMP) system-deps lint
 	$(BIN)/carebridge flows test
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(BIN)/python bench/run.py
 
 clean:
