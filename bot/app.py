@@ -13,7 +13,7 @@ import threading
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from bot import engine, trends
@@ -173,6 +173,23 @@ class CareBridge:
                     return handled
                 log.info("conversation changed meanwhile contact=%s: again", begun.contact.id)
             raise RuntimeError("the conversation kept changing while a message was handled")
+
+    def recover_inbound(self, max_age: timedelta = timedelta(hours=1)) -> int:
+        """Handle the messages a crash left recorded but unhandled (between `handle`'s first
+        and last step; their webhooks were never acknowledged, and not every provider
+        retries): those received within `max_age` now, oldest first, exactly once; older
+        ones are left as they are and counted in the log. Returns how many were handled."""
+        cutoff = self.clock() - max_age
+        rows = self.owner.call(self.store.unprocessed_inbound)
+        fresh = [r for r in rows if r.inbound.received_at >= cutoff]
+        if len(fresh) < len(rows):
+            log.warning(
+                "inbox: %d unhandled messages older than %s left", len(rows) - len(fresh), max_age
+            )
+        done = sum(not self.handle(r.inbound).duplicate for r in fresh)
+        if done:
+            log.warning("inbox: handled %d messages a crash had left unhandled", done)
+        return done
 
     def _turn(self, inbound: Inbound) -> threading.Lock:
         """One lock per address (striped) for callers off the owner thread; the owner thread

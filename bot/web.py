@@ -103,6 +103,7 @@ def create_app(
             if start is not None:
                 await start()
         if dispatch:
+            await bridge.owner.run(bridge.recover_inbound)  # what a crash left half-handled
             state.tasks.append(asyncio.create_task(state.dispatcher.run_forever(stop=state.stop)))
         if schedule:
             loop = asyncio.get_running_loop()
