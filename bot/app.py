@@ -159,11 +159,10 @@ class CareBridge:
         Messages from one address are handled one at a time. Called on the owner thread
         itself (`serve` does: two thread hand-offs per message instead of six), it runs all
         three steps there, one message after another."""
-        language = self._first_language(inbound)
         turn = contextlib.nullcontext() if self.owner.here else self._turn(inbound)
         with turn:
             for _ in range(_RETHINKS):
-                begun = self.owner.call(self._begin, inbound, language)
+                begun = self.owner.call(self._begin, inbound)
                 if begun is None:
                     log.info("duplicate inbound channel=%s", inbound.channel)
                     return Handled(duplicate=True)
@@ -196,7 +195,7 @@ class CareBridge:
         takes none (it never waits for another thread, so it can never deadlock with one)."""
         return self._turns[hash((inbound.channel, inbound.address)) % len(self._turns)]
 
-    def _begin(self, inbound: Inbound, language: str | None) -> _Begun | None:
+    def _begin(self, inbound: Inbound) -> _Begun | None:
         """Record the message (or find it recorded but unhandled) and load the conversation."""
         now = self.clock()
         with self.store.transaction():
@@ -205,9 +204,11 @@ class CareBridge:
                 inbox_id = self.store.pending_inbound(inbound.channel, inbound.provider_id)
                 if inbox_id is None:
                     return None
-            contact = self.store.get_or_create_contact(
-                inbound.channel, inbound.address, now, language=language
-            )
+            contact = self.store.find_contact(inbound.channel, inbound.address)
+            if contact is None:  # first contact: the language, when the message tells it
+                contact = self.store.get_or_create_contact(
+                    inbound.channel, inbound.address, now, language=self._first_language(inbound)
+                )
             self.store.touch_inbound(contact.id, now)
             self.store.release_held(contact.id, now)  # the WhatsApp window is open again
             own = self.store.current_session(contact)
