@@ -12,7 +12,7 @@ import os
 import threading
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -36,11 +36,12 @@ from bot.events import (
 from bot.flow import Library
 from bot.loader import load_library
 from bot.messages import Inbound, Outbound
+from bot.phones import inbound_address
 from bot.privacy import Privacy
 from bot.session import Contact, Session, SessionStatus
 from bot.store import Lane, Store, open_store
 from bot.store.owner import StoreOwner
-from channels.render import split_outbound
+from channels.render import select_multi, split_outbound
 from nlu import detect_language
 from nlu.types import Expectation, Understanding
 
@@ -159,6 +160,12 @@ class CareBridge:
         Messages from one address are handled one at a time. Called on the owner thread
         itself (`serve` does: two thread hand-offs per message instead of six), it runs all
         three steps there, one message after another."""
+        # one number, one contact: SMS/WhatsApp addresses in E.164 whatever the provider wrote
+        address = inbound_address(
+            inbound.channel, inbound.address, self.config.phones.default_region
+        )
+        if address != inbound.address:
+            inbound = replace(inbound, address=address)
         turn = contextlib.nullcontext() if self.owner.here else self._turn(inbound)
         with turn:
             for _ in range(_RETHINKS):
@@ -268,11 +275,13 @@ class CareBridge:
         self, events: tuple[Event, ...], channel: str, address: str, contact_id: int, kind: str
     ) -> dict[int, list[Outbound]]:
         """The outbox parts of every message the events create, by event index."""
-        return {
-            i: split_outbound(Outbound(channel, address, ev.text, ev.choices, contact_id, kind))
-            for i, ev in enumerate(events)
-            if isinstance(ev, MsgCreated)
-        }
+        parts: dict[int, list[Outbound]] = {}
+        for i, ev in enumerate(events):
+            if isinstance(ev, MsgCreated):
+                meta = {} if ev.multi is None else select_multi(*ev.multi)
+                out = Outbound(channel, address, ev.text, ev.choices, contact_id, kind, meta)
+                parts[i] = split_outbound(out)
+        return parts
 
     def _first_language(self, inbound: Inbound) -> str | None:
         """A new contact's language when the channel says it (Telegram's language_code) or the
