@@ -24,9 +24,9 @@ $(DEV_STAMP): $(RUN_STAMP)
 
 setup: $(DEV_STAMP)
 
-# Debian packages the browser tests need (headless Chromium for Playwright).
+# Debian packages the tests and benchmarks need (Chromium for Playwright, wrk for the load).
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || sh scripts/install-system-deps.sh
+	@(command -v chromium && command -v wrk) >/dev/null 2>&1 || sh scripts/install-system-deps.sh
 
 run: $(RUN_STAMP)
 	$(BIN)/carebridge serve
@@ -44,7 +44,7 @@ test: $(DEV_STAMP) system-deps lint
 	$(BIN)/carebridge flows test
 	$(BIN)/pytest
 
-bench: $(RUN_STAMP)
+bench: $(RUN_STAMP) system-deps
 	$(BIN)/python bench/run.py
 
 clean:

@@ -6,18 +6,20 @@ nlu and channels.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from bot import engine, trends
 from bot.broadcast import Broadcasts
 from bot.config import Config
-from bot.dispatch import Dispatcher, Sender
+from bot.dispatch import DeliveryPolicy, Dispatcher, RetryPolicy, Sender
 from bot.escalation import Tickets
 from bot.events import (
     AnswerRecorded,
@@ -28,15 +30,17 @@ from bot.events import (
     FollowUpScheduled,
     MsgCreated,
     PrivacyRequested,
+    RedFlagRaised,
     TriageDecided,
 )
-from bot.flow import Library
+from bot.flow import EMERGENCY_LEVELS, Library
 from bot.loader import load_library
 from bot.messages import Inbound, Outbound
 from bot.phones import inbound_address
 from bot.privacy import Privacy
-from bot.session import Session, SessionStatus
-from bot.store import Store, open_store
+from bot.session import Contact, Session, SessionStatus
+from bot.store import Lane, Store, open_store
+from bot.store.owner import StoreOwner
 from channels.render import select_multi, split_outbound
 from nlu import detect_language
 from nlu.types import Expectation, Understanding
@@ -44,6 +48,7 @@ from nlu.types import Expectation, Understanding
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+_RETHINKS = 5  # times a message is thought through again when its conversation changed
 
 
 class Interpreter(Protocol):
@@ -127,6 +132,8 @@ class CareBridge:
         self.store = store or open_store(config.storage_url())
         self.interpreter = interpreter or default_interpreter(config)
         self.clock = clock
+        self.owner = StoreOwner()  # runs handle()'s two transactions and the dispatcher's
+        self._turns = [threading.Lock() for _ in range(256)]  # one address at a time
         self.tickets = Tickets(
             self.store,
             config,
@@ -138,52 +145,143 @@ class CareBridge:
         self.privacy = Privacy(self.store, config, self.library, clock)  # retention, FORGET
 
     def close(self) -> None:
+        self.owner.close()
         self.store.close()
 
     def handle(self, inbound: Inbound) -> Handled:
-        """Process one inbound message in one transaction; a duplicate does nothing."""
-        now = self.clock()
+        """Process one inbound message; a duplicate does nothing.
+
+        Three steps, so that no write transaction waits on the NLU: record the message and
+        load the conversation (one short transaction on the store's owner thread); interpret
+        it, run the engine and render the replies (here, no store); save the new state and
+        queue the replies (one transaction, which first checks that nothing else changed the
+        conversation meanwhile, else thinks again). A crash between the first and the last
+        step leaves the message recorded but unhandled: the provider's retry handles it.
+        Messages from one address are handled one at a time. Called on the owner thread
+        itself (`serve` does: two thread hand-offs per message instead of six), it runs all
+        three steps there, one message after another."""
         # one number, one contact: SMS/WhatsApp addresses in E.164 whatever the provider wrote
         address = inbound_address(
             inbound.channel, inbound.address, self.config.phones.default_region
         )
         if address != inbound.address:
             inbound = replace(inbound, address=address)
+        turn = contextlib.nullcontext() if self.owner.here else self._turn(inbound)
+        with turn:
+            for _ in range(_RETHINKS):
+                begun = self.owner.call(self._begin, inbound)
+                if begun is None:
+                    log.info("duplicate inbound channel=%s", inbound.channel)
+                    return Handled(duplicate=True)
+                plan = self._think(begun, inbound)
+                handled = self.owner.call(self._commit, begun, plan, inbound)
+                if handled is not None:
+                    return handled
+                log.info("conversation changed meanwhile contact=%s: again", begun.contact.id)
+            raise RuntimeError("the conversation kept changing while a message was handled")
+
+    def recover_inbound(self, max_age: timedelta = timedelta(hours=1)) -> int:
+        """Handle the messages a crash left recorded but unhandled (between `handle`'s first
+        and last step; their webhooks were never acknowledged, and not every provider
+        retries): those received within `max_age` now, oldest first, exactly once; older
+        ones are left as they are and counted in the log. Returns how many were handled."""
+        cutoff = self.clock() - max_age
+        rows = self.owner.call(self.store.unprocessed_inbound)
+        fresh = [r for r in rows if r.inbound.received_at >= cutoff]
+        if len(fresh) < len(rows):
+            log.warning(
+                "inbox: %d unhandled messages older than %s left", len(rows) - len(fresh), max_age
+            )
+        done = sum(not self.handle(r.inbound).duplicate for r in fresh)
+        if done:
+            log.warning("inbox: handled %d messages a crash had left unhandled", done)
+        return done
+
+    def _turn(self, inbound: Inbound) -> threading.Lock:
+        """One lock per address (striped) for callers off the owner thread; the owner thread
+        takes none (it never waits for another thread, so it can never deadlock with one)."""
+        return self._turns[hash((inbound.channel, inbound.address)) % len(self._turns)]
+
+    def _begin(self, inbound: Inbound) -> _Begun | None:
+        """Record the message (or find it recorded but unhandled) and load the conversation."""
+        now = self.clock()
         with self.store.transaction():
             inbox_id = self.store.record_inbound(inbound)
             if inbox_id is None:
-                log.info("duplicate inbound channel=%s", inbound.channel)
-                return Handled(duplicate=True)
-            contact = self.store.get_or_create_contact(
-                inbound.channel, inbound.address, now, language=self._first_language(inbound)
-            )
+                inbox_id = self.store.pending_inbound(inbound.channel, inbound.provider_id)
+                if inbox_id is None:
+                    return None
+            contact = self.store.find_contact(inbound.channel, inbound.address)
+            if contact is None:  # first contact: the language, when the message tells it
+                contact = self.store.get_or_create_contact(
+                    inbound.channel, inbound.address, now, language=self._first_language(inbound)
+                )
             self.store.touch_inbound(contact.id, now)
             self.store.release_held(contact.id, now)  # the WhatsApp window is open again
-            session = self._carry_over(self.store.current_session(contact), now)
+            own = self.store.current_session(contact)
+        session, moved = self._carry_over(own)
+        return _Begun(inbox_id, contact, own, session, moved, now)
+
+    def _think(self, begun: _Begun, inbound: Inbound) -> _Plan:
+        """Interpret, run the engine and render the replies: no store, no transaction."""
+        session, contact = begun.session, begun.contact
+        try:
             expecting = engine.expectation(self.library, session)
-            try:
-                understanding = self.interpreter.interpret(
-                    inbound.text, expecting, contact.language
-                )
-                sprint = engine.resume(self.library, session, inbound, understanding, now)
-            except Exception as exc:  # a bug must not cost the patient a reply or the message
-                # the traceback without the exception's message, which may quote patient text
-                log.error(
-                    "engine failure contact=%s error=%s\n%s",
-                    contact.id,
-                    type(exc).__name__,
-                    "".join(traceback.format_tb(exc.__traceback__)),
-                )
-                sprint = engine.Sprint(
-                    session, (ErrorRaised("engine_failure"), MsgCreated(self._error_text()))
-                )
-            saved = self.store.save_session(sprint.session, now)
-            self.store.add_transcript(
-                contact.id, saved.id, "in", inbound.text, inbound.channel, now
+            understanding = self.interpreter.interpret(inbound.text, expecting, contact.language)
+            sprint = engine.resume(self.library, session, inbound, understanding, begun.now)
+        except Exception as exc:  # a bug must not cost the patient a reply or the message
+            # the traceback without the exception's message, which may quote patient text
+            log.error(
+                "engine failure contact=%s error=%s\n%s",
+                contact.id,
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)),
             )
-            handled = self._apply(saved, sprint.events, inbound.channel, inbound.address, now)
-            self.store.mark_inbound_processed(inbox_id, now)
+            sprint = engine.Sprint(
+                session, (ErrorRaised("engine_failure"), MsgCreated(self._error_text()))
+            )
+        lane = emergency_lane(sprint.events)
+        parts = self._render(sprint.events, inbound.channel, inbound.address, contact.id, "reply")
+        return _Plan(sprint, parts, lane)
+
+    def _commit(self, begun: _Begun, plan: _Plan, inbound: Inbound) -> Handled | None:
+        """Save and queue what `_think` decided, in one transaction; None: the conversation
+        changed since `_begin` read it (a check-in, a clinician), so think again."""
+        now = begun.now
+        with self.store.transaction():
+            if self.store.pending_inbound(inbound.channel, inbound.provider_id) is None:
+                return Handled(duplicate=True)  # handled meanwhile by another thread
+            if self.store.current_session(begun.contact) != begun.own:
+                return None
+            if begun.moved is not None:
+                self.store.save_session(begun.moved, now)
+            saved = self.store.save_session(plan.sprint.session, now)
+            self.store.add_transcript(
+                begun.contact.id, saved.id, "in", inbound.text, inbound.channel, now
+            )
+            handled = self._apply(
+                saved,
+                plan.sprint.events,
+                inbound.channel,
+                inbound.address,
+                now,
+                rendered=plan.parts,
+                lane=plan.lane,
+            )
+            self.store.mark_inbound_processed(begun.inbox_id, now)
         return handled
+
+    def _render(
+        self, events: tuple[Event, ...], channel: str, address: str, contact_id: int, kind: str
+    ) -> dict[int, list[Outbound]]:
+        """The outbox parts of every message the events create, by event index."""
+        parts: dict[int, list[Outbound]] = {}
+        for i, ev in enumerate(events):
+            if isinstance(ev, MsgCreated):
+                meta = {} if ev.multi is None else select_multi(*ev.multi)
+                out = Outbound(channel, address, ev.text, ev.choices, contact_id, kind, meta)
+                parts[i] = split_outbound(out)
+        return parts
 
     def _first_language(self, inbound: Inbound) -> str | None:
         """A new contact's language when the channel says it (Telegram's language_code) or the
@@ -194,24 +292,23 @@ class CareBridge:
             return hint
         return detect_language(inbound.text, languages[1:]) if len(languages) > 1 else None
 
-    def _carry_over(self, session: Session, now: datetime) -> Session:
+    def _carry_over(self, session: Session) -> tuple[Session, Session | None]:
         """A person who left a conversation open on another channel continues it here: it moves
-        to this contact as an expired session, so the engine offers to continue."""
+        to this contact as an expired session, so the engine offers to continue. Returns the
+        session to resume and the other contact's session, completed, to save with it."""
         if engine.expectation(self.library, session) is not None:
-            return session
+            return session, None
         for other in self.store.linked_contacts(session.contact.id):
             theirs = self.store.current_session(other)
             if engine.expectation(self.library, theirs) is None:
                 continue
-            self.store.save_session(
-                theirs.evolve(status=SessionStatus.COMPLETED, node=None, stack=()), now
-            )
             log.info(
                 "conversation moved from contact=%s to contact=%s", other.id, session.contact.id
             )
             state = {**theirs.to_state(), "status": str(SessionStatus.EXPIRED)}
-            return Session.from_state(session.contact, state, started_at=theirs.started_at)
-        return session
+            moved = Session.from_state(session.contact, state, started_at=theirs.started_at)
+            return moved, theirs.evolve(status=SessionStatus.COMPLETED, node=None, stack=())
+        return session, None
 
     def start_flow(self, contact_id: int, flow_id: str, kind: str = "reminder") -> Handled:
         """Begin a flow for a contact on the bot's initiative (check-ins, follow-ups)."""
@@ -241,18 +338,23 @@ class CareBridge:
         now: datetime,
         *,
         kind: str = "reply",
+        rendered: Mapping[int, list[Outbound]] | None = None,
+        lane: Lane | None = None,
     ) -> Handled:
-        """Perform what the events imply, inside the caller's transaction."""
+        """Perform what the events imply, inside the caller's transaction; `rendered`: the
+        messages' outbox parts made beforehand (`_render`)."""
         contact_id = session.contact.id
         assert session.id is not None
         handled = Handled(contact_id=contact_id, session=session, events=events)
-        for ev in events:
+        if rendered is None:
+            rendered = self._render(events, channel, address, contact_id, kind)
+        if lane is None:
+            lane = emergency_lane(events)
+        for i, ev in enumerate(events):
             match ev:
-                case MsgCreated(text=text, choices=choices, multi=multi):
-                    meta = {} if multi is None else select_multi(*multi)
-                    out = Outbound(channel, address, text, choices, contact_id, kind, meta)
-                    for part in split_outbound(out):
-                        handled.outbox_ids.append(self.store.enqueue(part, now))
+                case MsgCreated(text=text):
+                    for part in rendered[i]:
+                        handled.outbox_ids.append(self.store.enqueue(part, now, lane=lane))
                     self.store.add_transcript(contact_id, session.id, "out", text, channel, now)
                 case ContactChanged(field=name, value=value):
                     self.store.update_contact(contact_id, now=now, **{name: value})
@@ -460,6 +562,38 @@ def channels_off(config: Config, env: Mapping[str, str] | None = None) -> dict[s
     return off
 
 
+def emergency_lane(events: tuple[Event, ...]) -> Lane | None:
+    """The emergency lane when the events raise a red flag or decide an emergency; else None
+    (the lane of the message's kind)."""
+    for ev in events:
+        if isinstance(ev, RedFlagRaised):
+            return Lane.EMERGENCY
+        if isinstance(ev, TriageDecided | EscalationOpened) and ev.level in EMERGENCY_LEVELS:
+            return Lane.EMERGENCY
+    return None
+
+
+@dataclass(frozen=True)
+class _Begun:
+    """What `CareBridge._begin` read: the message's inbox row and the conversation."""
+
+    inbox_id: int
+    contact: Contact
+    own: Session  # the contact's session as stored
+    session: Session  # the session to resume (carried over from another channel, maybe)
+    moved: Session | None  # the other channel's session, completed, to save
+    now: datetime
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What `CareBridge._think` decided: the engine's sprint and the rendered replies."""
+
+    sprint: engine.Sprint
+    parts: dict[int, list[Outbound]]
+    lane: Lane | None
+
+
 def build_channels(
     config: Config, env: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Sender], dict[str, str]]:
@@ -494,12 +628,34 @@ def build_channels(
     return senders, off
 
 
-def build_dispatcher(config: Config, store: Store, senders: Mapping[str, Sender]) -> Dispatcher:
-    """The outbox dispatcher with the configured per-channel rates."""
+def build_dispatcher(
+    config: Config,
+    store: Store,
+    senders: Mapping[str, Sender],
+    owner: StoreOwner | None = None,
+) -> Dispatcher:
+    """The outbox dispatcher with the configured rates, leases and retries; its store calls
+    run on `owner`'s thread when given."""
     rates = {
         name: getattr(config.channels, name).rate_per_s for name in ("sms", "whatsapp", "telegram")
     }
-    return Dispatcher(store, senders, rates={**rates, "web": 100.0})
+    d = config.delivery
+    extra: dict[str, Any] = {"run_store": owner.run_urgent} if owner is not None else {}
+    return Dispatcher(
+        store,
+        senders,
+        rates={**rates, "web": 100.0},
+        policy=RetryPolicy(d.retry_base_s, d.retry_cap_s, d.max_attempts),
+        delivery=DeliveryPolicy(
+            lease_s=d.lease_s,
+            send_timeout_s=d.send_timeout_s,
+            order_hold_s=d.order_hold_s,
+            headroom=d.emergency_headroom,
+            max_in_flight=d.max_in_flight,
+            admit_wait_s=d.admit_wait_s,
+        ),
+        **extra,
+    )
 
 
 def build_broadcasts(

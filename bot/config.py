@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from bot.errors import ConfigError
@@ -67,6 +68,26 @@ class ChannelsConfig(_Model):
     sms: ChannelSwitch = ChannelSwitch()
     whatsapp: ChannelSwitch = ChannelSwitch()
     telegram: ChannelSwitch = ChannelSwitch(rate_per_s=30.0)
+
+
+class DeliveryConfig(_Model):
+    """How the dispatcher leases, times out, orders and retries (docs/channels.md, Delivery)."""
+
+    lease_s: float = Field(15.0, ge=2, le=600)
+    send_timeout_s: float = Field(5.0, gt=0, le=300)
+    order_hold_s: float = Field(20.0, ge=0, le=3600)
+    emergency_headroom: float = Field(0.2, ge=0, lt=1)
+    max_in_flight: int = Field(16, ge=1, le=500)
+    admit_wait_s: float = Field(1.0, ge=0, le=10)
+    retry_base_s: float = Field(2.0, gt=0, le=600)
+    retry_cap_s: float = Field(300.0, gt=0, le=86_400)
+    max_attempts: int = Field(12, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _timeout_within_lease(self) -> DeliveryConfig:
+        if self.send_timeout_s * 2 > self.lease_s:
+            raise ValueError("send_timeout_s must be at most half of lease_s")
+        return self
 
 
 class TwilioConfig(_Model):
@@ -318,6 +339,7 @@ class Config(_Model):
     flows: FlowsConfig = FlowsConfig()
     nlu: NluConfig = NluConfig()
     channels: ChannelsConfig = ChannelsConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
     twilio: TwilioConfig = TwilioConfig()
     telegram: TelegramConfig = TelegramConfig()
     server: ServerConfig = ServerConfig()

@@ -1,33 +1,41 @@
-"""The outbox dispatcher: claim due rows, send them through their channel, record the outcome.
+"""The outbox dispatcher: lease due rows, send them through their channel, record the outcomes.
 
-Rate-limited per channel (and per chat where a provider requires it), retried with exponential
-backoff and jitter, final statuses recorded. A broadcast row is checked again just before it goes
-(kill switch, opt-out, consent, the recipient's quiet hours). Imports bot.store, bot.messages,
-bot.errors, bot.schedules (pure) and the `Channel` protocol shape (duck-typed: anything with
-`name` and `async send(Outbound) -> str`).
+Per channel, two lanes run as tasks of their own: the emergency lane (claimed first, full rate)
+and everything else (replies, reminders, broadcasts; a share of the rate, leaving headroom for
+emergencies). A slow or hanging provider stalls only its own channel: every send has a timeout
+shorter than the lease. Store work is batched (one claim per sweep of many rows, one result
+transaction for every outcome that finished meanwhile) and runs off the event loop, on the
+store's owner thread when one is given. Delivery is at-least-once: docs/channels.md, Delivery.
+Imports bot.store, bot.messages, bot.errors, bot.schedules (pure) and the `Channel` protocol
+shape (duck-typed: anything with `name` and `async send(Outbound) -> str`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiolimiter import AsyncLimiter
 
 from bot.errors import ChannelError, PermanentChannelError, TransientChannelError
 from bot.messages import Outbound
 from bot.schedules import QuietHours, defer_quiet, parse_clock, zone
-from bot.store import BULK_KINDS, BroadcastStatus, OutboxRow, OutboxStatus, Store
+from bot.store import BULK_KINDS, BroadcastStatus, Lane, OutboxRow, OutboxStatus, Store
 
 log = logging.getLogger(__name__)
 
 WHATSAPP_WINDOW = timedelta(hours=24)
+
+Outcome = Callable[[], None]  # one store write, run inside the batch's result transaction
+StoreRunner = Callable[..., Awaitable[Any]]
 
 
 class Sender(Protocol):
@@ -50,9 +58,31 @@ class RetryPolicy:
         return float(max(jittered, retry_after or 0.0))
 
 
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """Leases, timeouts and lanes (config `delivery`; docs/channels.md, Delivery)."""
+
+    lease_s: float = 15.0  # a claimed row is claimed again this long after a crash
+    send_timeout_s: float = 5.0  # one provider call; must be well under the lease
+    order_hold_s: float = 20.0  # the longest a failing row holds its contact's later rows
+    headroom: float = 0.2  # share of each channel's rate kept for the emergency lane
+    emergency_in_flight: int = 10  # emergency rows one channel sends at once
+    max_in_flight: int = 16  # other rows one channel sends at once (each holds a connection)
+    admit_wait_s: float = 1.0  # longest a new message waits for a channel that is behind
+
+    def __post_init__(self) -> None:
+        if self.send_timeout_s * 2 > self.lease_s:
+            raise ValueError("delivery.send_timeout_s must be at most half of delivery.lease_s")
+
+
+async def _to_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.to_thread(fn, *args)
+
+
 @dataclass
 class Dispatcher:
-    """Moves outbox rows to providers; one `run_once` is one idempotent sweep."""
+    """Moves outbox rows to providers. `run_forever` runs the lanes concurrently; `run_once`
+    is one sweep that sends what is due in turn (CLIs, tests, benchmarks)."""
 
     store: Store
     senders: Mapping[str, Sender]
@@ -65,71 +95,259 @@ class Dispatcher:
         "You have a new message from your care team. Reply to this message to read it."
     )
     rng: random.Random = field(default_factory=random.Random)
-    _limiters: dict[str, AsyncLimiter] = field(default_factory=dict, init=False)
+    delivery: DeliveryPolicy = DeliveryPolicy()
+    run_store: StoreRunner = _to_thread  # where store calls run (the store's owner thread)
+    _limiters: dict[tuple[str, bool], AsyncLimiter] = field(default_factory=dict, init=False)
+    _chat_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict, init=False)
     _last_chat_send: dict[tuple[str, str], float] = field(default_factory=dict, init=False)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _wakes: list[asyncio.Event] = field(default_factory=list, init=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _outcomes: list[Outcome] = field(default_factory=list, init=False)
+    _recorded: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+    _caught_up: dict[str, asyncio.Event] = field(default_factory=dict, init=False)
+    _failing: dict[tuple[str, str, Lane], tuple[int, float]] = field(
+        default_factory=dict, init=False
+    )
+
+    # -- running -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True while every lane and the result writer are alive (for /readyz)."""
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
 
     def wake(self) -> None:
-        """Sweep now rather than at the next idle tick (call from the event loop)."""
-        self._wake.set()
+        """Claim now rather than at the next idle tick (call from the event loop)."""
+        for event in self._wakes:
+            event.set()
 
-    def _limiter(self, channel: str) -> AsyncLimiter:
-        if channel not in self._limiters:
-            rate = self.rates.get(channel, 1.0)
-            self._limiters[channel] = AsyncLimiter(max(1.0, rate), 1.0)
-        return self._limiters[channel]
+    async def admit(self, channel: str) -> None:
+        """Back-pressure for the webhooks: while `channel`'s ordinary lane has more due rows
+        than it can send although its rate limit would allow more (the process is short of
+        CPU), a new message waits for it to catch up, at most `admit_wait_s`; so replies
+        never fall far behind the messages the server accepts. A channel held back only by
+        its provider's rate is not behind."""
+        caught_up = self._caught_up.get(channel)
+        if caught_up is None or caught_up.is_set() or not self.running:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(caught_up.wait(), self.delivery.admit_wait_s)
 
-    def _claim_size(self, channel: str) -> int:
-        """About one second of sending: rows never wait long in `sending` behind the limiter."""
-        return max(1, min(self.batch, math.ceil(self.rates.get(channel, 1.0))))
-
-    async def run_once(self) -> int:
-        """Claim due rows per channel and send them; returns how many rows were attempted."""
-        now = self.clock()
-        rows = [
-            row
-            for channel in self.senders
-            for row in self.store.claim_outbox(now, self._claim_size(channel), channel)
-        ]
-        if not rows:
-            return 0
-        by_chat: dict[tuple[str, str], list[OutboxRow]] = {}
-        for row in rows:
-            by_chat.setdefault((row.outbound.channel, row.outbound.address), []).append(row)
-        # Chats run concurrently; messages within one chat go in order.
-        await asyncio.gather(*(self._send_chat(chat_rows) for chat_rows in by_chat.values()))
-        return len(rows)
-
-    async def run_forever(self, idle_s: float = 0.2, stop: asyncio.Event | None = None) -> None:
-        """Sweep until `stop` is set; sleep `idle_s` when nothing was due."""
+    async def run_forever(self, idle_s: float = 0.5, stop: asyncio.Event | None = None) -> None:
+        """Run every channel's two lanes and the result writer until `stop` is set."""
         stop = stop or asyncio.Event()
         self._stop = stop
-        self.store.requeue_stuck(self.clock(), timedelta(minutes=5))
-        while not stop.is_set():
-            try:
-                sent = await self.run_once()
-            except Exception:  # keep dispatching; the row stays claimed and is requeued
-                log.exception("dispatcher sweep failed")
-                sent = 0
-            if not sent:
-                await self._idle(idle_s, stop)
-
-    async def _idle(self, idle_s: float, stop: asyncio.Event) -> None:
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        lanes = [
+            asyncio.create_task(self._lane(channel, urgent, idle_s), name=f"{channel}-{urgent}")
+            for channel in self.senders
+            for urgent in (True, False)
+        ]
+        writer = asyncio.create_task(self._writer(), name="outbox-writer")
+        self._tasks = [*lanes, writer]
         try:
-            await asyncio.wait(waiters, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED)
+            await stop.wait()
         finally:
-            for w in waiters:
-                w.cancel()
-            self._wake.clear()
+            self._stop.set()
+            self.wake()
+            await asyncio.gather(*lanes, return_exceptions=True)
+            self._recorded.set()
+            await asyncio.gather(writer, return_exceptions=True)
+            self._tasks = []
 
-    async def _send_chat(self, rows: list[OutboxRow]) -> None:
-        for row in rows:
-            if self._stop.is_set():  # shutting down: hand the row back, due at once
-                self.store.mark_retry(row.id, "shutdown", self.clock())
+    async def run_once(self) -> int:
+        """Claim what is due on every channel (emergency lane first), send it, record the
+        outcomes; returns how many rows were attempted."""
+        now = self.clock()
+        rows: list[OutboxRow] = []
+        for channel in self.senders:
+            for urgent in (True, False):
+                rows += await self.run_store(self._claim, channel, urgent, now, self.batch)
+        for row in rows:  # in turn: a sweep is a deterministic order of sends
+            await self._deliver(row)
+        await self._flush()
+        return len(rows)
+
+    def _claim(self, channel: str, urgent: bool, now: datetime, limit: int) -> list[OutboxRow]:
+        return self.store.claim_outbox(
+            now,
+            limit,
+            channel,
+            lease=timedelta(seconds=self.delivery.lease_s),
+            urgent=urgent,
+            order_hold=timedelta(seconds=self.delivery.order_hold_s),
+        )
+
+    def _in_flight(self, channel: str, urgent: bool) -> int:
+        """About one second of sending: rows never wait long behind the limiter."""
+        if urgent:
+            return self.delivery.emergency_in_flight
+        cap = min(self.batch, self.delivery.max_in_flight)
+        return max(1, min(cap, math.ceil(self.rates.get(channel, 1.0))))
+
+    async def _lane(self, channel: str, urgent: bool, idle_s: float) -> None:
+        """Keep up to `_in_flight` rows of one lane of one channel in flight."""
+        wake = asyncio.Event()
+        self._wakes.append(wake)
+        in_flight: set[asyncio.Task[None]] = set()
+        cap = self._in_flight(channel, urgent)
+        caught_up = asyncio.Event()
+        caught_up.set()
+        if not urgent:
+            self._caught_up[channel] = caught_up
+        while not self._stop.is_set():
+            free = cap - len(in_flight)
+            rows: list[OutboxRow] = []
+            if free > 0:
+                wake.clear()
+                try:
+                    rows = await self.run_store(self._claim, channel, urgent, self.clock(), free)
+                except Exception:  # keep dispatching; claimed rows come back with their lease
+                    log.exception("outbox claim failed channel=%s", channel)
+            if free > 0 and (len(rows) < free or not self._limiter(channel, False).has_capacity()):
+                caught_up.set()  # drained, or held by the provider's rate: waiting helps nothing
+            elif free > 0:
+                caught_up.clear()  # more due than it can send, with the rate to spare: CPU-bound
+            for row in rows:
+                task = asyncio.create_task(self._deliver(row))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            if rows and len(rows) == free:
+                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            await self._send_one(row)
+            # drained: wait for new work (a wake), a finished row, or the idle tick
+            waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(self._stop.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        if in_flight:
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _writer(self) -> None:
+        """Record every outcome that finished since the last write in one transaction."""
+        while True:
+            await self._recorded.wait()
+            self._recorded.clear()
+            if self._outcomes:
+                await self._flush()
+                self.wake()  # a contact's next row may be claimable now
+            if self._stop.is_set() and not self._outcomes and self._lanes_done():
+                return
+
+    def _lanes_done(self) -> bool:
+        return all(t.done() for t in self._tasks if t.get_name() != "outbox-writer")
+
+    async def _flush(self) -> None:
+        batch, self._outcomes = self._outcomes, []
+        if not batch:
+            return
+        try:
+            await self.run_store(self._apply, batch)
+        except Exception:  # the rows keep their leases and are sent again (at-least-once)
+            log.exception("recording %d outbox outcomes failed", len(batch))
+
+    def _apply(self, batch: list[Outcome]) -> None:
+        with self.store.transaction():
+            for outcome in batch:
+                outcome()
+
+    def _record(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+        self._recorded.set()
+
+    # -- one row ---------------------------------------------------------------------------
+
+    def _limiter(self, channel: str, urgent: bool) -> AsyncLimiter:
+        """The channel's whole rate for the emergency lane; the rest share all but the
+        headroom of it (and also take from the whole, so together they never exceed it)."""
+        key = (channel, urgent)
+        if key not in self._limiters:
+            rate = self.rates.get(channel, 1.0) * (1.0 if urgent else 1 - self.delivery.headroom)
+            burst = max(1.0, rate)
+            self._limiters[key] = AsyncLimiter(burst, burst / rate)
+        return self._limiters[key]
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        msg = row.outbound
+        urgent = row.lane is Lane.EMERGENCY
+        lock = self._chat_locks.setdefault((msg.channel, msg.address), asyncio.Lock())
+        async with lock:  # one chat's messages go one at a time, in claim order
+            try:
+                if self._behind_failure(row):
+                    self._record(lambda: self.store.release_outbox(row.id, self.clock()))
+                else:
+                    await self._send_one(row, urgent)
+            except Exception:  # never lose the lane task; the row comes back with its lease
+                log.exception("outbox=%s delivery failed", row.id)
+        if len(self._chat_locks) > 10_000 and not lock.locked():
+            self._chat_locks.pop((msg.channel, msg.address), None)
+
+    def _behind_failure(self, row: OutboxRow) -> bool:
+        """True when an earlier row of this chat in the same or a more urgent lane has just
+        failed and waits for a retry: this one goes back unsent, so the chat's messages keep
+        their order (for at most the order hold, as in the claim). An emergency row is never
+        held behind an ordinary one."""
+        key = (row.outbound.channel, row.outbound.address, row.lane)
+        failing = self._failing.get(key)
+        if failing is None or row.outbound.contact_id is None:
+            return False
+        failed_id, since = failing
+        return failed_id < row.id and time.monotonic() - since <= self.delivery.order_hold_s
+
+    def _note(self, row: OutboxRow, failed: bool) -> None:
+        key = (row.outbound.channel, row.outbound.address, row.lane)
+        if failed:
+            self._failing[key] = (row.id, time.monotonic())
+        elif self._failing.get(key, (None, 0.0))[0] == row.id:
+            del self._failing[key]
+
+    async def _send_one(self, row: OutboxRow, urgent: bool) -> None:
+        msg = row.outbound
+        sender = self.senders.get(msg.channel)
+        if sender is None:
+            self._record(lambda: self._fail(row, OutboxStatus.FAILED, "no_channel"))
+            log.error("outbox=%s channel=%s not configured", row.id, msg.channel)
+            return
+        if msg.channel == "whatsapp" and await self.run_store(self._hold_for_reply, row):
+            return
+        await self._pace_chat(msg.channel, msg.address)
+        if not urgent:
+            await self._limiter(msg.channel, False).acquire()
+        await self._limiter(msg.channel, True).acquire()
+        if msg.kind in BULK_KINDS and not await self.run_store(self._cleared, row):
+            return
+        if self._stop.is_set() and not urgent:  # shutting down: hand the row back, due at once
+            self._record(lambda: self.store.mark_retry(row.id, "shutdown", self.clock()))
+            return
+        prepared = await self.run_store(self._prepare, msg) if msg.channel == "whatsapp" else msg
+        try:
+            provider_id = await asyncio.wait_for(
+                sender.send(prepared), timeout=self.delivery.send_timeout_s
+            )
+        except TimeoutError:
+            self._retry(row, TransientChannelError("send timed out", code="timeout"))
+            return
+        except TransientChannelError as exc:
+            self._retry(row, exc)
+            return
+        except PermanentChannelError as exc:
+            self._give_up(row, exc)
+            return
+        except ChannelError as exc:
+            self._retry(row, TransientChannelError(str(exc), code=exc.code))
+            return
+        now = self.clock()
+        self._note(row, failed=False)
+        self._record(lambda: self.store.mark_sent(row.id, provider_id, now))
+        log.info(
+            "outbox=%s sent channel=%s attempts=%s lane=%s",
+            row.id,
+            msg.channel,
+            row.attempts,
+            "emergency" if urgent else "ordinary",
+        )
 
     async def _pace_chat(self, channel: str, address: str) -> None:
         rate = self.per_chat_rates.get(channel)
@@ -141,6 +359,8 @@ class Dispatcher:
         if wait > 0:
             await asyncio.sleep(wait)
         self._last_chat_send[key] = loop.time()
+
+    # -- store-side checks (run on the store's thread) ---------------------------------------
 
     def _outside_window(self, msg: Outbound) -> bool:
         """WhatsApp allows free text only within 24 hours of the patient's last message."""
@@ -162,7 +382,6 @@ class Dispatcher:
         msg = row.outbound
         if msg.kind != "clinician" or not self._outside_window(msg):
             return False
-        self.store.hold_outbox(row.id)
         notice = Outbound(
             msg.channel,
             msg.address,
@@ -171,36 +390,11 @@ class Dispatcher:
             kind="notice",
             meta={"template": "1"},
         )
-        self.store.enqueue(notice, self.clock())
+        with self.store.transaction():
+            self.store.hold_outbox(row.id)
+            self.store.enqueue(notice, self.clock(), lane=row.lane)
         log.info("outbox=%s held until the patient replies (whatsapp window)", row.id)
         return True
-
-    async def _send_one(self, row: OutboxRow) -> None:
-        msg = row.outbound
-        sender = self.senders.get(msg.channel)
-        if sender is None:
-            self.store.mark_failed(row.id, OutboxStatus.FAILED, "no_channel", self.clock())
-            log.error("outbox=%s channel=%s not configured", row.id, msg.channel)
-            return
-        if self._hold_for_reply(row):
-            return
-        await self._pace_chat(msg.channel, msg.address)
-        async with self._limiter(msg.channel):
-            if msg.kind in BULK_KINDS and not self._cleared(row):
-                return
-            try:
-                provider_id = await sender.send(self._prepare(msg))
-            except TransientChannelError as exc:
-                self._retry(row, exc)
-                return
-            except PermanentChannelError as exc:
-                self._give_up(row, exc)
-                return
-            except ChannelError as exc:
-                self._retry(row, TransientChannelError(str(exc), code=exc.code))
-                return
-        self.store.mark_sent(row.id, provider_id, self.clock())
-        log.info("outbox=%s sent channel=%s attempts=%s", row.id, msg.channel, row.attempts)
 
     def _cleared(self, row: OutboxRow) -> bool:
         """A broadcast row, just before it goes: never after the kill switch, never to a contact
@@ -228,23 +422,34 @@ class Dispatcher:
             return False
         return True
 
+    # -- outcomes --------------------------------------------------------------------------
+
+    def _fail(self, row: OutboxRow, status: OutboxStatus, error: str) -> None:
+        self.store.mark_failed(row.id, status, error, self.clock())
+
     def _retry(self, row: OutboxRow, exc: TransientChannelError) -> None:
+        self._note(row, failed=row.attempts < self.policy.max_attempts)
         if row.attempts >= self.policy.max_attempts:
-            self.store.mark_failed(row.id, OutboxStatus.FAILED, exc.code or "retries", self.clock())
+            self._record(lambda: self._fail(row, OutboxStatus.FAILED, exc.code or "retries"))
             log.warning("outbox=%s failed after %s attempts", row.id, row.attempts)
             return
         delay = self.policy.delay(row.attempts, exc.retry_after, self.rng)
-        self.store.mark_retry(
-            row.id, exc.code or "transient", self.clock() + timedelta(seconds=delay)
-        )
+        due = self.clock() + timedelta(seconds=delay)
+        self._record(lambda: self.store.mark_retry(row.id, exc.code or "transient", due))
         log.info("outbox=%s retry in %.1fs code=%s", row.id, delay, exc.code)
 
     def _give_up(self, row: OutboxRow, exc: PermanentChannelError) -> None:
-        now = self.clock()
+        self._note(row, failed=False)
         status = OutboxStatus.UNDELIVERED if exc.code == "63016" else OutboxStatus.FAILED
-        self.store.mark_failed(row.id, status, exc.code or "permanent", now)
-        if exc.opt_out and row.outbound.contact_id is not None:
-            self.store.update_contact(row.outbound.contact_id, opted_out=True, now=now)
+        contact_id = row.outbound.contact_id
+
+        def outcome() -> None:
+            now = self.clock()
+            self.store.mark_failed(row.id, status, exc.code or "permanent", now)
+            if exc.opt_out and contact_id is not None:
+                self.store.update_contact(contact_id, opted_out=True, now=now)
+
+        self._record(outcome)
         log.warning("outbox=%s %s code=%s opt_out=%s", row.id, status, exc.code, exc.opt_out)
 
 

@@ -15,9 +15,10 @@ from bot.config import Config
 from bot.errors import CarebridgeError
 from bot.messages import Outbound
 from bot.session import SessionStatus
-from bot.store import EscalationRow, EscalationStatus, Store, UserRow
+from bot.store import EscalationRow, EscalationStatus, Lane, Store, UserRow
 
 log = logging.getLogger(__name__)
+_EMERGENCY_LEVELS = frozenset({"emergency", "emergency_ambulance"})
 
 Clock = Callable[[], datetime]
 Splitter = Callable[[Outbound], list[Outbound]]
@@ -269,7 +270,9 @@ class Tickets:
             out = Outbound(
                 contact.channel, contact.address, body, contact_id=contact.id, kind="clinician"
             )
-            outbox_ids = [self.store.enqueue(part, now) for part in self.split(out)]
+            # words on an open emergency ticket go in the emergency lane (docs/channels.md)
+            lane = Lane.EMERGENCY if ticket.level in _EMERGENCY_LEVELS else None
+            outbox_ids = [self.store.enqueue(part, now, lane=lane) for part in self.split(out)]
             self.store.add_transcript(
                 contact.id, session.id, "out", body, contact.channel, now, author=user.username
             )

@@ -93,8 +93,9 @@ class WebState:
         provider retries), else None."""
         if inbound.truncated:
             log.info("inbound text cut at the length cap channel=%s", inbound.channel)
+        await self.dispatcher.admit(inbound.channel)  # replies first when delivery is behind
         try:
-            await run_in_threadpool(self.bridge.handle, inbound)
+            await self.bridge.owner.run(self.bridge.handle, inbound)  # on the store's thread
         except StoreError as exc:
             log.error("inbound channel=%s not stored: %s", inbound.channel, exc)
             return PlainTextResponse("database unavailable, retry later", status_code=503)
@@ -119,7 +120,12 @@ def create_app(
     if senders is None:
         senders, disabled = build_channels(config, env)
     state = WebState(
-        config, bridge, senders, build_dispatcher(config, bridge.store, senders), env, disabled
+        config,
+        bridge,
+        senders,
+        build_dispatcher(config, bridge.store, senders, owner=bridge.owner),
+        env,
+        disabled,
     )
 
     off = {**disabled}  # what broadcasts cannot use (the simulator too, unless it is here)
@@ -166,6 +172,7 @@ def create_app(
                 with contextlib.suppress(Exception):
                     await sender.stop()  # type: ignore[attr-defined]
         if dispatch:
+            await bridge.owner.run(bridge.recover_inbound)  # what a crash left half-handled
             task = asyncio.create_task(state.dispatcher.run_forever(stop=state.stop))
             dispatcher_task.append(task)
             state.tasks.append(task)

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Debian packages the test suite needs; run by `make test` when they are missing.
+# Debian packages the test suite and the benchmarks need (chromium for the browser tests, wrk
+# for bench/webhook.py's load); run by `make test` and `make bench` when they are missing.
 set -e
 SUDO=""
 [ "$(id -u)" = "0" ] || SUDO="sudo"
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium wrk >/dev/null

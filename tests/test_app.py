@@ -175,3 +175,19 @@ def test_a_first_message_in_spanish_or_hinglish_skips_the_language_menu(app: Car
     assert "¿Acepta continuar?" in reply and "fever" not in reply  # labels in Spanish too
     assert "सहमत" in send(app, "mujhe bukhar hai", "+15550006002")
     assert "Which language" in send(app, "hi", "+15550006003")
+
+
+def test_a_message_a_crash_left_recorded_but_unhandled_is_handled_once_on_recovery(
+    app: CareBridge,
+) -> None:
+    inbound = Inbound("sms", "+15550077", "hi", app.clock(), "SM-crash-1")
+    assert app.store.record_inbound(inbound) is not None  # the crash came right after this
+    assert app.recover_inbound() == 1
+    contact = app.store.find_contact("sms", "+15550077")
+    assert contact is not None
+    [reply] = app.store.outbox(contact_id=contact.id)
+    assert "Which language" in reply.outbound.text
+    assert app.store.unprocessed_inbound() == []
+    assert app.recover_inbound() == 0  # exactly once
+    assert app.handle(inbound).duplicate  # the provider's late retry changes nothing
+    assert len(app.store.outbox(contact_id=contact.id)) == 1

@@ -13,7 +13,7 @@ import pytest
 from bot.dispatch import Dispatcher, RetryPolicy
 from bot.errors import PermanentChannelError, TransientChannelError
 from bot.messages import Outbound
-from bot.store import OutboxStatus, SqliteStore
+from bot.store import Lane, OutboxStatus, SqliteStore
 from channels.base import CollectingChannel
 
 T0 = datetime(2020, 4, 1, 9, tzinfo=UTC)
@@ -149,3 +149,36 @@ def test_a_clinician_message_outside_the_window_waits_for_the_patients_reply(
     notice = wa.sent[0]
     assert [m.text for m in wa.sent] == [notice.text, "Your oxygen is low"]
     assert "template" not in wa.sent[1].meta
+
+
+def test_a_failure_hands_the_chats_later_rows_back_unsent_so_order_is_kept(
+    store: SqliteStore,
+) -> None:
+    first, second = setup(store, n=2)  # one contact, both due: claimed in one sweep
+    sms, clock = CollectingChannel("sms"), Clock()
+    sms.fail_next(TransientChannelError("503", code="503"))
+    d = Dispatcher(store, {"sms": sms}, clock=clock, rng=random.Random(3))
+
+    async def scenario() -> None:
+        assert await d.run_once() == 2
+        assert sms.sent == []  # "m1" did not overtake the failed "m0"
+        held = store.get_outbox(second)
+        assert held is not None and (held.status, held.attempts) == (OutboxStatus.QUEUED, 0)
+        assert await d.run_once() == 0  # "m1" waits behind "m0"'s retry
+        retry = store.get_outbox(first)
+        assert retry is not None
+        clock.now = retry.next_attempt_at
+        assert await d.run_once() == 2
+
+    asyncio.run(scenario())
+    assert [m.text for m in sms.sent] == ["m0", "m1"]
+
+
+def test_the_emergency_lane_goes_first_in_a_sweep(store: SqliteStore) -> None:
+    contact = store.get_or_create_contact("sms", "+15550009", T0)
+    setup(store, n=3)
+    urgent = Outbound("sms", "+15550009", "Call 112", contact_id=contact.id)
+    store.enqueue(urgent, T0 + timedelta(seconds=1), lane=Lane.EMERGENCY)
+    sms = CollectingChannel("sms")
+    asyncio.run(Dispatcher(store, {"sms": sms}, clock=lambda: T0 + timedelta(seconds=2)).run_once())
+    assert [m.text for m in sms.sent] == ["Call 112", "m0", "m1", "m2"]

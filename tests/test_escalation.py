@@ -19,7 +19,7 @@ from bot.escalation import Priority, TicketError, priority_for
 from bot.flow import Library
 from bot.messages import Inbound, Outbound
 from bot.session import SessionStatus
-from bot.store import EscalationStatus, SqliteStore, UserRow
+from bot.store import EscalationStatus, Lane, SqliteStore, UserRow
 from bot.store.migrations import MIGRATIONS
 
 ON_CALL = "+15550009999"
@@ -336,6 +336,7 @@ def test_a_reply_goes_out_through_the_patients_channel_via_the_outbox(
         "clinician",
     )
     assert row.outbound.text == "Is the ambulance there?"
+    assert row.lane is Lane.EMERGENCY  # words on an open emergency ticket jump the queue
     line = app.store.transcript(row.outbound.contact_id or 0)[-1]
     assert (line.direction, line.text, line.author) == ("out", "Is the ambulance there?", "dr_rao")
     clock.advance(minutes=1)
@@ -493,3 +494,18 @@ def test_every_change_is_audited_and_the_audit_log_cannot_be_changed(app: CareBr
         with pytest.raises(StoreError, match="append-only"), app.store.transaction():
             app.store.db.execute(sql)
     assert len(app.store.audit_log()) >= 4
+
+
+def test_red_flag_replies_go_in_the_emergency_lane_and_ordinary_ones_do_not(
+    app: CareBridge,
+) -> None:
+    send(app, "hi", "+15550002222")
+    someone = app.store.find_contact("sms", "+15550002222")
+    assert someone is not None
+    ordinary = app.store.outbox(contact_id=someone.id)
+    assert ordinary and {r.lane for r in ordinary} == {Lane.CONVERSATION}
+    red_flag(app)
+    contact = app.store.find_contact("sms", PATIENT)
+    assert contact is not None
+    urgent = [r for r in app.store.outbox(contact_id=contact.id) if "112" in r.outbound.text]
+    assert urgent and {r.lane for r in urgent} == {Lane.EMERGENCY}

@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 
 from bot.app import CareBridge
 from bot.config import Config
-from bot.dispatch import RetryPolicy
+from bot.dispatch import DeliveryPolicy, RetryPolicy
 from bot.store import OutboxStatus
 from bot.web import create_app
 from channels.simulator import SimulatorChannel
@@ -137,6 +137,9 @@ def stack(tmp_config: Config, tmp_path: Path) -> Iterator[Stack]:
             app = create_app(config, bridge=bridge, env=env, senders=senders)
             state = app.state.web
             state.dispatcher.policy = RetryPolicy(base_s=2.0, cap_s=20.0, max_attempts=50)
+            # bot time runs 10x: a 300 s lease is 30 s of real time, so a busy machine never
+            # lets one run out (and send a reply twice) mid-test
+            state.dispatcher.delivery = DeliveryPolicy(lease_s=300.0, order_hold_s=200.0)
             state.dispatcher.clock = clock
             # provider pacing is tested in test_dispatch; here it would only slow the suite
             state.dispatcher.rates = dict.fromkeys(("sms", "whatsapp", "telegram", "web"), 200.0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any, Protocol
 
 from bot.messages import Inbound, Outbound
@@ -39,6 +39,19 @@ class OutboxStatus(StrEnum):
     UNDELIVERED = "undelivered"
     CANCELLED = "cancelled"
     HELD = "held"  # a clinician's WhatsApp message waiting for the patient to reopen the window
+
+
+class Lane(IntEnum):
+    """The outbox `priority` column: lower is claimed first (docs/channels.md, Delivery).
+
+    Emergency replies (a red flag, an emergency triage outcome, a clinician's words on an open
+    emergency ticket) have their own lane: the dispatcher claims them in a task of their own,
+    ahead of everything, and only an older emergency row to the same contact holds one back.
+    """
+
+    EMERGENCY = -1
+    CONVERSATION = 0  # replies, reminders, clinician messages, on-call notices
+    BULK = 1  # broadcasts
 
 
 FINAL_OUTBOX_STATUSES = frozenset(
@@ -279,6 +292,7 @@ class OutboxRow:
     provider_id: str | None
     error: str | None
     error_code: str | None
+    lane: Lane = Lane.CONVERSATION  # the `priority` column
 
 
 @dataclass(frozen=True)
@@ -672,6 +686,11 @@ class Store(Protocol):
         """Record that the bot has handled this inbound message."""
         ...
 
+    def pending_inbound(self, channel: str, provider_id: str) -> int | None:
+        """The id of this inbound message if it was recorded but not handled (a crash came
+        between recording and handling it), else None."""
+        ...
+
     def unprocessed_inbound(self) -> list[InboxRow]:
         """Inbound messages recorded but not handled (crash recovery), oldest first."""
         ...
@@ -920,15 +939,35 @@ class Store(Protocol):
 
     # -- outbox ---------------------------------------------------------------
 
-    def enqueue(self, outbound: Outbound, now: datetime, not_before: datetime | None = None) -> int:
-        """Queue a message for the dispatcher; returns the outbox id."""
+    def enqueue(
+        self,
+        outbound: Outbound,
+        now: datetime,
+        not_before: datetime | None = None,
+        *,
+        lane: Lane | None = None,
+    ) -> int:
+        """Queue a message for the dispatcher; returns the outbox id. The lane defaults to
+        the kind's (bulk for broadcasts, conversation otherwise)."""
         ...
 
     def claim_outbox(
-        self, now: datetime, limit: int, channel: str | None = None
+        self,
+        now: datetime,
+        limit: int,
+        channel: str | None = None,
+        *,
+        lease: timedelta = timedelta(seconds=15),
+        urgent: bool | None = None,
+        order_hold: timedelta = timedelta(seconds=20),
     ) -> list[OutboxRow]:
-        """Atomically move up to `limit` due queued rows (of `channel`, if given) to sending;
-        oldest first, and never ahead of an earlier pending message to the same contact."""
+        """Atomically lease up to `limit` due rows (of `channel`, if given; only the emergency
+        lane if `urgent`, all but it if `urgent` is False) until `now + lease`: lane first,
+        then earliest due, then oldest. Rows whose lease ran out (a crashed or stalled
+        dispatcher) are taken back first. A row is not claimed while an earlier row to the
+        same contact in the same or a more urgent lane is in flight or waiting for a retry,
+        unless that row was created more than `order_hold` ago; due rows of one contact are
+        claimed together (the dispatcher sends them in id order)."""
         ...
 
     def mark_sent(self, outbox_id: int, provider_id: str | None, now: datetime) -> None:
@@ -937,6 +976,10 @@ class Store(Protocol):
 
     def mark_retry(self, outbox_id: int, error: str, next_attempt_at: datetime) -> None:
         """A transient failure: back to queued, due again at `next_attempt_at`."""
+        ...
+
+    def release_outbox(self, outbox_id: int, now: datetime) -> None:
+        """Hand a claimed row back unsent (not counted as an attempt): queued, due `now`."""
         ...
 
     def mark_failed(
@@ -970,10 +1013,6 @@ class Store(Protocol):
 
     def release_held(self, contact_id: int, now: datetime) -> int:
         """The patient wrote: their held messages are due now; returns how many."""
-        ...
-
-    def requeue_stuck(self, now: datetime, older_than: timedelta) -> int:
-        """Put rows left `sending` (by a crash) for longer than `older_than` back in the queue."""
         ...
 
     # -- readings -------------------------------------------------------------

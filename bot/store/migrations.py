@@ -621,6 +621,18 @@ def _language_set(db: Database) -> None:
     db.execute("UPDATE contacts SET language_set = 1 WHERE consent_care IS NOT NULL")
 
 
+def _delivery(db: Database) -> None:
+    """Outbox leases (issue 12): a `sending` row's `next_attempt_at` is the end of its lease.
+    Rows an older version left `sending` get a lease that has already run out, so the next
+    claim takes them back at once instead of after a restart and five minutes."""
+    db.execute(
+        "UPDATE outbox SET next_attempt_at = coalesce(claimed_at, next_attempt_at)"
+        " WHERE status = 'sending'"
+    )
+    # The dispatcher's emergency lane and the contact-order check look rows up by contact.
+    _index(db, "outbox", "contact_id, status, priority", where="contact_id IS NOT NULL")
+
+
 def _privacy(db: Database) -> None:
     """Privacy (docs/security.md): when a contact was forgotten, an optional TOTP secret per
     console user, and partial indexes that keep the retention sweep to the rows it changes."""
@@ -767,6 +779,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "console", _console),
     Migration(4, "broadcasts", _broadcasts),
     Migration(5, "language_set", _language_set),
+    Migration(6, "delivery", _delivery),
     Migration(7, "privacy", _privacy),
     Migration(8, "phone_merge", _phone_merge),
     Migration(9, "test_contacts", _test_contacts),

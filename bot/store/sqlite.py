@@ -39,6 +39,7 @@ from bot.store.base import (
     InboxRow,
     JobRow,
     JobStatus,
+    Lane,
     NewSchedule,
     NoteRow,
     OutboxRow,
@@ -188,36 +189,61 @@ class SqliteStore(BroadcastSql, PrivacySql):
 
     @contextmanager
     def _atomic(self, op: str) -> Iterator[sqlite3.Connection]:
-        """Hold the lock; run the block in BEGIN IMMEDIATE, or in a savepoint if one is open."""
+        """Hold the lock; run the block in BEGIN IMMEDIATE, or join the open transaction.
+
+        One store call inside a `transaction()` joins it as is (no savepoint per call: it
+        cost 2 statements per call and the message transaction makes ~17 calls); an error
+        propagates and the transaction block rolls everything back. Only a nested
+        `transaction()` opens a savepoint."""
         with self._lock:
             conn = self._conn
             if conn.in_transaction:
-                conn.execute("SAVEPOINT store_op")
-                try:
-                    with _translated(op):
-                        yield conn
-                except BaseException:
-                    if conn.in_transaction:  # an error may have ended the whole transaction
-                        conn.execute("ROLLBACK TO store_op")
-                        conn.execute("RELEASE store_op")
-                    raise
-                conn.execute("RELEASE store_op")
-                return
-            with _translated(op):
-                conn.execute("BEGIN IMMEDIATE")
-            try:
                 with _translated(op):
                     yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                return
+            with self._begun(op):
+                yield conn
+
+    @contextmanager
+    def _savepoint(self, op: str) -> Iterator[None]:
+        """A `transaction()`: BEGIN IMMEDIATE, or a savepoint that rolls back on its own when
+        one is already open."""
+        with self._lock:
+            conn = self._conn
+            if not conn.in_transaction:
+                with self._begun(op):
+                    yield
+                return
+            conn.execute("SAVEPOINT store_op")
             try:
                 with _translated(op):
-                    conn.execute("COMMIT")
-            finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    yield
+            except BaseException:
+                if conn.in_transaction:  # an error may have ended the whole transaction
+                    conn.execute("ROLLBACK TO store_op")
+                    conn.execute("RELEASE store_op")
+                raise
+            conn.execute("RELEASE store_op")
+
+    @contextmanager
+    def _begun(self, op: str) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on an exception (the caller holds the lock)."""
+        conn = self._conn
+        with _translated(op):
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            with _translated(op):
+                yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            with _translated(op):
+                conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock, _translated("read"):
@@ -243,7 +269,7 @@ class SqliteStore(BroadcastSql, PrivacySql):
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One write transaction (BEGIN IMMEDIATE); nested blocks become savepoints."""
-        with self._atomic("transaction"):
+        with self._savepoint("transaction"):
             yield
 
     def check_writable(self) -> None:
@@ -301,6 +327,14 @@ class SqliteStore(BroadcastSql, PrivacySql):
             )
             if cursor.rowcount == 0:
                 raise KeyError(f"no inbox row with id {inbox_id}")
+
+    def pending_inbound(self, channel: str, provider_id: str) -> int | None:
+        """The id of this inbound message if it was recorded but not handled, else None."""
+        rows = self._rows(
+            "SELECT id FROM inbox WHERE channel = ? AND provider_id = ? AND processed_at IS NULL",
+            (channel, provider_id),
+        )
+        return int(rows[0]["id"]) if rows else None
 
     def unprocessed_inbound(self) -> list[InboxRow]:
         """Inbound messages recorded but not handled (crash recovery), oldest first."""
@@ -974,8 +1008,17 @@ class SqliteStore(BroadcastSql, PrivacySql):
 
     # -- outbox ---------------------------------------------------------------
 
-    def enqueue(self, outbound: Outbound, now: datetime, not_before: datetime | None = None) -> int:
+    def enqueue(
+        self,
+        outbound: Outbound,
+        now: datetime,
+        not_before: datetime | None = None,
+        *,
+        lane: Lane | None = None,
+    ) -> int:
         """Queue a message for the dispatcher; returns the outbox id."""
+        if lane is None:
+            lane = Lane.BULK if outbound.kind in BULK_KINDS else Lane.CONVERSATION
         with self._atomic("enqueue") as conn:
             row = conn.execute(
                 "INSERT INTO outbox (contact_id, channel, address, text, choices, kind, meta,"
@@ -992,50 +1035,80 @@ class SqliteStore(BroadcastSql, PrivacySql):
                     OutboxStatus.QUEUED,
                     _ts(not_before or now),
                     _ts(now),
-                    int(outbound.kind in BULK_KINDS),
+                    int(lane),
                 ),
             ).fetchone()
         return int(row[0])
 
     def claim_outbox(
-        self, now: datetime, limit: int, channel: str | None = None
+        self,
+        now: datetime,
+        limit: int,
+        channel: str | None = None,
+        *,
+        lease: timedelta = timedelta(seconds=15),
+        urgent: bool | None = None,
+        order_hold: timedelta = timedelta(seconds=20),
     ) -> list[OutboxRow]:
-        """Atomically move up to `limit` due queued rows to sending: conversation messages before
-        bulk ones (broadcasts), then earliest due, then oldest; in order per contact.
+        """Atomically lease up to `limit` due rows: the emergency lane, then conversation
+        messages, then bulk ones (broadcasts); then earliest due, then oldest; in order per
+        contact. `urgent`: True claims only the emergency lane, False all but it.
 
-        A row never overtakes an earlier pending row to the same contact of the same or higher
-        priority; a pending broadcast never holds a conversation message back. With a channel,
-        the claim walks the (status, channel, priority, next_attempt_at) index and stops after
-        `limit` rows, so a million queued broadcast rows cost a claim nothing.
+        A claimed row is `sending` with `next_attempt_at` = the end of its lease; a row whose
+        lease ran out (its dispatcher crashed or stalled) goes back to `queued` here, due at
+        once, and is claimed again (at-least-once delivery). A row is not claimed while an
+        earlier row to the same contact of the same or a more urgent lane is in flight or
+        waiting for a retry, unless that row is older than `order_hold` (a failing row holds
+        the contact's later ones only that long); due rows of one contact are claimed together
+        and the dispatcher sends them in id order.
+        With a channel, the claim walks the (status, channel, priority, next_attempt_at) index
+        and stops after `limit` rows, so a million queued broadcast rows cost a claim nothing.
         """
         if limit <= 0:
             return []
         on_channel = "channel = ? AND " if channel is not None else ""
+        channel_args: tuple[Any, ...] = (channel,) if channel is not None else ()
+        lane = {None: "", True: "priority < 0 AND ", False: "priority >= 0 AND "}[urgent]
+        stamp = _ts(now)
         with self._atomic("claim_outbox") as conn:
+            expired = conn.execute(
+                f"UPDATE outbox SET status = ? WHERE status = ? AND {on_channel}"
+                "next_attempt_at <= ?",
+                (OutboxStatus.QUEUED, OutboxStatus.SENDING, *channel_args, stamp),
+            ).rowcount
             rows = self._write_rows(
                 conn,
-                "UPDATE outbox SET status = ?, attempts = attempts + 1, claimed_at = ?"
-                f" WHERE id IN (SELECT id FROM outbox WHERE status = ? AND {on_channel}"
+                "UPDATE outbox SET status = ?, attempts = attempts + 1, claimed_at = ?,"
+                " next_attempt_at = ?"
+                f" WHERE id IN (SELECT id FROM outbox WHERE status = ? AND {on_channel}{lane}"
                 "next_attempt_at <= ?"
                 # a contact's messages go in order: never overtake an earlier one still pending
                 " AND (contact_id IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS older"
                 " WHERE older.contact_id = outbox.contact_id AND older.id < outbox.id"
                 " AND older.status IN (?, ?) AND older.priority <= outbox.priority"
-                # (a message scheduled for later, not yet tried, holds nothing back)
-                " AND (older.attempts > 0 OR older.next_attempt_at <= ?)))"
+                # ... unless it has been pending longer than the order hold
+                " AND older.created_at > ?"
+                # held back by a row in flight or waiting to be retried; a due one is claimed
+                # in this same statement (the dispatcher sends one contact's rows in id order)
+                " AND (older.status = ? OR (older.attempts > 0 AND older.next_attempt_at > ?))))"
                 " ORDER BY priority, next_attempt_at, id LIMIT ?) RETURNING *",
                 (
                     OutboxStatus.SENDING,
-                    _ts(now),
+                    stamp,
+                    _ts(now + lease),
                     OutboxStatus.QUEUED,
-                    *((channel,) if channel is not None else ()),
-                    _ts(now),
+                    *channel_args,
+                    stamp,
                     OutboxStatus.QUEUED,
                     OutboxStatus.SENDING,
-                    _ts(now),
+                    _ts(now - order_hold),
+                    OutboxStatus.SENDING,
+                    stamp,
                     limit,
                 ),
             )
+        if expired:
+            log.warning("store: %d outbox leases ran out; those rows are claimed again", expired)
         return sorted((_outbox_row(r) for r in rows), key=lambda r: r.id)
 
     def mark_sent(self, outbox_id: int, provider_id: str | None, now: datetime) -> None:
@@ -1075,6 +1148,15 @@ class SqliteStore(BroadcastSql, PrivacySql):
                     OutboxStatus.QUEUED,
                     OutboxStatus.SENDING,
                 ),
+            )
+
+    def release_outbox(self, outbox_id: int, now: datetime) -> None:
+        """Hand a claimed row back unsent (not counted as an attempt): queued, due `now`."""
+        with self._atomic("release_outbox") as conn:
+            conn.execute(
+                "UPDATE outbox SET status = ?, next_attempt_at = ?,"
+                " attempts = max(0, attempts - 1) WHERE id = ? AND status = ?",
+                (OutboxStatus.QUEUED, _ts(now), outbox_id, OutboxStatus.SENDING),
             )
 
     def mark_failed(
@@ -1162,21 +1244,6 @@ class SqliteStore(BroadcastSql, PrivacySql):
                 " WHERE contact_id = ? AND status = ?",
                 (OutboxStatus.QUEUED, _ts(now), contact_id, OutboxStatus.HELD),
             )
-        return cursor.rowcount
-
-    def requeue_stuck(self, now: datetime, older_than: timedelta) -> int:
-        """Put rows left `sending` (by a crash) for longer than `older_than` back in the queue.
-
-        At-least-once: a message the provider accepted just before the crash is sent again.
-        """
-        with self._atomic("requeue_stuck") as conn:
-            cursor = conn.execute(
-                "UPDATE outbox SET status = ?, next_attempt_at = ?"
-                " WHERE status = ? AND claimed_at <= ?",
-                (OutboxStatus.QUEUED, _ts(now), OutboxStatus.SENDING, _ts(now - older_than)),
-            )
-        if cursor.rowcount:
-            log.warning("store: requeued %d outbox rows stuck in sending", cursor.rowcount)
         return cursor.rowcount
 
     # -- readings -------------------------------------------------------------
@@ -1760,6 +1827,7 @@ def _outbox_row(r: sqlite3.Row) -> OutboxRow:
         provider_id=r["provider_id"],
         error=r["error"],
         error_code=r["error_code"],
+        lane=Lane(r["priority"]),
     )
 
 

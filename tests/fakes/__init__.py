@@ -16,7 +16,7 @@ from typing import Any, Self
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class FakeServer:
         self.lock = threading.Lock()
         self._failures: deque[_Failure] = deque()
         self._outage: str | None = None
+        self._outage_options: dict[str, Any] = {}
         self._outage_hits = 0
         self._stopping = threading.Event()
         self._server: uvicorn.Server | None = None
@@ -63,13 +64,32 @@ class FakeServer:
 
     def start(self) -> Self:
         """Serve on 127.0.0.1 on a free port; `url` is then e.g. http://127.0.0.1:41234."""
+        self._serve(0)
+        return self
+
+    def refuse(self) -> None:
+        """Stop listening (connections are refused) until `resume`; the port is kept."""
+        self._stopping.set()  # release hanging requests first
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def resume(self) -> None:
+        """Listen again on the same port after `refuse`."""
+        self._stopping.clear()
+        self._serve(int(self.url.rsplit(":", 1)[1]))
+
+    def _serve(self, port: int) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"  # known before app() builds, for apps that need it
+        self._app = getattr(self, "_app", None) or self.app()
         config = uvicorn.Config(
-            self.app(),
+            self._app,
             log_level="warning",
             access_log=False,
             lifespan=self.lifespan,  # type: ignore[arg-type]
@@ -88,7 +108,6 @@ class FakeServer:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError(f"{type(self).__name__} did not start")
             time.sleep(0.01)
-        return self
 
     def stop(self) -> None:
         """Release hanging requests and stop the server thread."""
@@ -113,13 +132,15 @@ class FakeServer:
         with self.lock:
             self._failures.extend(_Failure(kind, method, dict(options)) for _ in range(n))
 
-    def outage(self, mode: str | None) -> None:
+    def outage(self, mode: str | None, **options: Any) -> None:
         """Fail every request with `mode` until called with None.
 
-        Modes: "500", "timeout", or "mixed" (alternately 500 and timeout, starting with 500).
+        Modes: "500", "timeout", "429" (with `retry_after=` seconds), or "mixed" (alternately
+        500 and timeout, starting with 500).
         """
         with self.lock:
             self._outage, self._outage_hits = mode, 0
+            self._outage_options = dict(options)
 
     def _take_failure(self, method: str) -> _Failure | None:
         if self._outage is not None:
@@ -128,7 +149,7 @@ class FakeServer:
                 kind = self._outage
                 if kind == "mixed":
                     kind = "500" if self._outage_hits % 2 else "timeout"
-            return _Failure(kind, None)
+            return _Failure(kind, None, dict(self._outage_options))
         with self.lock:
             for failure in self._failures:
                 if failure.method in (None, method):
@@ -152,9 +173,12 @@ class FakeServer:
             if isinstance(body, dict):
                 params.update(body)
         elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            async with request.form() as form:
-                for key, value in form.multi_items():
-                    params[key] = value if isinstance(value, str) else await value.read()
+            try:
+                async with request.form() as form:
+                    for key, value in form.multi_items():
+                        params[key] = value if isinstance(value, str) else await value.read()
+            except ClientDisconnect:  # the client gave up (a timeout, or it was killed)
+                outcome = "disconnected"
         recorded = Recorded(
             method=request.method,
             path=request.url.path,

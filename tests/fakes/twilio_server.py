@@ -1,8 +1,10 @@
 """A fake Twilio REST API (Messages) on loopback, plus helpers to build signed Twilio webhooks.
 Imports starlette, twilio's RequestValidator and the fakes package.
 
-Failure kinds for `fail_next`/`outage`: "21610" (unsubscribed), "63016" (outside the WhatsApp
-window), "21211" (bad number), "429" (with `retry_after=` seconds), "500", "timeout".
+Failure kinds for `fail_next`/`outage`/`fail_when`: "21610" (unsubscribed), "63016" (outside
+the WhatsApp window), "21211" (bad number), "429" (with `retry_after=` seconds), "500",
+"timeout" (hang). `refuse()`/`resume()` (from FakeServer) close and reopen the port. Every
+accepted message records its arrival time (`_at`, time.time()) for latency measurements.
 """
 
 from __future__ import annotations
@@ -11,17 +13,19 @@ import base64
 import binascii
 import itertools
 import secrets
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
-from . import FakeServer, SignedRequest
+from . import FakeServer, SignedRequest, _Failure
 
 _ERRORS: dict[str, tuple[int, int, str]] = {  # kind -> (HTTP status, Twilio code, message)
     "21610": (400, 21610, "Attempt to send to unsubscribed recipient"),
@@ -46,6 +50,13 @@ class FakeTwilio(FakeServer):
         self.auth_token = auth_token
         self.messages: list[dict[str, Any]] = []  # accepted messages, Twilio JSON shape
         self._seq = itertools.count(1)
+        self._rules: list[tuple[Callable[[dict[str, str]], bool], str]] = []
+
+    def fail_when(self, matches: Callable[[dict[str, str]], bool], kind: str = "500") -> None:
+        """Fail, for as long as the fake runs, every message whose form fields (To, Body, ...)
+        `matches`: a reply that keeps failing."""
+        with self.lock:
+            self._rules.append((matches, kind))
 
     def app(self) -> Starlette:
         base = "/2010-04-01/Accounts/{account}/Messages"
@@ -83,7 +94,18 @@ class FakeTwilio(FakeServer):
             await self._record(request, "401")
             return _error(401, 20003, "Authenticate")
         failure = self._take_failure("Messages.json")
-        await self._record(request, failure.kind if failure else "ok")
+        if failure is None and self._rules:
+            try:
+                async with request.form() as form:
+                    sent = {k: v for k, v in form.items() if isinstance(v, str)}
+            except ClientDisconnect:
+                return _error(400, 20001, "client disconnected")
+            with self.lock:
+                kinds = [kind for matches, kind in self._rules if matches(sent)]
+            failure = _Failure(kinds[0], None) if kinds else None
+        recorded = await self._record(request, failure.kind if failure else "ok")
+        if recorded.outcome == "disconnected":
+            return _error(400, 20001, "client disconnected")
         if failure is not None:
             if failure.kind == "timeout":
                 await self._hang()
@@ -125,6 +147,7 @@ class FakeTwilio(FakeServer):
             # not in Twilio's response; kept for assertions
             "_form": fields,
             "_seq": next(self._seq),
+            "_at": time.time(),
         }
         with self.lock:
             self.messages.append(message)

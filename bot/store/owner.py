@@ -1,0 +1,88 @@
+"""The store's one owner: a single thread that runs the hot path's store work in turn.
+
+Webhook handlers and the dispatcher hand it their work instead of contending for the store's
+lock from many threads; the dispatcher's short claims and result writes go ahead of queued
+messages (`urgent`), so replies keep flowing while webhooks pour in. Imports only the
+standard library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+_Item = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+class StoreOwner:
+    """Runs callables on one dedicated thread: urgent ones first, each kind in arrival order."""
+
+    def __init__(self, name: str = "store") -> None:
+        self._ready = threading.Condition()
+        self._urgent: deque[_Item] = deque()
+        self._normal: deque[_Item] = deque()
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def here(self) -> bool:
+        """True on the owner thread itself."""
+        return threading.current_thread() is self._thread
+
+    def submit(
+        self, fn: Callable[..., T], *args: Any, urgent: bool = False, **kwargs: Any
+    ) -> Future[T]:
+        """Queue `fn(*args, **kwargs)`; its future."""
+        future: Future[T] = Future()
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("the store's owner thread has stopped")
+            (self._urgent if urgent else self._normal).append((future, fn, args, kwargs))
+            self._ready.notify()
+        return future
+
+    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn` on the owner thread and wait for it (inline when already there)."""
+        if self.here:
+            return fn(*args, **kwargs)
+        return self.submit(functools.partial(fn, *args, **kwargs)).result()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Await `fn(*args)` run on the owner thread, without blocking the event loop."""
+        return await asyncio.wrap_future(self.submit(fn, *args))
+
+    async def run_urgent(self, fn: Callable[..., T], *args: Any) -> T:
+        """As `run`, ahead of everything not urgent (the dispatcher's claims and results)."""
+        return await asyncio.wrap_future(self.submit(fn, *args, urgent=True))
+
+    def close(self) -> None:
+        """Finish the queued work and stop the thread."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        if not self.here:
+            self._thread.join()
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while not (self._urgent or self._normal or self._closed):
+                    self._ready.wait()
+                queue = self._urgent or self._normal
+                if not queue:
+                    return  # closed and drained
+                future, fn, args, kwargs = queue.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # handed to the waiting caller
+                future.set_exception(exc)
