@@ -10,7 +10,7 @@ import logging
 import os
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -32,8 +32,8 @@ from bot.events import (
 from bot.flow import Library
 from bot.loader import load_library
 from bot.messages import Inbound, Outbound
-from bot.session import Session, SessionStatus
-from bot.store import Store, open_store
+from bot.session import Contact, Session, SessionStatus
+from bot.store import EnrollmentStatus, Store, open_store
 from channels.render import split_outbound
 from nlu import detect_language
 from nlu.types import Expectation, Understanding
@@ -148,6 +148,7 @@ class CareBridge:
             )
             self.store.touch_inbound(contact.id, now)
             self.store.release_held(contact.id, now)  # the WhatsApp window is open again
+            contact = self._with_conditions(contact)
             session = self._carry_over(self.store.current_session(contact), now)
             expecting = engine.expectation(self.library, session)
             try:
@@ -173,6 +174,14 @@ class CareBridge:
             handled = self._apply(saved, sprint.events, inbound.channel, inbound.address, now)
             self.store.mark_inbound_processed(inbox_id, now)
         return handled
+
+    def _with_conditions(self, contact: Contact) -> Contact:
+        """The contact with the conditions it is enrolled for, which complaint routing reads
+        (docs/routing.md); an ended enrollment counts no more."""
+        enrollment = self.store.get_enrollment(contact.id)
+        if enrollment is None or enrollment.status == EnrollmentStatus.ENDED:
+            return contact
+        return replace(contact, conditions=tuple(enrollment.conditions))
 
     def _first_language(self, inbound: Inbound) -> str | None:
         """A new contact's language when the channel says it (Telegram's language_code) or the

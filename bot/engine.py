@@ -30,6 +30,7 @@ from bot.flow import (
     EMERGENCY_LEVELS,
     ESCALATING_LEVELS,
     GLOBAL_RED_FLAGS,
+    LEVELS,
     AskNode,
     Case,
     ClassifyNode,
@@ -63,7 +64,7 @@ CONTACT_CONCEPTS = {
     "consent_broadcast": "consent_broadcast",
     "preferred_language": "language",
 }
-INTENT_FLOWS = {"start_screening": "covid_screening", "report_symptom": "covid_screening"}
+INTENT_FLOWS = {"start_screening": "covid_screening", "report_symptom": "general_triage"}
 READING_FLOWS = {
     "systolic_bp": "hypertension_checkin",
     "diastolic_bp": "hypertension_checkin",
@@ -73,6 +74,124 @@ READING_FLOWS = {
     "spo2_percent": "covid_screening",
     "temperature_c": "covid_screening",
 }
+
+
+GENERAL_FLOW = "general_triage"
+SCREENING_FLOW = "covid_screening"
+CONDITION_FLOWS = {  # a known or stated condition (concept id) -> its check-in
+    "pregnant": "pregnancy_checkin",
+    "heart_failure": "heart_failure_checkin",
+    "copd": "copd_checkin",
+    "asthma": "asthma_checkin",
+    "diabetes": "diabetes_checkin",
+    "hypertension": "hypertension_checkin",
+}
+ENROLLED_CONDITIONS = {  # enrollment condition names (bot.schedules) -> concept ids
+    "pregnancy": "pregnant",
+    "heart_failure": "heart_failure",
+    "copd": "copd",
+    "asthma": "asthma",
+    "diabetes": "diabetes",
+    "hypertension": "hypertension",
+}
+SCREENING_COMPLAINTS = frozenset(
+    {"fever", "cough", "dyspnea", "sore_throat", "loss_of_smell_taste", "runny_nose"}
+)
+"""Fever, cough and breathing: the complaints that start the COVID-19 screening."""
+CHILD_AGE = 5
+"""A child under 5 goes to the general triage (WHO IMCI danger signs), not the screening."""
+NOT_COMPLAINTS = frozenset(
+    {
+        "pregnant",
+        "health_worker",
+        "vaccinated_covid",
+        "exposure_contact",
+        "meds_taken",
+        "heart_disease",
+        "lung_disease",
+        "kidney_disease",
+        "immunocompromised",
+        "obesity",
+        "cancer",
+        *CONDITION_FLOWS,
+    }
+)
+"""Bool findings that say who the person is, not what is wrong now."""
+
+
+def asked_concepts(lib: Library, flow_id: str) -> frozenset[str]:
+    """Every concept a flow (and the flows it enters) can ask about."""
+    seen: set[str] = set()
+    todo, done = [flow_id], set()
+    while todo:
+        fid = todo.pop()
+        if fid in done or fid not in lib.flows:
+            continue
+        done.add(fid)
+        for node in lib.flows[fid].nodes.values():
+            if isinstance(node, AskNode):
+                seen.update(node.concepts)
+                if node.type == "multi":
+                    seen.update(o.value for o in node.options)
+            elif isinstance(node, EnterNode):
+                todo.append(node.flow)
+    return frozenset(seen)
+
+
+def route(lib: Library, u: Understanding, known: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The flows a message outside a conversation starts, in order, chosen by the complaint
+    and the person's conditions (docs/routing.md): pregnancy first, then each condition's
+    check-in (stated in the message, or known with a symptom or reading its check-in asks
+    about), a reading's check-in, the COVID-19 screening for fever, cough or breathing, and
+    the general triage for any complaint still not covered. No complaint: the menu (a
+    greeting), the screening (asked for by name) or the general triage (a symptom the
+    lexicons do not name)."""
+    said = u.findings()
+    stated = {c for c, v in said.items() if c in CONDITION_FLOWS and v is True}
+    conditions = known | stated
+    complaints = {
+        c
+        for c, v in said.items()
+        if v is True
+        and c not in NOT_COMPLAINTS
+        and (cdef := lib.concepts.get(c)) is not None
+        and cdef.type == "bool"
+    }
+    complaints |= set(u.red_flags)
+    readings = [e.entity for e in u.entities if not e.negated and e.entity in READING_FLOWS]
+    flows: list[str] = []
+
+    def add(flow: str | None) -> None:
+        if flow is not None and flow in lib.flows and flow not in flows:
+            flows.append(flow)
+
+    for concept, flow in CONDITION_FLOWS.items():
+        if concept not in conditions or flow not in lib.flows:
+            continue
+        asks = asked_concepts(lib, flow)
+        if concept in stated or complaints & asks or any(r in asks for r in readings):
+            add(flow)
+    for reading in readings:
+        if not any(reading in asked_concepts(lib, f) for f in flows):
+            add(READING_FLOWS[reading])
+    covered: set[str] = set()
+    for flow in flows:
+        covered |= asked_concepts(lib, flow)
+    uncovered = complaints - covered
+    ages = [e.value for e in u.entities if e.entity == "age_years" and not e.negated]
+    young = any(isinstance(a, int | float) and a < CHILD_AGE for a in ages)
+    screening = bool(uncovered & SCREENING_COMPLAINTS) and not young
+    if uncovered - asked_concepts(lib, SCREENING_FLOW) or (uncovered and not screening):
+        add(GENERAL_FLOW)  # first: its danger signs come before the screening's questions
+    if screening:
+        add(SCREENING_FLOW)
+    if not flows:
+        intent = u.intent.name
+        if intent in INTENT_FLOWS:
+            add(INTENT_FLOWS[intent])
+        elif intent == "start_checkin" and len(known) == 1:
+            add(CONDITION_FLOWS[next(iter(known))])
+    return tuple(flows) or (lib.default_flow,)
 
 
 @dataclass(frozen=True)
@@ -308,41 +427,69 @@ class _Run:
             else:
                 self.begin("language", None)
             return
-        if _current_ask(self.lib, self.s) is None:
-            self.begin(self.flow_for(u), u)
+        here = _current_ask(self.lib, self.s)
+        if here is None or self.complaint_at_menu(here, u):
+            self.start_routed(u)
             return
         if self.s.status is SessionStatus.EXPIRED:
             self.welcome_back(u.answer)
             return
         self.answer(u.answer)
 
-    def flow_for(self, u: Understanding) -> str:
-        """Which flow a message outside a conversation starts: a reading goes to its check-in
-        ("bp 150/95"), symptoms to the screening, anything else to the menu."""
-        asserted = [e.entity for e in u.entities if not e.negated]
-        for concept in asserted:
-            flow = READING_FLOWS.get(concept)
-            if flow in self.lib.flows:
-                return flow
-        flow = INTENT_FLOWS.get(u.intent.name)
-        symptom = any(
-            (c := self.lib.concepts.get(concept)) is not None and c.type == "bool"
-            for concept in asserted
-        )
-        if flow is None and symptom:
-            flow = INTENT_FLOWS["report_symptom"]
-        return flow if flow in self.lib.flows else self.lib.default_flow
+    def start_routed(self, u: Understanding) -> None:
+        """Begin the flows the complaint routes to (the menu when there is no complaint)."""
+        known = self.known_conditions()
+        flows = route(self.lib, u, known)
+        if flows[0] == self.lib.default_flow:
+            self.begin(flows[0], u)
+        else:
+            self.begin(flows[0], u, then=flows[1:], known=known)
 
-    def begin(self, flow_id: str, u: Understanding | None, *, fresh: bool = True) -> None:
-        """Start a conversation; a contact never asked for consent goes through it first."""
+    def complaint_at_menu(self, here: AskNode, u: Understanding) -> bool:
+        """A complaint typed at the main menu instead of an option ("my chest hurts") is read
+        as a complaint, not as a failed menu answer."""
+        if self.s.flow != self.lib.default_flow or self.s.stack:
+            return False
+        if u.answer is not None and u.answer.status is not AnswerStatus.INVALID:
+            return False
+        return route(self.lib, u, frozenset())[0] != self.lib.default_flow
+
+    def known_conditions(self) -> frozenset[str]:
+        """Conditions known before this message: enrollment, and the last conversation's answers."""
+        known = {c for c, v in self.s.answers.items() if c in CONDITION_FLOWS and v is True}
+        known |= {
+            ENROLLED_CONDITIONS[c] for c in self.contact.conditions if c in ENROLLED_CONDITIONS
+        }
+        return frozenset(known)
+
+    def flow_for(self, u: Understanding) -> str:
+        """The first flow a message outside a conversation starts (see `route`)."""
+        return route(self.lib, u, self.known_conditions())[0]
+
+    def begin(
+        self,
+        flow_id: str,
+        u: Understanding | None,
+        *,
+        fresh: bool = True,
+        then: tuple[str, ...] = (),
+        known: frozenset[str] = frozenset(),
+    ) -> None:
+        """Start a conversation; a contact never asked for consent goes through it first.
+        `then`: flows that follow this one in the same conversation (complaint routing);
+        `known`: conditions known from enrollment or earlier answers, pre-filled as true."""
         if fresh:
             self.answers = {} if u is None else self.answers_from(u)
+            for concept in sorted(known):
+                if concept not in self.answers:
+                    self.answers[concept] = True
+                    self.events.append(AnswerRecorded(concept, True, "known"))
             self.s = self.s.evolve(
                 id=None, started_at=self.now, triage=None, red_flags=(), failures=0
             )
-        stack: tuple[Frame, ...] = ()
+        stack: tuple[Frame, ...] = tuple(Frame(f, FLOW_START) for f in reversed(then))
         if self.contact.consent_care is not True and flow_id != self.lib.first_flow:
-            stack = (Frame(flow_id, FLOW_START),)
+            stack = (*stack, Frame(flow_id, FLOW_START))
             flow_id = self.lib.first_flow
             patient_first = self.inbound is not None and self.contact.consent_care is None
             if patient_first and not self.language_known():
@@ -538,6 +685,12 @@ class _Run:
                         )
                         return
                     frame = self.s.stack[-1]
+                    if frame.node == FLOW_START and self.s.triage in EMERGENCY_LEVELS:
+                        # an emergency ends the conversation: no routed flow follows it
+                        self.s = self.s.evolve(
+                            flow=flow_id, node=None, status=SessionStatus.COMPLETED, stack=()
+                        )
+                        return
                     self.s = self.s.evolve(stack=self.s.stack[:-1])
                     flow_id = frame.flow
                     if frame.node == FLOW_START:
@@ -580,7 +733,12 @@ class _Run:
         if level is None:
             raise _FlowBug(f"{flow.id}:{node.id}: no triage row matched (add an otherwise row)")
         self.events.append(TriageDecided(flow.id, level, rows))
-        self.s = self.s.evolve(triage=level)
+        # flows chained by complaint routing: the conversation keeps its most urgent level
+        earlier = self.s.triage
+        urgent = (
+            earlier if earlier in LEVELS and LEVELS.index(earlier) < LEVELS.index(level) else level
+        )
+        self.s = self.s.evolve(triage=urgent)
         outcome = next(
             o
             for o in node.outcomes[level]
