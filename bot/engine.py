@@ -181,7 +181,8 @@ def route(lib: Library, u: Understanding, known: frozenset[str] = frozenset()) -
     ages = [e.value for e in u.entities if e.entity == "age_years" and not e.negated]
     young = any(isinstance(a, int | float) and a < CHILD_AGE for a in ages)
     screening = bool(uncovered & SCREENING_COMPLAINTS) and not young
-    if uncovered - asked_concepts(lib, SCREENING_FLOW) or (uncovered and not screening):
+    screening |= u.intent.name == "start_screening" and not young  # asked for by name
+    if uncovered - asked_concepts(lib, SCREENING_FLOW) or (uncovered and not screening) or young:
         add(GENERAL_FLOW)  # first: its danger signs come before the screening's questions
     if screening:
         add(SCREENING_FLOW)

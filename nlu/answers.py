@@ -184,9 +184,11 @@ class AnswerReader:
         if m is None:
             return INVALID
         sys_v, dia_v = float(m.group(1)), float(m.group(2))
-        if sys_v <= dia_v:
+        if sys_v < dia_v:
             return INVALID
-        if not units.plausible_bp(sys_v, dia_v):
+        # equal halves ("120/120") are a crisis reading as typed, not a typo to reject
+        in_range = units.plausible_bp(sys_v + (sys_v == dia_v), dia_v)
+        if not in_range:
             return Answer(AnswerStatus.OUT_OF_RANGE, (sys_v, dia_v))
         return Answer(AnswerStatus.OK, (sys_v, dia_v))
 
