@@ -76,6 +76,12 @@ READING_FLOWS = {
 }
 
 
+MENU_INTENTS = {  # intent -> menu option it means
+    "start_screening": "covid_screening",
+    "start_checkin": "checkin",
+    "ask_human": "agent",
+    "change_language": "language",
+}
 GENERAL_FLOW = "general_triage"
 SCREENING_FLOW = "covid_screening"
 CONDITION_FLOWS = {  # a known or stated condition (concept id) -> its check-in
@@ -435,7 +441,7 @@ class _Run:
         if self.s.status is SessionStatus.EXPIRED:
             self.welcome_back(u.answer)
             return
-        self.answer(u.answer)
+        self.answer(self.by_intent(here, u))
 
     def start_routed(self, u: Understanding) -> None:
         """Begin the flows the complaint routes to (the menu when there is no complaint)."""
@@ -445,6 +451,19 @@ class _Run:
             self.begin(flows[0], u)
         else:
             self.begin(flows[0], u, then=flows[1:], known=known)
+
+    def by_intent(self, here: AskNode, u: Understanding) -> Answer | None:
+        """A menu answer the option words did not give, picked by what the message means
+        ("meri bimari ki jaanch" is a check-in), when the intent names one of the options."""
+        ans = u.answer
+        if here.concepts[0] != "menu_choice" or (
+            ans is not None and ans.status is not AnswerStatus.INVALID
+        ):
+            return ans
+        value = MENU_INTENTS.get(u.intent.name)
+        if value is not None and any(o.value == value for o in here.options):
+            return Answer(AnswerStatus.OK, value)
+        return ans
 
     def complaint_at_menu(self, here: AskNode, u: Understanding) -> bool:
         """A complaint typed at the main menu instead of an option ("my chest hurts") is read
@@ -597,6 +616,21 @@ class _Run:
             pair = value if isinstance(value, tuple) and len(value) == 2 else (None, None)
             for concept, v in zip(node.concepts, pair, strict=True):
                 self.record(concept, float(v) if v is not None else None)
+        elif node.type == "multi" and ans.status is AnswerStatus.PARTIAL:
+            # read in part: what was read is recorded, the other options are asked again
+            chosen = set(ans.value) if isinstance(ans.value, tuple) else set()
+            asked = self.s.pending_options or node.concepts
+            for concept in asked:
+                if concept in chosen:
+                    self.record(concept, True)
+            rest = tuple(c for c in asked if c not in chosen)
+            flags = tuple(rf for rf in GLOBAL_RED_FLAGS if self.answers.get(rf) is True)
+            if any(f not in self.s.red_flags for f in flags):
+                self.red_flag(tuple(f for f in flags if f not in self.s.red_flags))
+                return
+            self.say(self.msg("prefilled", items=", ".join(self.label(c) for c in sorted(chosen))))
+            self.ask(node, pending=rest)
+            return
         elif node.type == "multi":
             chosen = set(value) if isinstance(value, tuple) else set()
             asked = self.s.pending_options or node.concepts

@@ -22,9 +22,18 @@ INVALID = Answer(AnswerStatus.INVALID)
 _OPTION_NUMBER = re.compile(r"^\s*(?:option|number|no\.?|#|choice)?\s*(\d{1,2})\s*[.)]?\s*$")
 _NUMBER_LIST = re.compile(r"^[\d\s,;&+/.\-]*$|^(?:\d+|\s|,|;|&|\+|and|n|or)+$")
 _INT = re.compile(r"\d+")
+_CLAUSE = re.compile(r"[^,;:.+/&\n]+")
+_JOINERS = re.compile(r"\s(?:and|also|plus|y|e|tambien|también|aur|or|o|ya|bhi|और|या)\s")
 _STOP = frozenset(
     {"a", "an", "the", "of", "or", "and", "to", "in", "on", "for", "with", "my", "i", "me"}
     | {"is", "it", "at", "by", "from", "per", "yes", "no", "not", "any"}
+)
+
+
+_FILLER = frozenset(
+    {"also", "too", "bhi", "hai", "h", "ji", "tambien", "mucho", "muy", "very", "bit", "little"}
+    | {"have", "has", "had", "got", "tengo", "tiene", "un", "una", "el", "la", "de", "poco"}
+    | {"mujhe", "mere", "ko", "ka", "ki", "ke", "thoda", "bahut", "sa"}
 )
 
 
@@ -56,6 +65,12 @@ class AnswerReader:
         self.none = _norm_set(a.get("none", ()))
         self.yes_starts = _norm_set(a.get("yes_starts", ()))
         self.no_starts = _norm_set(a.get("no_starts", ()))
+        filler = {t for p in self.yes | self.no | self.none for t in p.split() if not t.isdigit()}
+        self.filler = frozenset(filler | _STOP | _FILLER)
+        # "nope nothing", "nahi kuch nahi", "no, ninguno": none said in several pieces
+        self.none_pieces = frozenset(
+            tuple(p.split()) for p in self.none | self.no if p and (p == "0" or not p.isdigit())
+        )
 
     def read(
         self,
@@ -72,7 +87,7 @@ class AnswerReader:
         norm = _norm(stripped)
         if not norm and not stripped:
             return INVALID
-        if exp.type is QuestionType.MULTI and (norm in self.none or norm == "0"):
+        if exp.type is QuestionType.MULTI and (norm in self.none or self.says_none(norm)):
             return Answer(AnswerStatus.OK, ())
         if norm in self.unknown or stripped in self.unknown:
             return Answer(AnswerStatus.UNKNOWN) if exp.allow_unknown else INVALID
@@ -92,6 +107,21 @@ class AnswerReader:
             # "no thermometer at home", "didn't check": a don't-know in more words
             return Answer(AnswerStatus.UNKNOWN) if exp.allow_unknown else INVALID
         return found
+
+    def says_none(self, norm: str) -> bool:
+        """Whether a reply is made only of none/no words ("nope nothing", "no nada")."""
+        toks = tuple(norm.split())
+        if not toks:
+            return False
+        longest = max((len(p) for p in self.none_pieces), default=0)
+        reach = [True] + [False] * len(toks)
+        for i in range(len(toks)):
+            if not reach[i]:
+                continue
+            for n in range(1, min(longest, len(toks) - i) + 1):
+                if toks[i : i + n] in self.none_pieces:
+                    reach[i + n] = True
+        return reach[-1]
 
     # --- bool ----------------------------------------------------------------------------
 
@@ -234,7 +264,30 @@ class AnswerReader:
         chosen -= negated
         if not chosen:
             return INVALID
-        return Answer(AnswerStatus.OK, tuple(o.value for o in exp.options if o.value in chosen))
+        picked = tuple(o.value for o in exp.options if o.value in chosen)
+        if len(chosen) < n and self.unread_part(raw, exp, entities):
+            # "yes, more phlegm and <something not understood>": what was read counts; the
+            # rest is asked again, never recorded as "no"
+            return Answer(AnswerStatus.PARTIAL, picked)
+        return Answer(AnswerStatus.OK, picked)
+
+    def unread_part(self, raw: str, exp: Expectation, entities: Sequence[Entity]) -> bool:
+        """Whether a checklist reply has a clause that names no option, finding or answer word."""
+        folded = fold(raw)
+        values = {o.value for o in exp.options}
+        spans = [(e.start, e.end) for e in entities if e.entity in values]
+        marked = _JOINERS.sub(lambda m: "," + " " * (len(m.group(0)) - 1), folded)
+        for m in _CLAUSE.finditer(marked):
+            clause = m.group(0)
+            norm = _norm(clause)
+            if not norm or all(t in self.filler for t in norm.split()):
+                continue
+            if any(s < m.end() and e > m.start() for s, e in spans):
+                continue
+            if any(score_option(norm, opt, partial=False) > 0 for opt in exp.options):
+                continue
+            return True
+        return False
 
 
 def _label_words(label: str) -> list[str]:

@@ -122,6 +122,7 @@ class Outcome:
     flows: list[str]
     turns: int
     transcript: list[tuple[str, str]]
+    reasked: int = 0  # questions the bot had to ask again (the patient then said it plainer)
 
     @property
     def under_triaged(self) -> bool:
@@ -244,8 +245,16 @@ class Patient:
         return out
 
     # --- answering ----------------------------------------------------------------------
-    def answer(self, exp: dict[str, Any]) -> str:
+    def answer(self, exp: dict[str, Any], attempt: int = 0) -> str:
+        """What to type; asked again, the patient says it plainer: first in the worded
+        style, then (a choice or checklist) with the option numbers, as the hint asks."""
         concept, kind, choices = exp["concept"], exp["type"], exp.get("choices") or []
+        if attempt and self.messy:
+            plain = Patient(self.v, self.lang, "worded")
+            plain.flow = self.flow
+            if attempt >= 2 and kind in ("multi", "choice"):
+                return plain.numbers(exp)
+            return plain.answer(exp)
         if kind == "bool":
             return self.w("yes") if self.facts.get(concept) or concept == "consent_care" else self.w("no")
         if kind == "number":
@@ -260,6 +269,15 @@ class Patient:
         if kind == "choice":
             return self.choice(concept, choices)
         return self.w("no")
+
+    def numbers(self, exp: dict[str, Any]) -> str:
+        choices = exp.get("choices") or []
+        values = self.values(choices)
+        if exp["type"] == "multi":
+            picked = [str(i) for i, v in enumerate(values, 1) if self.facts.get(v)]
+            return " ".join(picked) or "0"
+        text = self.choice(exp["concept"], choices)
+        return str(choices.index(text) + 1) if text in choices else text
 
     def values(self, choices: list[str]) -> list[str]:
         per_lang = OPTION_LABELS.get(self.flow, {})
@@ -357,7 +375,7 @@ def play(say: Say, address: str, v: Vignette, language: str, style: str) -> Outc
     state: dict[str, Any] = {}
     triage: str | None = None
     last_q: tuple[str, ...] | None = None
-    repeats = 0
+    repeats = reasked = 0
     for turn in range(MAX_TURNS):
         state = say(address, text)
         transcript.append((text, " / ".join(state["replies"])))
@@ -366,22 +384,26 @@ def play(say: Say, address: str, v: Vignette, language: str, style: str) -> Outc
         triage = state.get("triage") or triage
         exp = state.get("expecting")
         if exp is None or state.get("status") in ("completed", "handed_off"):
-            return Outcome(v, style, language, state.get("triage"), flows, turn + 1, transcript)
+            return Outcome(
+                v, style, language, state.get("triage"), flows, turn + 1, transcript, reasked
+            )
         q = (exp["concept"], *exp.get("choices", ()))
         repeats = repeats + 1 if q == last_q else 0
         last_q = q
         if repeats >= 3:
             break  # the bot keeps asking the same thing: the patient gives up
         patient.flow = state.get("flow")
-        text = patient.volunteer(patient.flow) or patient.answer(exp)
-    return Outcome(v, style, language, None, flows, MAX_TURNS, transcript)
+        if repeats:
+            reasked += 1
+        text = patient.volunteer(patient.flow) or patient.answer(exp, repeats)
+    return Outcome(v, style, language, None, flows, MAX_TURNS, transcript, reasked)
 
 
 def table(outcomes: list[Outcome]) -> str:
     """Under-triaged and emergencies caught, by style x language (and held-out half)."""
     lines = [
-        "| style | language | conversations | under-triaged | emergencies caught | held-out: under / caught |",
-        "|---|---|---|---|---|---|",
+        "| style | language | conversations | under-triaged | emergencies caught | held-out: under / caught | asked again |",
+        "|---|---|---|---|---|---|---|",
     ]
     for style in STYLES:
         for lang in LANGUAGES:
@@ -394,7 +416,8 @@ def table(outcomes: list[Outcome]) -> str:
             lines.append(
                 f"| {style} | {lang} | {len(rows)} | {sum(o.under_triaged for o in rows)} | "
                 f"{sum(o.emergency_caught for o in em)}/{len(em)} | "
-                f"{sum(o.under_triaged for o in held)} / {sum(o.emergency_caught for o in hem)}/{len(hem)} |"
+                f"{sum(o.under_triaged for o in held)} / {sum(o.emergency_caught for o in hem)}/{len(hem)} | "
+                f"{sum(o.reasked for o in rows)} |"
             )
     return "\n".join(lines)
 
