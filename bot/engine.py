@@ -1,7 +1,8 @@
 """The pure conversation engine: library + session + input + `now` in, new session + events out.
 
 No database, network, clock or randomness here, so golden transcripts are deterministic.
-Imports bot.flow, bot.conditions, bot.session, bot.events, bot.messages and nlu types.
+Imports bot.flow, bot.conditions, bot.session, bot.events, bot.messages, nlu types and
+nlu.findings.unread_words (pure).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from bot.flow import (
 )
 from bot.messages import Inbound
 from bot.session import Contact, Frame, Session, SessionStatus
+from nlu.findings import unread_words
 from nlu.types import (
     Answer,
     AnswerStatus,
@@ -104,6 +106,9 @@ SCREENING_COMPLAINTS = frozenset(
     {"fever", "cough", "dyspnea", "sore_throat", "loss_of_smell_taste", "runny_nose"}
 )
 """Fever, cough and breathing: the complaints that start the COVID-19 screening."""
+COVID_NAMED = re.compile(r"covid|corona|कोविड|कोरोना", re.IGNORECASE)
+UNREAD_WORDS = 2
+"""This many unexplained words beside a recognised complaint also start the general triage."""
 CHILD_AGE = 5
 """A child under 5 goes to the general triage (WHO IMCI danger signs), not the screening."""
 NOT_COMPLAINTS = frozenset(
@@ -187,8 +192,13 @@ def route(lib: Library, u: Understanding, known: frozenset[str] = frozenset()) -
     ages = [e.value for e in u.entities if e.entity == "age_years" and not e.negated]
     young = any(isinstance(a, int | float) and a < CHILD_AGE for a in ages)
     screening = bool(uncovered & SCREENING_COMPLAINTS) and not young
-    screening |= u.intent.name == "start_screening" and not young  # asked for by name
-    if uncovered - asked_concepts(lib, SCREENING_FLOW) or (uncovered and not screening) or young:
+    asked_for = u.intent.name == "start_screening" or COVID_NAMED.search(u.text) is not None
+    screening |= asked_for and not young  # asked for by name
+    # words no finding explains, beside a recognised complaint or condition: a complaint the
+    # lexicons do not name, which only the general triage asks about
+    unread = len(unread_words(u.text, u.entities)) >= UNREAD_WORDS and bool(flows or complaints)
+    general = uncovered - asked_concepts(lib, SCREENING_FLOW) or (uncovered and not screening)
+    if general or young or unread:
         add(GENERAL_FLOW)  # first: its danger signs come before the screening's questions
     if screening:
         add(SCREENING_FLOW)
@@ -720,8 +730,9 @@ class _Run:
                         )
                         return
                     frame = self.s.stack[-1]
-                    if frame.node == FLOW_START and self.s.triage in EMERGENCY_LEVELS:
-                        # an emergency ends the conversation: no routed flow follows it
+                    if frame.node == FLOW_START and self.s.triage == LEVELS[0]:
+                        # an ambulance ends the conversation: no routed flow follows it (an
+                        # `emergency` lets the next one run: it may find an ambulance sign)
                         self.s = self.s.evolve(
                             flow=flow_id, node=None, status=SessionStatus.COMPLETED, stack=()
                         )

@@ -236,8 +236,10 @@ class Patient:
         out = []
         if f.get("systolic_bp") is not None and f.get("diastolic_bp") is not None:
             out.append(f"bp {f['systolic_bp']:g}/{f['diastolic_bp']:g}")
+        if f.get("age_years") is not None:
+            out.append({"en": "age ", "hi": "umar ", "es": "edad "}[lang] + self.age(float(f["age_years"])))
         if f.get("glucose_mg_dl") is not None:
-            out.append({"en": "sugar", "hi": "sugar", "es": "azúcar"}[lang] + f" {f['glucose_mg_dl']:g}")
+            out.append({"en": "sugar", "hi": "sugar", "es": "azúcar"}[lang] + f" {f['glucose_mg_dl']:g} mg/dl")
         if f.get("temperature_c") is not None:
             out.append({"en": "temp", "hi": "bukhar", "es": "temperatura"}[lang] + f" {f['temperature_c']:g}")
         if f.get("spo2_percent") is not None:
