@@ -107,7 +107,7 @@ SCREENING_COMPLAINTS = frozenset(
 )
 """Fever, cough and breathing: the complaints that start the COVID-19 screening."""
 COVID_NAMED = re.compile(r"covid|corona|कोविड|कोरोना", re.IGNORECASE)
-UNREAD_WORDS = 2
+UNREAD_WORDS = 3
 """This many unexplained words beside a recognised complaint also start the general triage."""
 CHILD_AGE = 5
 """A child under 5 goes to the general triage (WHO IMCI danger signs), not the screening."""
@@ -198,10 +198,12 @@ def route(lib: Library, u: Understanding, known: frozenset[str] = frozenset()) -
     # lexicons do not name, which only the general triage asks about
     unread = len(unread_words(u.text, u.entities)) >= UNREAD_WORDS and bool(flows or complaints)
     general = uncovered - asked_concepts(lib, SCREENING_FLOW) or (uncovered and not screening)
-    if general or young or unread:
+    if general or young:
         add(GENERAL_FLOW)  # first: its danger signs come before the screening's questions
     if screening:
         add(SCREENING_FLOW)
+    if unread:
+        add(GENERAL_FLOW)  # last: the complaint it asks about is only guessed
     if not flows:
         intent = u.intent.name
         if intent in INTENT_FLOWS:

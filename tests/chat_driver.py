@@ -21,10 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_config(config: Config, folder: Path) -> Path:
-    """A config file for subprocesses: the given config (its temporary database)."""
-    path = folder / "config.yaml"
-    data = config.model_dump(mode="json")
+    """The project's config.yaml with the given config's (temporary) database, for a
+    subprocess; flows from this checkout."""
+    data = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    data["storage"] = {"url": config.storage.url}
     data.setdefault("flows", {})["dir"] = str(ROOT / "flows")
+    path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
 
@@ -77,6 +79,5 @@ class Subprocess:
         return out
 
     def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+        """End the conversation: close its input, wait for the process, close its pipes."""
+        self.proc.communicate(timeout=60)

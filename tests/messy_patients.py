@@ -86,17 +86,30 @@ WORDS: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 CONDITION_WORDS = {  # the check-in menu, [worded, messy]
-    "en": {"hypertension": ("High blood pressure", "high bp"), "diabetes": ("Diabetes", "diabetis"),
-           "asthma": ("Asthma", "asthama"), "copd": ("COPD", "copd"),
-           "heart_failure": ("Heart failure", "heart faliure"), "pregnancy": ("Pregnancy", "pregnancy")},
-    "hi": {"hypertension": ("हाई BP", "high bp"), "diabetes": ("शुगर (डायबिटीज)", "sugar"),
-           "asthma": ("दमा (अस्थमा)", "dama"), "copd": ("COPD (फेफड़ों की पुरानी बीमारी)", "copd"),
-           "heart_failure": ("हार्ट फेल्योर (दिल की कमजोरी)", "heart failure"),
-           "pregnancy": ("गर्भावस्था", "pregnancy")},
-    "es": {"hypertension": ("Presión alta", "presion alta"), "diabetes": ("Diabetes", "diabetis"),
-           "asthma": ("Asma", "asma"), "copd": ("EPOC", "epoc"),
-           "heart_failure": ("Insuficiencia cardíaca", "insuficiencia cardiaca"),
-           "pregnancy": ("Embarazo", "embarazo")},
+    "en": {
+        "hypertension": ("High blood pressure", "high bp"),
+        "diabetes": ("Diabetes", "diabetis"),
+        "asthma": ("Asthma", "asthama"),
+        "copd": ("COPD", "copd"),
+        "heart_failure": ("Heart failure", "heart faliure"),
+        "pregnancy": ("Pregnancy", "pregnancy"),
+    },
+    "hi": {
+        "hypertension": ("हाई BP", "high bp"),
+        "diabetes": ("शुगर (डायबिटीज)", "sugar"),
+        "asthma": ("दमा (अस्थमा)", "dama"),
+        "copd": ("COPD (फेफड़ों की पुरानी बीमारी)", "copd"),
+        "heart_failure": ("हार्ट फेल्योर (दिल की कमजोरी)", "heart failure"),
+        "pregnancy": ("गर्भावस्था", "pregnancy"),
+    },
+    "es": {
+        "hypertension": ("Presión alta", "presion alta"),
+        "diabetes": ("Diabetes", "diabetis"),
+        "asthma": ("Asma", "asma"),
+        "copd": ("EPOC", "epoc"),
+        "heart_failure": ("Insuficiencia cardíaca", "insuficiencia cardiaca"),
+        "pregnancy": ("Embarazo", "embarazo"),
+    },
 }
 
 
@@ -186,8 +199,14 @@ FLOW_DOCS = _flow_files()
 OPTION_LABELS = _option_labels()
 ASKED = _asked()
 GLOBAL_RED_FLAGS = (
-    "severe_dyspnea", "chest_pain", "confusion", "hard_to_wake", "cyanosis", "stroke_signs",
-    "convulsions", "suicidal_thoughts",
+    "severe_dyspnea",
+    "chest_pain",
+    "confusion",
+    "hard_to_wake",
+    "cyanosis",
+    "stroke_signs",
+    "convulsions",
+    "suicidal_thoughts",
 )
 
 
@@ -237,11 +256,19 @@ class Patient:
         if f.get("systolic_bp") is not None and f.get("diastolic_bp") is not None:
             out.append(f"bp {f['systolic_bp']:g}/{f['diastolic_bp']:g}")
         if f.get("age_years") is not None:
-            out.append({"en": "age ", "hi": "umar ", "es": "edad "}[lang] + self.age(float(f["age_years"])))
+            out.append(
+                {"en": "age ", "hi": "umar ", "es": "edad "}[lang] + self.age(float(f["age_years"]))
+            )
         if f.get("glucose_mg_dl") is not None:
-            out.append({"en": "sugar", "hi": "sugar", "es": "azúcar"}[lang] + f" {f['glucose_mg_dl']:g} mg/dl")
+            out.append(
+                {"en": "sugar", "hi": "sugar", "es": "azúcar"}[lang]
+                + f" {f['glucose_mg_dl']:g} mg/dl"
+            )
         if f.get("temperature_c") is not None:
-            out.append({"en": "temp", "hi": "bukhar", "es": "temperatura"}[lang] + f" {f['temperature_c']:g}")
+            out.append(
+                {"en": "temp", "hi": "bukhar", "es": "temperatura"}[lang]
+                + f" {f['temperature_c']:g}"
+            )
         if f.get("spo2_percent") is not None:
             out.append(f"spo2 {f['spo2_percent']:g}%")
         return out
@@ -258,7 +285,11 @@ class Patient:
                 return plain.numbers(exp)
             return plain.answer(exp)
         if kind == "bool":
-            return self.w("yes") if self.facts.get(concept) or concept == "consent_care" else self.w("no")
+            return (
+                self.w("yes")
+                if self.facts.get(concept) or concept == "consent_care"
+                else self.w("no")
+            )
         if kind == "number":
             return self.number(concept)
         if kind == "bp":
@@ -300,12 +331,17 @@ class Patient:
         return self.w("and").join(said) if said else None
 
     def multi(self, choices: list[str]) -> str:
-        chosen = [(c, v) for c, v in zip(choices, self.values(choices), strict=True) if self.facts.get(v)]
+        chosen = [
+            (c, v) for c, v in zip(choices, self.values(choices), strict=True) if self.facts.get(v)
+        ]
         if not chosen:
             return self.w("none")
         if not self.messy:
             return self.w("and").join(label for label, _ in chosen)
-        said = [self.phrase("symptoms", v) or self.phrase("conditions", v) or label for label, v in chosen]
+        said = [
+            self.phrase("symptoms", v) or self.phrase("conditions", v) or label
+            for label, v in chosen
+        ]
         lead = {"en": "yes ", "hi": "haan ", "es": "sí, "}[self.lang]
         return lead + self.w("and").join(said)
 
@@ -340,7 +376,11 @@ class Patient:
         if concept == "temperature_c":
             if messy:
                 return f"{float(value) * 9 / 5 + 32:.1f}F"
-            return {"en": f"{value:g} degrees", "hi": f"{value:g} degree", "es": f"{value:g} grados"}[lang]
+            return {
+                "en": f"{value:g} degrees",
+                "hi": f"{value:g} degree",
+                "es": f"{value:g} grados",
+            }[lang]
         unit = {
             "spo2_percent": {"en": "percent", "hi": "percent", "es": "por ciento"},
             "glucose_mg_dl": {"en": "mg/dl", "hi": "mg/dl", "es": "mg/dl"},
@@ -348,7 +388,11 @@ class Patient:
             "rescue_inhaler_uses_day": {"en": "times", "hi": "baar", "es": "veces"},
             "weight_gain_kg_week": {"en": "kg", "hi": "kilo", "es": "kilos"},
         }.get(concept, {"en": "", "hi": "", "es": ""})[lang]
-        return f"{value:g}{'' if messy else ' '}{unit}".strip() if not messy else f"{value:g} {unit}".strip()
+        return (
+            f"{value:g}{'' if messy else ' '}{unit}".strip()
+            if not messy
+            else f"{value:g} {unit}".strip()
+        )
 
     def age(self, years: float) -> str:
         lang = self.lang
@@ -448,7 +492,9 @@ def main() -> int:  # pragma: no cover - run by hand: python tests/messy_patient
                 o = play(driver.say, f"p{i}-{style}-{lang}", v, lang, style)
                 outcomes.append(o)
                 if o.under_triaged or (o.emergency_expected and not o.emergency_caught):
-                    print(f"UNDER {style} {lang} {v.flow} / {v.name}: {o.triage} < {v.expect} via {o.flows}")
+                    print(
+                        f"UNDER {style} {lang} {v.flow} / {v.name}: {o.triage} < {v.expect} via {o.flows}"
+                    )
                     for said, got in o.transcript:
                         print(f"   > {said}\n     {got[:160]!r}")
     print(table(outcomes))
