@@ -299,9 +299,26 @@ def expectation(lib: Library, session: Session) -> Expectation | None:
     )
 
 
+LANGUAGE_NAMES = {  # words a patient may type at the language menu, besides the labels
+    "en": ("english", "angrezi", "inglés", "ingles", "अंग्रेजी"),
+    "hi": ("hindi", "हिंदी", "हिन्दी", "hindustani"),
+    "es": ("spanish", "español", "espanol", "castellano", "स्पेनिश"),
+}
+
+
 def _labels(text: Text, lang: str, value: str) -> tuple[str, ...]:
+    """The words that name an option: its text in every language, and its value unless the
+    value is a bare code ("hi" typed at the language menu is a greeting, not Hindi)."""
     seen: list[str] = []
-    for label in (text.get(lang), text.get("en"), *text.values(), value.replace("_", " ")):
+    code = value.replace("_", " ")
+    names = LANGUAGE_NAMES.get(value, ())
+    for label in (
+        text.get(lang),
+        text.get("en"),
+        *text.values(),
+        *names,
+        code if len(code) > 2 else None,
+    ):
         if label and label not in seen:
             seen.append(label)
     return tuple(seen)

@@ -232,6 +232,11 @@ class AnswerReader:
                 return Answer(AnswerStatus.OK, exp.options[k - 1].value)
             return INVALID
         scored = [(score_option(norm, opt), i) for i, opt in enumerate(exp.options)]
+        # one shared word is not an answer ("chequeo de mi azucar" is not "Chequeo de
+        # COVID-19"): a partial match counts only when the reply says nothing else
+        scored = [
+            (s, i) for s, i in scored if s != 1.0 or self._only_option_words(norm, exp.options[i])
+        ]
         best = max((s for s, _ in scored), default=0.0)
         if best > 0:
             winners = [i for s, i in scored if s == best]
@@ -243,6 +248,17 @@ class AnswerReader:
         if len(hits) == 1:
             return Answer(AnswerStatus.OK, hits[0])
         return INVALID
+
+    def _only_option_words(self, norm: str, opt: Option) -> bool:
+        """Whether every content word of a reply is a word of the option ("pressure" for
+        "High blood pressure"), so that a partial match names that option and nothing else."""
+        label_words = {w for label in opt.labels for w in _label_words(label)}
+        for t in norm.split():
+            if t in self.filler or len(t) < 3:
+                continue
+            if not any(fuzzy_equal(t, w) for w in label_words):
+                return False
+        return True
 
     def _multi(self, raw: str, norm: str, exp: Expectation, entities: Sequence[Entity]) -> Answer:
         n = len(exp.options)
@@ -317,7 +333,9 @@ def score_option(norm: str, opt: Option, *, partial: bool = True) -> float:
     2 label with typos, 1 a distinctive label word (when `partial`), 0 not at all."""
     text_words = norm.split()
     best = 0.0
-    for label in (*opt.labels, opt.value.replace("_", " ")):
+    # a code ("hi", "es") is not an answer by itself: "hi" is a greeting, not Hindi
+    value = opt.value.replace("_", " ")
+    for label in (*opt.labels, *((value,) if len(value) > 2 else ())):
         lw = _label_words(label)
         if not lw:
             continue
