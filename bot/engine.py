@@ -647,17 +647,18 @@ class _Run:
                 self.record(concept, float(v) if v is not None else None)
         elif node.type == "multi" and ans.status is AnswerStatus.PARTIAL:
             # read in part: what was read is recorded, the other options are asked again
-            chosen = set(ans.value) if isinstance(ans.value, tuple) else set()
+            read = {str(v) for v in ans.value} if isinstance(ans.value, tuple) else set()
             asked = self.s.pending_options or node.concepts
             for concept in asked:
-                if concept in chosen:
+                if concept in read:
                     self.record(concept, True)
-            rest = tuple(c for c in asked if c not in chosen)
+            rest = tuple(c for c in asked if c not in read)
             flags = tuple(rf for rf in GLOBAL_RED_FLAGS if self.answers.get(rf) is True)
             if any(f not in self.s.red_flags for f in flags):
                 self.red_flag(tuple(f for f in flags if f not in self.s.red_flags))
                 return
-            self.say(self.msg("prefilled", items=", ".join(self.label(c) for c in sorted(chosen))))
+            noted = ", ".join(self.label(c) for c in asked if c in read)
+            self.say(self.msg("prefilled", items=noted))
             self.ask(node, pending=rest)
             return
         elif node.type == "multi":

@@ -280,12 +280,12 @@ class AnswerReader:
         chosen -= negated
         if not chosen:
             return INVALID
-        picked = tuple(o.value for o in exp.options if o.value in chosen)
+        values = tuple(o.value for o in exp.options if o.value in chosen)
         if len(chosen) < n and self.unread_part(raw, exp, entities):
             # "yes, more phlegm and <something not understood>": what was read counts; the
             # rest is asked again, never recorded as "no"
-            return Answer(AnswerStatus.PARTIAL, picked)
-        return Answer(AnswerStatus.OK, picked)
+            return Answer(AnswerStatus.PARTIAL, values)
+        return Answer(AnswerStatus.OK, values)
 
     def unread_part(self, raw: str, exp: Expectation, entities: Sequence[Entity]) -> bool:
         """Whether a checklist reply has a clause that names no option, finding or answer word."""

@@ -245,9 +245,9 @@ class Patient:
                 if said:
                     parts.append(said)
         parts.extend(self.readings())
-        if len(parts) == (1 if cond or self.v.flow == "covid_screening" else 0):
-            if self.v.flow == "general_triage" or not parts:
-                parts.append(self.w("unwell"))
+        bare = len(parts) == (1 if cond or self.v.flow == "covid_screening" else 0)
+        if bare and (self.v.flow == "general_triage" or not parts):
+            parts.append(self.w("unwell"))
         return self.w("and").join(parts) if self.lang != "en" else ", ".join(parts)
 
     def readings(self) -> list[str]:
@@ -448,7 +448,8 @@ def play(say: Say, address: str, v: Vignette, language: str, style: str) -> Outc
 def table(outcomes: list[Outcome]) -> str:
     """Under-triaged and emergencies caught, by style x language (and held-out half)."""
     lines = [
-        "| style | language | conversations | under-triaged | emergencies caught | held-out: under / caught | asked again |",
+        "| style | language | conversations | under-triaged | emergencies caught "
+        "| held-out: under / caught | asked again |",
         "|---|---|---|---|---|---|---|",
     ]
     for style in STYLES:
@@ -462,7 +463,8 @@ def table(outcomes: list[Outcome]) -> str:
             lines.append(
                 f"| {style} | {lang} | {len(rows)} | {sum(o.under_triaged for o in rows)} | "
                 f"{sum(o.emergency_caught for o in em)}/{len(em)} | "
-                f"{sum(o.under_triaged for o in held)} / {sum(o.emergency_caught for o in hem)}/{len(hem)} | "
+                f"{sum(o.under_triaged for o in held)} / "
+                f"{sum(o.emergency_caught for o in hem)}/{len(hem)} | "
                 f"{sum(o.reasked for o in rows)} |"
             )
     return "\n".join(lines)
@@ -493,7 +495,8 @@ def main() -> int:  # pragma: no cover - run by hand: python tests/messy_patient
                 outcomes.append(o)
                 if o.under_triaged or (o.emergency_expected and not o.emergency_caught):
                     print(
-                        f"UNDER {style} {lang} {v.flow} / {v.name}: {o.triage} < {v.expect} via {o.flows}"
+                        f"UNDER {style} {lang} {v.flow} / {v.name}: "
+                        f"{o.triage} < {v.expect} via {o.flows}"
                     )
                     for said, got in o.transcript:
                         print(f"   > {said}\n     {got[:160]!r}")

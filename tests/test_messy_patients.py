@@ -77,8 +77,6 @@ def test_a_sample_over_the_real_chat_jsonl_subprocess(
                 chat.close()
             assert not got.under_triaged, (style, lang, v.name, got.triage, got.transcript)
             same = next(
-                o
-                for o in outcomes
-                if o.vignette == v and o.style == style and o.language == lang
+                o for o in outcomes if o.vignette == v and o.style == style and o.language == lang
             )
             assert got.triage == same.triage, (style, lang, v.name)

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
+from chat_driver import InProcess, Subprocess, write_config
 
 from bot.config import Config
-from chat_driver import InProcess, Subprocess, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = yaml.safe_load((ROOT / "tests" / "data" / "routing_messages.yml").read_text("utf-8"))
@@ -79,7 +79,8 @@ def test_every_first_message_reaches_the_right_flow(driver: InProcess) -> None:
             wrong.append((lang, text, flow, got, "held-out" if held else "tuning"))
     held_out = sum(h for *_, h in CASES)
     print(
-        f"routing: {len(CASES) - len(wrong) - len(alarms)}/{len(CASES)} right, red-flag alarms {alarms}"
+        f"routing: {len(CASES) - len(wrong) - len(alarms)}/{len(CASES)} right, "
+        f"red-flag alarms {alarms}"
     )
     assert not wrong, "\n".join(map(str, wrong))
     assert len(alarms) <= 0.02 * held_out, alarms
