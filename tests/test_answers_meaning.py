@@ -121,3 +121,29 @@ def test_several_findings_in_one_answer_all_count() -> None:
     ans = default_interpreter().interpret(text, exp, "hi").answer
     assert ans is not None and ans.status is AnswerStatus.OK
     assert ans.value == ("dyspnea", "sputum_change")
+
+
+@pytest.mark.parametrize(
+    ("status", "flow"), [("active", "heart_failure_checkin"), ("ended", "general_triage")]
+)
+def test_an_enrolled_condition_routes_a_symptom_to_its_check_in(
+    chat: InProcess, status: str, flow: str
+) -> None:
+    """The app puts the enrollment's conditions on the engine's contact; an ended
+    enrollment counts no more."""
+    to_menu(chat, "p9", "1", "yes")
+    chat.say("p9", "thanks")  # leaves the menu: the next message is outside a conversation
+    contact = chat.app.store.find_contact("sms", "p9")
+    assert contact is not None
+    chat.app.store.save_enrollment(
+        contact.id,
+        status=status,
+        conditions=("heart_failure",),
+        checkin_time="09:00",
+        timezone="UTC",
+        team=None,
+        baselines={},
+        now=chat.app.clock(),
+    )
+    state = chat.say("p9", "my ankles are swollen")
+    assert state["flow"] == flow
