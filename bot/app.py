@@ -27,11 +27,13 @@ from bot.events import (
     Event,
     FollowUpScheduled,
     MsgCreated,
+    PrivacyRequested,
     TriageDecided,
 )
 from bot.flow import Library
 from bot.loader import load_library
 from bot.messages import Inbound, Outbound
+from bot.privacy import Privacy
 from bot.session import Contact, Session, SessionStatus
 from bot.store import EnrollmentStatus, Store, open_store
 from channels.render import split_outbound
@@ -82,6 +84,7 @@ def load_flows(config: Config) -> Library:
             "emergency_number": config.emergency.number,
             "crisis_line": config.emergency.crisis_line,
             "service_name": config.service_name,
+            "retention_days": str(config.retention.message_days),
         },
         first_flow=config.flows.first,
         default_flow=config.flows.default,
@@ -131,6 +134,7 @@ class CareBridge:
             start_flow=self.start_flow,
             flows=self.library.flows,
         )
+        self.privacy = Privacy(self.store, config, self.library, clock)  # retention, FORGET
 
     def close(self) -> None:
         self.store.close()
@@ -286,6 +290,10 @@ class CareBridge:
                     )
                 case TriageDecided():
                     log.info("triage contact=%s flow=%s level=%s", contact_id, ev.flow, ev.level)
+                case PrivacyRequested(kind="forget"):
+                    self.privacy.forget(contact_id, source="patient", now=now)
+                case PrivacyRequested(kind=kind):
+                    self.store.add_audit(now, None, None, f"patient_{kind}", contact_id=contact_id)
                 case ErrorRaised():
                     log.warning("conversation error contact=%s code=%s", contact_id, ev.code)
                 case _:

@@ -24,6 +24,7 @@ from bot.events import (
     FlowEntered,
     FollowUpScheduled,
     MsgCreated,
+    PrivacyRequested,
     RedFlagRaised,
     TriageDecided,
 )
@@ -66,6 +67,7 @@ CONTACT_CONCEPTS = {
     "consent_broadcast": "consent_broadcast",
     "preferred_language": "language",
 }
+CONFIRM_KEYS = frozenset({"confirm"})  # matched only while a request waits for a yes
 INTENT_FLOWS = {"start_screening": "covid_screening", "report_symptom": "general_triage"}
 READING_FLOWS = {
     "systolic_bp": "hypertension_checkin",
@@ -236,11 +238,20 @@ def keyword(lib: Library, text: str, language: str) -> str | None:
     if not word:
         return None
     for name, per_lang in lib.interrupts.keywords.items():
+        if name in CONFIRM_KEYS:
+            continue
         langs = [language, *(lang for lang in per_lang if lang != language)]
         for lang in langs:
             if word in per_lang.get(lang, ()):
                 return name
     return None
+
+
+def _confirmed(lib: Library, text: str) -> bool:
+    """The reply is one of the `confirm` keywords (a yes) in any configured language."""
+    word = keyword_form(text)
+    per_lang = lib.interrupts.keywords.get("confirm", {})
+    return bool(word) and any(word in words for words in per_lang.values())
 
 
 _SCRIPTS = {"hi": re.compile(r"[\u0900-\u097F]")}  # Devanagari
@@ -415,8 +426,13 @@ class _Run:
     def handle(self, inbound: Inbound, u: Understanding) -> None:
         self.inbound = inbound
         word = keyword(self.lib, inbound.text, self.contact.language)
+        confirming = self.s.confirming
+        if confirming is not None:  # asked once: any reply settles it
+            self.s = self.s.evolve(confirming=None)
         if u.red_flags:
             self.red_flag(tuple(u.red_flags))
+            return
+        if self.privacy(word, confirming, inbound.text):
             return
         if word == "stop":
             self.contact_change("opted_out", True)
@@ -510,6 +526,28 @@ class _Run:
             ENROLLED_CONDITIONS[c] for c in self.contact.conditions if c in ENROLLED_CONDITIONS
         }
         return frozenset(known)
+
+    def privacy(self, word: str | None, confirming: str | None, text: str) -> bool:
+        """MYDATA says what is kept and for how long; FORGET asks for a yes, then erases (the
+        app does it on PrivacyRequested). True if the message was one of these."""
+        if confirming == "forget":
+            if _confirmed(self.lib, text):
+                self.events.append(PrivacyRequested("forget"))
+                self.say(self.msg("forgotten"))
+                self.answers = {}
+                self.s = self.s.evolve(status=SessionStatus.COMPLETED, stack=(), node=None)
+                return True
+            self.say(self.msg("forget_kept"))  # and the message is handled as usual
+        if word == "mydata":
+            self.events.append(PrivacyRequested("mydata"))
+            self.say(self.msg("mydata"))
+            self.reask()
+            return True
+        if word == "forget":
+            self.say(self.msg("forget_confirm"))
+            self.s = self.s.evolve(confirming="forget")
+            return True
+        return False
 
     def flow_for(self, u: Understanding) -> str:
         """The first flow a message outside a conversation starts (see `route`)."""

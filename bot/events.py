@@ -72,6 +72,13 @@ class ContactChanged:
 
 
 @dataclass(frozen=True)
+class PrivacyRequested:
+    """The patient asked what is kept about them (`mydata`) or confirmed erasure (`forget`)."""
+
+    kind: str  # mydata | forget
+
+
+@dataclass(frozen=True)
 class ErrorRaised:
     """Something went wrong inside a conversation; the patient got a safe reply."""
 
@@ -89,5 +96,6 @@ Event = (
     | FlowEnded
     | FollowUpScheduled
     | ContactChanged
+    | PrivacyRequested
     | ErrorRaised
 )

@@ -51,13 +51,18 @@ from bot.flow import (
 
 SPEC_VERSION = 2
 PLACEHOLDERS = frozenset(
-    {"emergency_number", "crisis_line", "service_name", "level_label", "items"}
+    {"emergency_number", "crisis_line", "service_name", "level_label", "items", "retention_days"}
 )
 NODE_KINDS = ("say", "ask", "route", "triage", "classify", "escalate", "enter", "end")
 QUESTION_TYPES = ("bool", "number", "choice", "multi", "text", "bp")
 COMPARE_OPS = ("lt", "le", "gt", "ge", "eq", "ne", "between")
 INTERRUPT_KEYS = ("stop", "start", "help", "agent", "restart", "menu", "language")
-OPTIONAL_INTERRUPT_KEYS = ("join",)  # subscribe to broadcasts (docs/broadcasts.md)
+OPTIONAL_INTERRUPT_KEYS = (
+    "join",  # subscribe to broadcasts (docs/broadcasts.md)
+    "mydata",  # what is kept, and for how long (docs/security.md)
+    "forget",  # erase me, after a yes from `confirm`
+    "confirm",
+)
 REQUIRED_MESSAGES = (
     "red_flag",
     "crisis",

@@ -56,6 +56,7 @@ class Session:
     pending_options: tuple[str, ...] = ()  # multi-select: the options still asked, in order
     triage: str | None = None
     red_flags: tuple[str, ...] = ()
+    confirming: str | None = None  # a request waiting for the patient's yes (FORGET)
     id: int | None = None
     started_at: datetime | None = None
     updated_at: datetime | None = None
@@ -76,6 +77,7 @@ class Session:
             "pending_options": list(self.pending_options),
             "triage": self.triage,
             "red_flags": list(self.red_flags),
+            "confirming": self.confirming,
         }
 
     @classmethod
@@ -103,6 +105,7 @@ class Session:
             pending_options=tuple(state.get("pending_options", [])),
             triage=state.get("triage"),
             red_flags=tuple(state.get("red_flags", [])),
+            confirming=state.get("confirming"),
             id=id,
             started_at=started_at,
             updated_at=updated_at,

@@ -616,10 +616,22 @@ def _language_set(db: Database) -> None:
     db.execute("UPDATE contacts SET language_set = 1 WHERE consent_care IS NOT NULL")
 
 
+def _privacy(db: Database) -> None:
+    """Privacy (docs/security.md): when a contact was forgotten, an optional TOTP secret per
+    console user, and partial indexes that keep the retention sweep to the rows it changes."""
+    db.execute('ALTER TABLE "contacts" ADD COLUMN "forgotten_at" TEXT')
+    db.execute('ALTER TABLE "users" ADD COLUMN "totp_secret" TEXT')
+    _index(db, "inbox", "channel, address")  # erasing one person finds their inbox rows
+    kept = "text NOT IN ('[redacted]', '[erased]')"
+    for table, column in (("inbox", "received_at"), ("transcript", "at"), ("outbox", "created_at")):
+        db.execute(f'CREATE INDEX "{table}_privacy_{column}" ON "{table}" ({column}) WHERE {kept}')
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "checkins", _checkins),
     Migration(3, "console", _console),
     Migration(4, "broadcasts", _broadcasts),
     Migration(5, "language_set", _language_set),
+    Migration(7, "privacy", _privacy),
 )
