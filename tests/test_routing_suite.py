@@ -68,7 +68,7 @@ def test_the_suite_is_big_enough_and_split_in_halves() -> None:
 
 def test_every_first_message_reaches_the_right_flow(driver: InProcess) -> None:
     """Every tuning message reaches its flow. A held-out message may instead be taken for a
-    red flag (an emergency answer, never a wrong flow), at most 2% of them: that is the
+    red flag (an emergency answer, never a wrong flow), at most 5% of them: that is the
     red-flag lexicon's call, which the held-out half must not be tuned against."""
     wrong, alarms = [], []
     for i, (lang, flow, text, held) in enumerate(CASES):
@@ -83,7 +83,27 @@ def test_every_first_message_reaches_the_right_flow(driver: InProcess) -> None:
         f"red-flag alarms {alarms}"
     )
     assert not wrong, "\n".join(map(str, wrong))
-    assert len(alarms) <= 0.02 * held_out, alarms
+    assert len(alarms) <= 0.05 * held_out, alarms
+
+
+FRESH = yaml.safe_load((ROOT / "tests" / "data" / "routing_fresh.yml").read_text("utf-8"))
+
+
+def test_a_second_held_out_set_written_after_the_rules(driver: InProcess) -> None:
+    """36 messages written once the routing was final and never tuned against: none reaches
+    a wrong flow; one taken for a red flag (an emergency answer) is allowed (docs/routing.md)."""
+    cases = [(lang, flow, t) for lang, fl in FRESH.items() for flow, ts in fl.items() for t in ts]
+    assert len(cases) == 36
+    wrong, alarms = [], []
+    for i, (lang, flow, text) in enumerate(cases):
+        got = first_flow(driver.say, f"fresh-{i}", lang, text)
+        if got == "None":
+            alarms.append(text)
+        elif got != flow:
+            wrong.append((lang, text, flow, got))
+    print(f"fresh held-out routing: {len(cases) - len(wrong) - len(alarms)}/{len(cases)}, {alarms}")
+    assert not wrong, wrong
+    assert len(alarms) <= 0.05 * len(cases), alarms
 
 
 @pytest.mark.parametrize("lang", ["en", "hi", "es"])
