@@ -33,10 +33,11 @@ from bot.events import (
 from bot.flow import Library
 from bot.loader import load_library
 from bot.messages import Inbound, Outbound
+from bot.phones import inbound_address
 from bot.privacy import Privacy
 from bot.session import Contact, Session, SessionStatus
 from bot.store import EnrollmentStatus, Store, open_store
-from channels.render import split_outbound
+from channels.render import select_multi, split_outbound
 from nlu import detect_language
 from nlu.types import Expectation, Understanding
 
@@ -142,6 +143,12 @@ class CareBridge:
     def handle(self, inbound: Inbound) -> Handled:
         """Process one inbound message in one transaction; a duplicate does nothing."""
         now = self.clock()
+        # one number, one contact: SMS/WhatsApp addresses in E.164 whatever the provider wrote
+        address = inbound_address(
+            inbound.channel, inbound.address, self.config.phones.default_region
+        )
+        if address != inbound.address:
+            inbound = replace(inbound, address=address)
         with self.store.transaction():
             inbox_id = self.store.record_inbound(inbound)
             if inbox_id is None:
@@ -250,8 +257,9 @@ class CareBridge:
         handled = Handled(contact_id=contact_id, session=session, events=events)
         for ev in events:
             match ev:
-                case MsgCreated(text=text, choices=choices):
-                    out = Outbound(channel, address, text, choices, contact_id, kind)
+                case MsgCreated(text=text, choices=choices, multi=multi):
+                    meta = {} if multi is None else select_multi(*multi)
+                    out = Outbound(channel, address, text, choices, contact_id, kind, meta)
                     for part in split_outbound(out):
                         handled.outbox_ids.append(self.store.enqueue(part, now))
                     self.store.add_transcript(contact_id, session.id, "out", text, channel, now)

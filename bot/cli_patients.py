@@ -1,8 +1,8 @@
 """`carebridge patients`: enroll a patient for scheduled check-ins, list and show enrollments,
 start a check-in now, and run one scheduler sweep (cron-style deployments, demos).
 
-A composition root like bot.cli: may import anything in bot. Registered in bot/cli.py with
-`main.add_command(patients)`. Prints ids and masked addresses; never message texts.
+A composition root like bot.cli: may import anything in bot. Loaded on first use by bot/cli.py
+(LAZY_GROUPS). Prints ids and masked addresses; never message texts.
 """
 
 from __future__ import annotations

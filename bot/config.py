@@ -1,7 +1,8 @@
 """Configuration: config.yaml (structure, no secrets) validated by pydantic, plus secrets from env.
 
 Errors name the file and the dotted key. Imports bot.errors, bot.schedules (pure), pydantic,
-PyYAML and limits (to check rate-limit strings).
+PyYAML, limits (to check rate-limit strings), and bot.phones inside the one validator
+that needs libphonenumber.
 """
 
 from __future__ import annotations
@@ -265,6 +266,22 @@ class RetentionConfig(_Model):
     message_days: int = Field(90, ge=1, le=3650)  # inbox, transcripts and outbox text
 
 
+class PhonesConfig(_Model):
+    """How phone numbers are read (bot/phones.py): a number written without + and a country
+    code ("09800000031") is a number of this region (ISO 3166 code, e.g. IN, KE, GB)."""
+
+    default_region: str = "IN"
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        from bot.phones import is_region  # phonenumbers: only when a config is validated
+
+        if not is_region(value.upper()):
+            raise ValueError(f"{value!r} is not a region code (use e.g. IN, KE, GB, US)")
+        return value.upper()
+
+
 class Config(_Model):
     service_name: str = "carebridge"
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
@@ -280,6 +297,7 @@ class Config(_Model):
     console: ConsoleConfig = ConsoleConfig()
     checkins: CheckinsConfig = CheckinsConfig()
     broadcast: BroadcastConfig = BroadcastConfig()
+    phones: PhonesConfig = PhonesConfig()
     retention: RetentionConfig = RetentionConfig()
 
     def path(self, relative: str) -> Path:

@@ -67,6 +67,7 @@ CONTACT_CONCEPTS = {
     "consent_broadcast": "consent_broadcast",
     "preferred_language": "language",
 }
+BUTTON_CHANNELS = frozenset({"telegram"})  # choices shown as buttons (channels/render.py)
 CONFIRM_KEYS = frozenset({"confirm"})  # matched only while a request waits for a yes
 INTENT_FLOWS = {"start_screening": "covid_screening", "report_symptom": "general_triage"}
 READING_FLOWS = {
@@ -381,6 +382,7 @@ class _Run:
         self.events: list[Event] = []
         self.buffer: list[str] = []
         self.choices: tuple[str, ...] = ()
+        self.multi: tuple[str, str] | None = None
         self.answers: dict[str, Any] = dict(session.answers)
         self.inbound: Inbound | None = None
         self.contact: Contact = session.contact
@@ -403,8 +405,8 @@ class _Run:
 
     def flush(self) -> None:
         if self.buffer:
-            self.events.append(MsgCreated("\n\n".join(self.buffer), self.choices))
-        self.buffer, self.choices = [], ()
+            self.events.append(MsgCreated("\n\n".join(self.buffer), self.choices, self.multi))
+        self.buffer, self.choices, self.multi = [], (), None
 
     def sprint(self) -> Sprint:
         self.flush()
@@ -672,7 +674,7 @@ class _Run:
             failures = self.s.failures + 1
             self.s = self.s.evolve(failures=failures)
             key = "out_of_range" if ans and ans.status is AnswerStatus.OUT_OF_RANGE else ""
-            self.say(self.msg(key) if key else self.t(node.hint) or self.msg(f"hint_{node.type}"))
+            self.say(self.msg(key) if key else self.t(node.hint) or self.msg(self.hint_key(node)))
             if failures >= self.lib.max_failures:
                 self.say(self.msg("offer_human"))
             self.ask(node, pending=self.s.pending_options)
@@ -712,6 +714,15 @@ class _Run:
             self.red_flag(new_flags)
             return
         self.walk(flow_id, self.next_of(self.flow(flow_id), node.next))
+
+    def hint_key(self, node: AskNode) -> str:
+        """The re-prompt for a question type; on a channel with buttons, one that speaks of
+        the buttons it shows (no "reply 0 for none" where there is a None button)."""
+        channel = self.inbound.channel if self.inbound is not None else self.contact.channel
+        buttons = f"hint_{node.type}_buttons"
+        if channel in BUTTON_CHANNELS and buttons in self.lib.interrupts.messages:
+            return buttons
+        return f"hint_{node.type}"
 
     # --- walking ------------------------------------------------
     def flow(self, flow_id: str) -> Flow:
@@ -783,8 +794,14 @@ class _Run:
                     self.say(self.t(node.text))
                     self.events.append(FlowEnded(flow_id))
                     if node.exit_all or not self.s.stack:
+                        # `exit: human` (the menu's "Talk to a person"): like AGENT, the bot
+                        # steps back and the patient's next messages go to the clinician
+                        done = SessionStatus.HANDED_OFF if node.hand_over else None
                         self.s = self.s.evolve(
-                            flow=flow_id, node=None, status=SessionStatus.COMPLETED, stack=()
+                            flow=flow_id,
+                            node=None,
+                            status=done or SessionStatus.COMPLETED,
+                            stack=(),
                         )
                         return
                     frame = self.s.stack[-1]
@@ -830,6 +847,8 @@ class _Run:
             )
         if node.type == "bool":
             self.choices = ()
+        if node.type == "multi":
+            self.multi = (self.msg("button_none") or "None", self.msg("button_done") or "Done")
         self.s = self.s.evolve(pending_options=pending if node.type == "multi" else ())
 
     def do_triage(self, flow: Flow, node: TriageNode) -> str:

@@ -16,6 +16,8 @@ class MsgCreated:
 
     text: str
     choices: tuple[str, ...] = ()
+    # A multi-select question: the labels of its "None" and "Done" buttons (Telegram).
+    multi: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

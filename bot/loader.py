@@ -536,10 +536,11 @@ class _Validator:
         for key in spec:
             if key not in ("say", "exit"):
                 self.p.add(nid, f"end.{key}", "unknown field (say, exit)")
-        if spec.get("exit", "flow") not in ("flow", "all"):
-            self.p.add(nid, "end.exit", "must be 'flow' or 'all'")
+        exit_ = spec.get("exit", "flow")
+        if exit_ not in ("flow", "all", "human"):
+            self.p.add(nid, "end.exit", "must be 'flow', 'all' or 'human'")
         text = self.text(nid, "end.say", spec["say"]) if "say" in spec else None
-        return EndNode(nid, text, spec.get("exit") == "all")
+        return EndNode(nid, text, exit_ in ("all", "human"), exit_ == "human")
 
     def _escalate(self, nid: str, raw: dict[str, Any], nxt: tuple[Case, ...]) -> Node | None:
         spec = raw["escalate"]

@@ -33,7 +33,7 @@ from bot.messages import Inbound
 from bot.scheduler import SweepScheduler
 from channels.base import SignatureError
 from channels.simulator import SimulatorChannel
-from channels.telegram import TelegramChannel, callback_query_id, parse_telegram_update
+from channels.telegram import TelegramChannel, parse_telegram_update
 from channels.twilio import parse_twilio_status, parse_twilio_webhook
 
 log = logging.getLogger(__name__)
@@ -237,10 +237,8 @@ async def telegram_webhook(request: Request) -> Response:
         return PlainTextResponse("forbidden", status_code=403)
     except ChannelError as exc:
         return PlainTextResponse(f"bad request: {exc.code}", status_code=400)
-    query_id = callback_query_id(payload)
-    if query_id is not None:
-        with contextlib.suppress(ChannelError):
-            await sender.answer_callback(query_id)
+    if await sender.on_callback(payload):  # a tick on a multi-select keyboard, not a message
+        return JSONResponse({"ok": True})
     if inbound is not None:
         await state.handle(inbound)
     return JSONResponse({"ok": True})
