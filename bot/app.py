@@ -39,7 +39,7 @@ from bot.messages import Inbound, Outbound
 from bot.phones import inbound_address
 from bot.privacy import Privacy
 from bot.session import Contact, Session, SessionStatus
-from bot.store import Lane, Store, open_store
+from bot.store import EnrollmentStatus, Lane, Store, open_store
 from bot.store.owner import StoreOwner
 from channels.render import select_multi, split_outbound
 from nlu import detect_language
@@ -218,6 +218,7 @@ class CareBridge:
                 )
             self.store.touch_inbound(contact.id, now)
             self.store.release_held(contact.id, now)  # the WhatsApp window is open again
+            contact = self._with_conditions(contact)
             own = self.store.current_session(contact)
         session, moved = self._carry_over(own)
         return _Begun(inbox_id, contact, own, session, moved, now)
@@ -282,6 +283,14 @@ class CareBridge:
                 out = Outbound(channel, address, ev.text, ev.choices, contact_id, kind, meta)
                 parts[i] = split_outbound(out)
         return parts
+
+    def _with_conditions(self, contact: Contact) -> Contact:
+        """The contact with the conditions it is enrolled for, which complaint routing reads
+        (docs/routing.md); an ended enrollment counts no more."""
+        enrollment = self.store.get_enrollment(contact.id)
+        if enrollment is None or enrollment.status == EnrollmentStatus.ENDED:
+            return contact
+        return replace(contact, conditions=tuple(enrollment.conditions))
 
     def _first_language(self, inbound: Inbound) -> str | None:
         """A new contact's language when the channel says it (Telegram's language_code) or the

@@ -1,7 +1,8 @@
 """The pure conversation engine: library + session + input + `now` in, new session + events out.
 
 No database, network, clock or randomness here, so golden transcripts are deterministic.
-Imports bot.flow, bot.conditions, bot.session, bot.events, bot.messages and nlu types.
+Imports bot.flow, bot.conditions, bot.session, bot.events, bot.messages, nlu types and
+nlu.findings.unread_words (pure).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from bot.flow import (
     EMERGENCY_LEVELS,
     ESCALATING_LEVELS,
     GLOBAL_RED_FLAGS,
+    LEVELS,
     AskNode,
     Case,
     ClassifyNode,
@@ -49,6 +51,7 @@ from bot.flow import (
 )
 from bot.messages import Inbound
 from bot.session import Contact, Frame, Session, SessionStatus
+from nlu.findings import unread_words
 from nlu.types import (
     Answer,
     AnswerStatus,
@@ -67,7 +70,7 @@ CONTACT_CONCEPTS = {
 }
 BUTTON_CHANNELS = frozenset({"telegram"})  # choices shown as buttons (channels/render.py)
 CONFIRM_KEYS = frozenset({"confirm"})  # matched only while a request waits for a yes
-INTENT_FLOWS = {"start_screening": "covid_screening", "report_symptom": "covid_screening"}
+INTENT_FLOWS = {"start_screening": "covid_screening", "report_symptom": "general_triage"}
 READING_FLOWS = {
     "systolic_bp": "hypertension_checkin",
     "diastolic_bp": "hypertension_checkin",
@@ -77,6 +80,141 @@ READING_FLOWS = {
     "spo2_percent": "covid_screening",
     "temperature_c": "covid_screening",
 }
+
+
+MENU_INTENTS = {  # intent -> menu option it means
+    "start_screening": "covid_screening",
+    "start_checkin": "checkin",
+    "ask_human": "agent",
+    "change_language": "language",
+}
+GENERAL_FLOW = "general_triage"
+SCREENING_FLOW = "covid_screening"
+CONDITION_FLOWS = {  # a known or stated condition (concept id) -> its check-in
+    "pregnant": "pregnancy_checkin",
+    "heart_failure": "heart_failure_checkin",
+    "copd": "copd_checkin",
+    "asthma": "asthma_checkin",
+    "diabetes": "diabetes_checkin",
+    "hypertension": "hypertension_checkin",
+}
+ENROLLED_CONDITIONS = {  # enrollment condition names (bot.schedules) -> concept ids
+    "pregnancy": "pregnant",
+    "heart_failure": "heart_failure",
+    "copd": "copd",
+    "asthma": "asthma",
+    "diabetes": "diabetes",
+    "hypertension": "hypertension",
+}
+SCREENING_COMPLAINTS = frozenset(
+    {"fever", "cough", "dyspnea", "sore_throat", "loss_of_smell_taste", "runny_nose"}
+)
+"""Fever, cough and breathing: the complaints that start the COVID-19 screening."""
+COVID_NAMED = re.compile(r"covid|corona|कोविड|कोरोना", re.IGNORECASE)
+UNREAD_WORDS = 3
+"""This many unexplained words beside a recognised complaint also start the general triage."""
+CHILD_AGE = 5
+"""A child under 5 goes to the general triage (WHO IMCI danger signs), not the screening."""
+NOT_COMPLAINTS = frozenset(
+    {
+        "pregnant",
+        "health_worker",
+        "vaccinated_covid",
+        "exposure_contact",
+        "meds_taken",
+        "heart_disease",
+        "lung_disease",
+        "kidney_disease",
+        "immunocompromised",
+        "obesity",
+        "cancer",
+        *CONDITION_FLOWS,
+    }
+)
+"""Bool findings that say who the person is, not what is wrong now."""
+
+
+def asked_concepts(lib: Library, flow_id: str) -> frozenset[str]:
+    """Every concept a flow (and the flows it enters) can ask about."""
+    seen: set[str] = set()
+    todo, done = [flow_id], set()
+    while todo:
+        fid = todo.pop()
+        if fid in done or fid not in lib.flows:
+            continue
+        done.add(fid)
+        for node in lib.flows[fid].nodes.values():
+            if isinstance(node, AskNode):
+                seen.update(node.concepts)
+                if node.type == "multi":
+                    seen.update(o.value for o in node.options)
+            elif isinstance(node, EnterNode):
+                todo.append(node.flow)
+    return frozenset(seen)
+
+
+def route(lib: Library, u: Understanding, known: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The flows a message outside a conversation starts, in order, chosen by the complaint
+    and the person's conditions (docs/routing.md): pregnancy first, then each condition's
+    check-in (stated in the message, or known with a symptom or reading its check-in asks
+    about), a reading's check-in, the COVID-19 screening for fever, cough or breathing, and
+    the general triage for any complaint still not covered. No complaint: the menu (a
+    greeting), the screening (asked for by name) or the general triage (a symptom the
+    lexicons do not name)."""
+    said = u.findings()
+    stated = {c for c, v in said.items() if c in CONDITION_FLOWS and v is True}
+    conditions = known | stated
+    complaints = {
+        c
+        for c, v in said.items()
+        if v is True
+        and c not in NOT_COMPLAINTS
+        and (cdef := lib.concepts.get(c)) is not None
+        and cdef.type == "bool"
+    }
+    complaints |= set(u.red_flags)
+    readings = [e.entity for e in u.entities if not e.negated and e.entity in READING_FLOWS]
+    flows: list[str] = []
+
+    def add(flow: str | None) -> None:
+        if flow is not None and flow in lib.flows and flow not in flows:
+            flows.append(flow)
+
+    for concept, flow in CONDITION_FLOWS.items():
+        if concept not in conditions or flow not in lib.flows:
+            continue
+        asks = asked_concepts(lib, flow)
+        if concept in stated or complaints & asks or any(r in asks for r in readings):
+            add(flow)
+    for reading in readings:
+        if not any(reading in asked_concepts(lib, f) for f in flows):
+            add(READING_FLOWS[reading])
+    covered: set[str] = set()
+    for flow in flows:
+        covered |= asked_concepts(lib, flow)
+    uncovered = complaints - covered
+    ages = [e.value for e in u.entities if e.entity == "age_years" and not e.negated]
+    young = any(isinstance(a, int | float) and a < CHILD_AGE for a in ages)
+    screening = bool(uncovered & SCREENING_COMPLAINTS) and not young
+    asked_for = u.intent.name == "start_screening" or COVID_NAMED.search(u.text) is not None
+    screening |= asked_for and not young  # asked for by name
+    # words no finding explains, beside a recognised complaint or condition: a complaint the
+    # lexicons do not name, which only the general triage asks about
+    unread = len(unread_words(u.text, u.entities)) >= UNREAD_WORDS and bool(flows or complaints)
+    general = uncovered - asked_concepts(lib, SCREENING_FLOW) or (uncovered and not screening)
+    if general or young:
+        add(GENERAL_FLOW)  # first: its danger signs come before the screening's questions
+    if screening:
+        add(SCREENING_FLOW)
+    if unread:
+        add(GENERAL_FLOW)  # last: the complaint it asks about is only guessed
+    if not flows:
+        intent = u.intent.name
+        if intent in INTENT_FLOWS:
+            add(INTENT_FLOWS[intent])
+        elif intent == "start_checkin" and len(known) == 1:
+            add(CONDITION_FLOWS[next(iter(known))])
+    return tuple(flows) or (lib.default_flow,)
 
 
 @dataclass(frozen=True)
@@ -174,9 +312,26 @@ def expectation(lib: Library, session: Session) -> Expectation | None:
     )
 
 
+LANGUAGE_NAMES = {  # words a patient may type at the language menu, besides the labels
+    "en": ("english", "angrezi", "inglés", "ingles", "अंग्रेजी"),
+    "hi": ("hindi", "हिंदी", "हिन्दी", "hindustani"),
+    "es": ("spanish", "español", "espanol", "castellano", "स्पेनिश"),
+}
+
+
 def _labels(text: Text, lang: str, value: str) -> tuple[str, ...]:
+    """The words that name an option: its text in every language, and its value unless the
+    value is a bare code ("hi" typed at the language menu is a greeting, not Hindi)."""
     seen: list[str] = []
-    for label in (text.get(lang), text.get("en"), *text.values(), value.replace("_", " ")):
+    code = value.replace("_", " ")
+    names = LANGUAGE_NAMES.get(value, ())
+    for label in (
+        text.get(lang),
+        text.get("en"),
+        *text.values(),
+        *names,
+        code if len(code) > 2 else None,
+    ):
         if label and label not in seen:
             seen.append(label)
     return tuple(seen)
@@ -327,13 +482,53 @@ class _Run:
             else:
                 self.begin("language", None)
             return
-        if _current_ask(self.lib, self.s) is None:
-            self.begin(self.flow_for(u), u)
+        here = _current_ask(self.lib, self.s)
+        if here is None or self.complaint_at_menu(here, u):
+            self.start_routed(u)
             return
         if self.s.status is SessionStatus.EXPIRED:
             self.welcome_back(u.answer)
             return
-        self.answer(u.answer)
+        self.answer(self.by_intent(here, u))
+
+    def start_routed(self, u: Understanding) -> None:
+        """Begin the flows the complaint routes to (the menu when there is no complaint)."""
+        known = self.known_conditions()
+        flows = route(self.lib, u, known)
+        if flows[0] == self.lib.default_flow:
+            self.begin(flows[0], u)
+        else:
+            self.begin(flows[0], u, then=flows[1:], known=known)
+
+    def by_intent(self, here: AskNode, u: Understanding) -> Answer | None:
+        """A menu answer the option words did not give, picked by what the message means
+        ("meri bimari ki jaanch" is a check-in), when the intent names one of the options."""
+        ans = u.answer
+        if here.concepts[0] != "menu_choice" or (
+            ans is not None and ans.status is not AnswerStatus.INVALID
+        ):
+            return ans
+        value = MENU_INTENTS.get(u.intent.name)
+        if value is not None and any(o.value == value for o in here.options):
+            return Answer(AnswerStatus.OK, value)
+        return ans
+
+    def complaint_at_menu(self, here: AskNode, u: Understanding) -> bool:
+        """A complaint typed at the main menu instead of an option ("my chest hurts") is read
+        as a complaint, not as a failed menu answer."""
+        if self.s.flow != self.lib.default_flow or self.s.stack:
+            return False
+        if u.answer is not None and u.answer.status is not AnswerStatus.INVALID:
+            return False
+        return route(self.lib, u, frozenset())[0] != self.lib.default_flow
+
+    def known_conditions(self) -> frozenset[str]:
+        """Conditions known before this message: enrollment, and the last conversation's answers."""
+        known = {c for c, v in self.s.answers.items() if c in CONDITION_FLOWS and v is True}
+        known |= {
+            ENROLLED_CONDITIONS[c] for c in self.contact.conditions if c in ENROLLED_CONDITIONS
+        }
+        return frozenset(known)
 
     def privacy(self, word: str | None, confirming: str | None, text: str) -> bool:
         """MYDATA says what is kept and for how long; FORGET asks for a yes, then erases (the
@@ -358,32 +553,33 @@ class _Run:
         return False
 
     def flow_for(self, u: Understanding) -> str:
-        """Which flow a message outside a conversation starts: a reading goes to its check-in
-        ("bp 150/95"), symptoms to the screening, anything else to the menu."""
-        asserted = [e.entity for e in u.entities if not e.negated]
-        for concept in asserted:
-            flow = READING_FLOWS.get(concept)
-            if flow in self.lib.flows:
-                return flow
-        flow = INTENT_FLOWS.get(u.intent.name)
-        symptom = any(
-            (c := self.lib.concepts.get(concept)) is not None and c.type == "bool"
-            for concept in asserted
-        )
-        if flow is None and symptom:
-            flow = INTENT_FLOWS["report_symptom"]
-        return flow if flow in self.lib.flows else self.lib.default_flow
+        """The first flow a message outside a conversation starts (see `route`)."""
+        return route(self.lib, u, self.known_conditions())[0]
 
-    def begin(self, flow_id: str, u: Understanding | None, *, fresh: bool = True) -> None:
-        """Start a conversation; a contact never asked for consent goes through it first."""
+    def begin(
+        self,
+        flow_id: str,
+        u: Understanding | None,
+        *,
+        fresh: bool = True,
+        then: tuple[str, ...] = (),
+        known: frozenset[str] = frozenset(),
+    ) -> None:
+        """Start a conversation; a contact never asked for consent goes through it first.
+        `then`: flows that follow this one in the same conversation (complaint routing);
+        `known`: conditions known from enrollment or earlier answers, pre-filled as true."""
         if fresh:
             self.answers = {} if u is None else self.answers_from(u)
+            for concept in sorted(known):
+                if concept not in self.answers:
+                    self.answers[concept] = True
+                    self.events.append(AnswerRecorded(concept, True, "known"))
             self.s = self.s.evolve(
                 id=None, started_at=self.now, triage=None, red_flags=(), failures=0
             )
-        stack: tuple[Frame, ...] = ()
+        stack: tuple[Frame, ...] = tuple(Frame(f, FLOW_START) for f in reversed(then))
         if self.contact.consent_care is not True and flow_id != self.lib.first_flow:
-            stack = (Frame(flow_id, FLOW_START),)
+            stack = (*stack, Frame(flow_id, FLOW_START))
             flow_id = self.lib.first_flow
             patient_first = self.inbound is not None and self.contact.consent_care is None
             if patient_first and not self.language_known():
@@ -494,6 +690,22 @@ class _Run:
             pair = value if isinstance(value, tuple) and len(value) == 2 else (None, None)
             for concept, v in zip(node.concepts, pair, strict=True):
                 self.record(concept, float(v) if v is not None else None)
+        elif node.type == "multi" and ans.status is AnswerStatus.PARTIAL:
+            # read in part: what was read is recorded, the other options are asked again
+            read = {str(v) for v in ans.value} if isinstance(ans.value, tuple) else set()
+            asked = self.s.pending_options or node.concepts
+            for concept in asked:
+                if concept in read:
+                    self.record(concept, True)
+            rest = tuple(c for c in asked if c not in read)
+            flags = tuple(rf for rf in GLOBAL_RED_FLAGS if self.answers.get(rf) is True)
+            if any(f not in self.s.red_flags for f in flags):
+                self.red_flag(tuple(f for f in flags if f not in self.s.red_flags))
+                return
+            noted = ", ".join(self.label(c) for c in asked if c in read)
+            self.say(self.msg("prefilled", items=noted))
+            self.ask(node, pending=rest)
+            return
         elif node.type == "multi":
             chosen = set(value) if isinstance(value, tuple) else set()
             asked = self.s.pending_options or node.concepts
@@ -598,6 +810,13 @@ class _Run:
                         )
                         return
                     frame = self.s.stack[-1]
+                    if frame.node == FLOW_START and self.s.triage == LEVELS[0]:
+                        # an ambulance ends the conversation: no routed flow follows it (an
+                        # `emergency` lets the next one run: it may find an ambulance sign)
+                        self.s = self.s.evolve(
+                            flow=flow_id, node=None, status=SessionStatus.COMPLETED, stack=()
+                        )
+                        return
                     self.s = self.s.evolve(stack=self.s.stack[:-1])
                     flow_id = frame.flow
                     if frame.node == FLOW_START:
@@ -642,7 +861,12 @@ class _Run:
         if level is None:
             raise _FlowBug(f"{flow.id}:{node.id}: no triage row matched (add an otherwise row)")
         self.events.append(TriageDecided(flow.id, level, rows))
-        self.s = self.s.evolve(triage=level)
+        # flows chained by complaint routing: the conversation keeps its most urgent level
+        earlier = self.s.triage
+        urgent = (
+            earlier if earlier in LEVELS and LEVELS.index(earlier) < LEVELS.index(level) else level
+        )
+        self.s = self.s.evolve(triage=urgent)
         outcome = next(
             o
             for o in node.outcomes[level]

@@ -30,6 +30,7 @@ class Contact:
     opted_out: bool = False
     consent_care: bool | None = None  # None: not asked yet
     language_set: bool = False  # chosen, given at enrollment or inferred; else asked first
+    conditions: tuple[str, ...] = ()  # enrolled for (bot.schedules.CONDITION_FLOWS keys)
 
 
 @dataclass(frozen=True)

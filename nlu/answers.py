@@ -22,9 +22,18 @@ INVALID = Answer(AnswerStatus.INVALID)
 _OPTION_NUMBER = re.compile(r"^\s*(?:option|number|no\.?|#|choice)?\s*(\d{1,2})\s*[.)]?\s*$")
 _NUMBER_LIST = re.compile(r"^[\d\s,;&+/.\-]*$|^(?:\d+|\s|,|;|&|\+|and|n|or)+$")
 _INT = re.compile(r"\d+")
+_CLAUSE = re.compile(r"[^,;:.+/&\n]+")
+_JOINERS = re.compile(r"\s(?:and|also|plus|y|e|tambien|también|aur|or|o|ya|bhi|और|या)\s")
 _STOP = frozenset(
     {"a", "an", "the", "of", "or", "and", "to", "in", "on", "for", "with", "my", "i", "me"}
     | {"is", "it", "at", "by", "from", "per", "yes", "no", "not", "any"}
+)
+
+
+_FILLER = frozenset(
+    {"also", "too", "bhi", "hai", "h", "ji", "tambien", "mucho", "muy", "very", "bit", "little"}
+    | {"have", "has", "had", "got", "tengo", "tiene", "un", "una", "el", "la", "de", "poco"}
+    | {"mujhe", "mere", "ko", "ka", "ki", "ke", "thoda", "bahut", "sa"}
 )
 
 
@@ -56,6 +65,12 @@ class AnswerReader:
         self.none = _norm_set(a.get("none", ()))
         self.yes_starts = _norm_set(a.get("yes_starts", ()))
         self.no_starts = _norm_set(a.get("no_starts", ()))
+        filler = {t for p in self.yes | self.no | self.none for t in p.split() if not t.isdigit()}
+        self.filler = frozenset(filler | _STOP | _FILLER)
+        # "nope nothing", "nahi kuch nahi", "no, ninguno": none said in several pieces
+        self.none_pieces = frozenset(
+            tuple(p.split()) for p in self.none | self.no if p and (p == "0" or not p.isdigit())
+        )
 
     def read(
         self,
@@ -72,7 +87,7 @@ class AnswerReader:
         norm = _norm(stripped)
         if not norm and not stripped:
             return INVALID
-        if exp.type is QuestionType.MULTI and (norm in self.none or norm == "0"):
+        if exp.type is QuestionType.MULTI and (norm in self.none or self.says_none(norm)):
             return Answer(AnswerStatus.OK, ())
         if norm in self.unknown or stripped in self.unknown:
             return Answer(AnswerStatus.UNKNOWN) if exp.allow_unknown else INVALID
@@ -92,6 +107,21 @@ class AnswerReader:
             # "no thermometer at home", "didn't check": a don't-know in more words
             return Answer(AnswerStatus.UNKNOWN) if exp.allow_unknown else INVALID
         return found
+
+    def says_none(self, norm: str) -> bool:
+        """Whether a reply is made only of none/no words ("nope nothing", "no nada")."""
+        toks = tuple(norm.split())
+        if not toks:
+            return False
+        longest = max((len(p) for p in self.none_pieces), default=0)
+        reach = [True] + [False] * len(toks)
+        for i in range(len(toks)):
+            if not reach[i]:
+                continue
+            for n in range(1, min(longest, len(toks) - i) + 1):
+                if toks[i : i + n] in self.none_pieces:
+                    reach[i + n] = True
+        return reach[-1]
 
     # --- bool ----------------------------------------------------------------------------
 
@@ -184,9 +214,11 @@ class AnswerReader:
         if m is None:
             return INVALID
         sys_v, dia_v = float(m.group(1)), float(m.group(2))
-        if sys_v <= dia_v:
+        if sys_v < dia_v:
             return INVALID
-        if not units.plausible_bp(sys_v, dia_v):
+        # equal halves ("120/120") are a crisis reading as typed, not a typo to reject
+        in_range = units.plausible_bp(sys_v + (sys_v == dia_v), dia_v)
+        if not in_range:
             return Answer(AnswerStatus.OUT_OF_RANGE, (sys_v, dia_v))
         return Answer(AnswerStatus.OK, (sys_v, dia_v))
 
@@ -200,6 +232,11 @@ class AnswerReader:
                 return Answer(AnswerStatus.OK, exp.options[k - 1].value)
             return INVALID
         scored = [(score_option(norm, opt), i) for i, opt in enumerate(exp.options)]
+        # one shared word is not an answer ("chequeo de mi azucar" is not "Chequeo de
+        # COVID-19"): a partial match counts only when the reply says nothing else
+        scored = [
+            (s, i) for s, i in scored if s != 1.0 or self._only_option_words(norm, exp.options[i])
+        ]
         best = max((s for s, _ in scored), default=0.0)
         if best > 0:
             winners = [i for s, i in scored if s == best]
@@ -211,6 +248,17 @@ class AnswerReader:
         if len(hits) == 1:
             return Answer(AnswerStatus.OK, hits[0])
         return INVALID
+
+    def _only_option_words(self, norm: str, opt: Option) -> bool:
+        """Whether every content word of a reply is a word of the option ("pressure" for
+        "High blood pressure"), so that a partial match names that option and nothing else."""
+        label_words = {w for label in opt.labels for w in _label_words(label)}
+        for t in norm.split():
+            if t in self.filler or len(t) < 3:
+                continue
+            if not any(fuzzy_equal(t, w) for w in label_words):
+                return False
+        return True
 
     def _multi(self, raw: str, norm: str, exp: Expectation, entities: Sequence[Entity]) -> Answer:
         n = len(exp.options)
@@ -232,7 +280,30 @@ class AnswerReader:
         chosen -= negated
         if not chosen:
             return INVALID
-        return Answer(AnswerStatus.OK, tuple(o.value for o in exp.options if o.value in chosen))
+        values = tuple(o.value for o in exp.options if o.value in chosen)
+        if len(chosen) < n and self.unread_part(raw, exp, entities):
+            # "yes, more phlegm and <something not understood>": what was read counts; the
+            # rest is asked again, never recorded as "no"
+            return Answer(AnswerStatus.PARTIAL, values)
+        return Answer(AnswerStatus.OK, values)
+
+    def unread_part(self, raw: str, exp: Expectation, entities: Sequence[Entity]) -> bool:
+        """Whether a checklist reply has a clause that names no option, finding or answer word."""
+        folded = fold(raw)
+        values = {o.value for o in exp.options}
+        spans = [(e.start, e.end) for e in entities if e.entity in values]
+        marked = _JOINERS.sub(lambda m: "," + " " * (len(m.group(0)) - 1), folded)
+        for m in _CLAUSE.finditer(marked):
+            clause = m.group(0)
+            norm = _norm(clause)
+            if not norm or all(t in self.filler for t in norm.split()):
+                continue
+            if any(s < m.end() and e > m.start() for s, e in spans):
+                continue
+            if any(score_option(norm, opt, partial=False) > 0 for opt in exp.options):
+                continue
+            return True
+        return False
 
 
 def _label_words(label: str) -> list[str]:
@@ -262,7 +333,9 @@ def score_option(norm: str, opt: Option, *, partial: bool = True) -> float:
     2 label with typos, 1 a distinctive label word (when `partial`), 0 not at all."""
     text_words = norm.split()
     best = 0.0
-    for label in (*opt.labels, opt.value.replace("_", " ")):
+    # a code ("hi", "es") is not an answer by itself: "hi" is a greeting, not Hindi
+    value = opt.value.replace("_", " ")
+    for label in (*opt.labels, *((value,) if len(value) > 2 else ())):
         lw = _label_words(label)
         if not lw:
             continue

@@ -30,6 +30,7 @@ class AnswerStatus(StrEnum):
     UNKNOWN = "unknown"  # "don't know" / "skip" (only accepted where the question allows it)
     INVALID = "invalid"  # not understood as an answer
     OUT_OF_RANGE = "out_of_range"
+    PARTIAL = "partial"  # a checklist answer read in part: value = what was read (asked again)
 
 
 @dataclass(frozen=True)
