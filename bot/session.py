@@ -55,6 +55,8 @@ class Session:
     pending_options: tuple[str, ...] = ()  # multi-select: the options still asked, in order
     triage: str | None = None
     red_flags: tuple[str, ...] = ()
+    confirm_flag: str | None = None  # a red flag asked about with one yes/no question
+    confirm_flow: str | None = None  # the flow to start after a "no", when none was open
     id: int | None = None
     started_at: datetime | None = None
     updated_at: datetime | None = None
@@ -75,6 +77,8 @@ class Session:
             "pending_options": list(self.pending_options),
             "triage": self.triage,
             "red_flags": list(self.red_flags),
+            "confirm_flag": self.confirm_flag,
+            "confirm_flow": self.confirm_flow,
         }
 
     @classmethod
@@ -102,6 +106,8 @@ class Session:
             pending_options=tuple(state.get("pending_options", [])),
             triage=state.get("triage"),
             red_flags=tuple(state.get("red_flags", [])),
+            confirm_flag=state.get("confirm_flag"),
+            confirm_flow=state.get("confirm_flow"),
             id=id,
             started_at=started_at,
             updated_at=updated_at,
