@@ -30,19 +30,24 @@ from nlu.lexicon import (
 )
 from nlu.readings import extract_readings
 from nlu.redflags import EXTRACTOR as REDFLAGS_EXTRACTOR
-from nlu.redflags import GLOBAL_RED_FLAGS, flags_of, hit_entities, red_flag_hits
+from nlu.redflags import GLOBAL_RED_FLAGS, flags_of, hit_entities, near_flags, red_flag_hits
 from nlu.scope import Scope
 from nlu.text import fold
 from nlu.types import Entity, Expectation, Intent, Understanding
 
 if TYPE_CHECKING:
     from nlu.classifier import IntentClassifier
+    from nlu.redflag_model import RedFlagModel
 
 log = logging.getLogger(__name__)
 
 FALLBACK_INTENT = "out_of_scope"
 DEFAULT_THRESHOLD = 0.25
 """Below this confidence the intent is reported as `out_of_scope` (the bot asks again)."""
+CONFIRM_MODEL = 0.85
+"""The second opinion alone (no rule found the sign) asks from this probability on."""
+CONFIRM_NEAR = 0.2
+"""A near match (`near:` rule) asks when the second opinion gives it at least this."""
 
 
 class Interpreter:
@@ -72,6 +77,9 @@ class Interpreter:
         self._languages: tuple[str, ...] | None = None
         self._readers: dict[int, AnswerReader] = {}
         self._lock = threading.RLock()
+        self._rf_model: RedFlagModel | None | bool = False  # False: not loaded yet
+        self.ready = False
+        """True once `warm_all()` has built everything (for /readyz)."""
 
     # --- building blocks ---------------------------------------------------------------
 
@@ -142,6 +150,58 @@ class Interpreter:
             r = self._readers[id(lex)] = AnswerReader(lex)
         return r
 
+    def red_flag_model(self) -> RedFlagModel | None:
+        """The learned second opinion on red flags (None when unavailable), built once."""
+        if self._rf_model is False:
+            with self._lock:
+                if self._rf_model is False:
+                    self._rf_model = self._load_rf_model()
+        return self._rf_model if self._rf_model is not True else None  # type: ignore[return-value]
+
+    def _load_rf_model(self) -> RedFlagModel | None:
+        if not self.use_classifier:
+            return None
+        try:
+            from nlu.redflag_model import load_or_train
+            from nlu.training import load_training_data
+
+            files = sorted((self.data_dir / "nlu").glob("*.yml"))
+            benign = [ex.text for ex in load_training_data(*files).examples] if files else []
+
+            def is_red_flag(text: str) -> bool:
+                lex = self.lexicon(BASE_LANGUAGE)
+                folded = fold(text)
+                return bool(flags_of(self.entities(folded, lex, scan(lex, folded))))
+
+            return load_or_train(self.data_dir, benign, is_red_flag, self.cache_dir)
+        except (ImportError, OSError, ValueError) as exc:
+            log.warning("nlu: red-flag second opinion unavailable: %s", type(exc).__name__)
+            return None
+
+    def candidates(
+        self, text: str, folded: str, entities: list[Entity], red_flags: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        """Red flags to confirm with one yes/no question: none when a red flag was found;
+        else the signs the second opinion is confident of, and near matches it supports,
+        never one the rules read as denied or past ("no chest pain", "last year")."""
+        if red_flags or len(text.strip()) < 4:
+            return ()
+        model = self.red_flag_model()
+        if model is None:
+            return ()
+        ruled_out = {
+            e.entity for e in entities if e.extractor == REDFLAGS_EXTRACTOR and e.negated
+        }
+        scores = model.scores(text)
+        near = set(near_flags(folded, self.data_dir))
+        picked = [
+            (p, f)
+            for f, p in scores.items()
+            if not ruled_out  # the rules read a sign here and its negation or time
+            and (p >= CONFIRM_MODEL or (f in near and p >= CONFIRM_NEAR))
+        ]
+        return tuple(f for _, f in sorted(picked, reverse=True))
+
     def warm(self, language: str = "en") -> None:
         """Build everything for `language` now instead of on the first message, and for
         every other language with data (a message is read in the language it is written
@@ -176,13 +236,15 @@ class Interpreter:
             if expecting is not None
             else None
         )
+        flags = flags_of(entities)
         return Understanding(
             text=text,
             language=language,
             intent=intent,
             intent_ranking=ranking,
             entities=tuple(entities),
-            red_flags=flags_of(entities),
+            red_flags=flags,
+            red_flag_candidates=self.candidates(text, folded, entities, flags),
             answer=answer,
             subject=subject(matches),
             extra={"backend": self.name, "low_confidence": low},
@@ -198,7 +260,7 @@ class Interpreter:
         today: date | None = None,
     ) -> list[Entity]:
         """Red flags, findings and readings of a scanned message, in text order."""
-        rf = red_flag_hits(folded, lex, matches)
+        rf = red_flag_hits(folded, lex, matches, self.data_dir)
         fi = [
             replace(h, red_flag=h.concept in GLOBAL_RED_FLAGS)
             for h in finding_hits(folded, lex, matches)
@@ -206,8 +268,12 @@ class Interpreter:
         out: list[Entity] = []
         if rf or fi:
             scope = Scope(folded, lex, rf + fi, matches["cue"])
-            out.extend(hit_entities(rf, scope, REDFLAGS_EXTRACTOR))
-            out.extend(hit_entities(fi, scope, FINDINGS_EXTRACTOR))
+            # a finding that is a red flag ("halchal kam") is judged with the red-flag
+            # phrases and composed signs of the same concept it overlaps
+            flagged = [h for h in fi if h.red_flag]
+            out.extend(hit_entities(rf + flagged, scope, REDFLAGS_EXTRACTOR, self.data_dir))
+            rest = [h for h in fi if not h.red_flag]
+            out.extend(hit_entities(rest, scope, FINDINGS_EXTRACTOR, self.data_dir))
         out.extend(
             extract_readings(
                 folded,
