@@ -22,7 +22,7 @@ from rapidfuzz.process import extractOne
 from nlu.text import DEVANAGARI_WORD
 
 _TOKEN = re.compile(rf"[\w'{DEVANAGARI_WORD}]+")
-_SENTENCE = re.compile(r"[.!?;\n\u0964\u0965|]+")
+_SENTENCE = re.compile(r"[!?;\n\u0964\u0965|]+|\.(?!\d)")
 _DEVANAGARI = re.compile("[\u0900-\u097f]")
 _DEVA_DROP = str.maketrans({"\u0902": "", "\u0901": "", "\u093c": "", "\u094d": "",
                             "\u0940": "\u093f", "\u0942": "\u0941", "\u0948": "\u0947",
@@ -188,6 +188,10 @@ class Composer:
                 raise ValueError(f"{where}: terms.{name}: expected a list of strings")
             groups[str(name)] = [t for t in items if t.strip()]
         not_typos = frozenset(str(w).lower() for w in doc.get("not_typos") or ())
+        self.inner_negation = frozenset(
+            skeleton(str(w).lower().replace("'", "")) for w in doc.get("inner_negation") or ()
+        )
+
         self.vocab = Vocabulary(groups, not_typos)
         self.rules: list[tuple[str, tuple[str, ...], bool]] = []
         self.unless: dict[str, tuple[str, ...]] = {}
@@ -226,6 +230,15 @@ class Composer:
                         spans.append((i, j - 1))
         return out
 
+    def vetoed(self, folded: str) -> set[str]:
+        """Concepts whose `unless:` words occur in the text ("through my nose")."""
+        spans = self.group_spans(self.tokens(folded))
+        return {c for c, groups in self.unless.items() if any(g in spans for g in groups)}
+
+    def has_group(self, folded: str, group: str) -> bool:
+        """Whether a term group occurs in the text ("reassured": "i'm fine", "bien")."""
+        return group in self.group_spans(self.tokens(folded))
+
     def find(self, folded: str) -> list[ComposedHit]:
         """Every rule whose groups all occur in one sentence within WINDOW words."""
         hits: list[ComposedHit] = []
@@ -246,8 +259,16 @@ class Composer:
                 for combo in product(*(spans[g] for g in groups)):
                     lo = min(s for s, _ in combo)
                     hi = max(e for _, e in combo)
-                    if hi - lo <= WINDOW and (best is None or hi - lo < best[1] - best[0]):
-                        best = (lo, hi)
+                    if hi - lo > WINDOW or (best is not None and hi - lo >= best[1] - best[0]):
+                        continue
+                    inside = {k for a, b in combo for k in range(a, b + 1)}
+                    if any(
+                        toks[k].key in self.inner_negation
+                        for k in range(lo, hi + 1)
+                        if k not in inside
+                    ):
+                        continue  # "lips are not blue"
+                    best = (lo, hi)
                 if best is not None:
                     # end with a part that follows right after ("dhabbe jo nahi mitte")
                     hi = best[1]

@@ -19,7 +19,7 @@ import yaml
 from nlu.compose import Token, Word, close_typo, skeleton
 from nlu.text import DEVANAGARI_WORD
 
-_SENTENCE = re.compile(r"[.!?;\n\u0964\u0965]+")
+_SENTENCE = re.compile(r"[!?;\n\u0964\u0965]+|\.(?!\d)")
 _TOKEN = re.compile(rf"[\w'{DEVANAGARI_WORD}]+|,")
 
 
@@ -130,6 +130,15 @@ class Context:
                 continue
             return rule.category
         return None
+
+    def mentions(self, folded: str, category: str) -> bool:
+        """Whether any trigger of `category` occurs in the text (e.g. a negation)."""
+        toks = tokenize(folded, 0)
+        return any(
+            rule.category == category and self._at(toks, i, rule.words)
+            for i, tok in enumerate(toks)
+            for rule in self._candidates(tok)
+        )
 
     def _candidates(self, tok: Token) -> list[Rule]:
         """Rules whose first word this token may be (exact, or a typo from five letters)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import replace
 from datetime import date
 from functools import lru_cache
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nlu.answers import AnswerReader
+from nlu.compose import load_composer
+from nlu.context import load_context
 from nlu.findings import EXTRACTOR as FINDINGS_EXTRACTOR
 from nlu.findings import finding_hits, subject
 from nlu.language import detect_language
@@ -46,7 +49,7 @@ DEFAULT_THRESHOLD = 0.25
 """Below this confidence the intent is reported as `out_of_scope` (the bot asks again)."""
 CONFIRM_MODEL = 0.85
 """The second opinion alone (no rule found the sign) asks from this probability on."""
-CONFIRM_NEAR = 0.2
+CONFIRM_NEAR = 0.5
 """A near match (`near:` rule) asks when the second opinion gives it at least this."""
 
 
@@ -166,14 +169,16 @@ class Interpreter:
             from nlu.training import load_training_data
 
             files = sorted((self.data_dir / "nlu").glob("*.yml"))
-            benign = [ex.text for ex in load_training_data(*files).examples] if files else []
+
+            def benign() -> list[str]:
+                return [ex.text for ex in load_training_data(*files).examples] if files else []
 
             def is_red_flag(text: str) -> bool:
                 lex = self.lexicon(BASE_LANGUAGE)
                 folded = fold(text)
                 return bool(flags_of(self.entities(folded, lex, scan(lex, folded))))
 
-            return load_or_train(self.data_dir, benign, is_red_flag, self.cache_dir)
+            return load_or_train(self.data_dir, files, benign, is_red_flag, self.cache_dir)
         except (ImportError, OSError, ValueError) as exc:
             log.warning("nlu: red-flag second opinion unavailable: %s", type(exc).__name__)
             return None
@@ -187,18 +192,23 @@ class Interpreter:
         if red_flags or len(text.strip()) < 4:
             return ()
         model = self.red_flag_model()
-        if model is None:
-            return ()
-        ruled_out = {
-            e.entity for e in entities if e.extractor == REDFLAGS_EXTRACTOR and e.negated
-        }
+        composer = load_composer(self.data_dir)
+        if model is None or composer is None or composer.has_group(folded, "reassured"):
+            return ()  # no second opinion, or "I can breathe fine": nothing to confirm
+        if any(e.extractor == REDFLAGS_EXTRACTOR and e.negated for e in entities):
+            return ()  # the rules read a sign here and its negation or time
         scores = model.scores(text)
         near = set(near_flags(folded, self.data_dir))
+        vetoed = composer.vetoed(folded)
+        context = load_context(self.data_dir)
+        denied = context is not None and any(
+            context.mentions(folded, cat) for cat in ("negated", "historical", "resolved")
+        )
         picked = [
             (p, f)
             for f, p in scores.items()
-            if not ruled_out  # the rules read a sign here and its negation or time
-            and (p >= CONFIRM_MODEL or (f in near and p >= CONFIRM_NEAR))
+            if f not in vetoed
+            and ((p >= CONFIRM_MODEL and not denied) or (f in near and p >= CONFIRM_NEAR))
         ]
         return tuple(f for _, f in sorted(picked, reverse=True))
 
@@ -206,9 +216,23 @@ class Interpreter:
         """Build everything for `language` now instead of on the first message, and for
         every other language with data (a message is read in the language it is written
         in, see `reading_language`)."""
-        for lang in dict.fromkeys((language, *self.languages())):
-            self.lexicon(lang).matcher.warm()
+        self.warm_all((language,))
+
+    def warm_all(self, languages: tuple[str, ...] = ()) -> float:
+        """Build the lexicons, classifiers, composition rules, time triggers and the
+        red-flag second opinion of `languages` and of every language with data, then set
+        `ready`; returns the seconds it took. Cheap once models are cached on disk."""
+        started = time.perf_counter()
+        for lang in dict.fromkeys((*languages, *self.languages())):
+            lex = self.lexicon(lang)
+            lex.matcher.warm()
+            self.reader(lex)
             self.classifier(lang)
+        load_composer(self.data_dir)
+        load_context(self.data_dir)
+        self.red_flag_model()
+        self.ready = True
+        return time.perf_counter() - started
 
     # --- the one job ---------------------------------------------------------------------
 

@@ -7,28 +7,33 @@ Training messages are composed from the term groups of data/nlu/redflags/compose
 (each rule's parts in random order with filler words; typos come from the character
 n-grams) against benign messages: the Rasa training data of every language (those the rules
 read as no red flag), single parts of a sign, and look-alikes (`unless:` words). Fixed seed;
-cached on disk keyed by a hash of the data. Imports only the standard library, PyYAML,
-scikit-learn (lazily), nlu.compose and nlu.lexicon.
+cached on disk as plain arrays keyed by a hash of the data; inference needs numpy only.
+Imports only the standard library, numpy, PyYAML, scikit-learn (training only) and nlu.compose.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import pickle
 import random
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import yaml
 
 from nlu.compose import load_composer
 
+FloatArray = npt.NDArray[np.float64]
+
 log = logging.getLogger(__name__)
 
-MODEL_VERSION = "rf-char-sgd-3"
+MODEL_VERSION = "rf-char-sgd-4"
+NGRAMS = (2, 4)
 NONE = "none"
 SEED = 11
 FILLER = ("", "my", "is", "very", "and", "the", "mera", "hai", "mi", "es", "muy", "y", "ki", "la")
@@ -36,17 +41,83 @@ TRAIN_COUNT = 0
 """How many times this process trained a model (tests use it to prove cache reuse)."""
 
 
-class RedFlagModel:
-    """A fitted vectorizer and classifier; `scores(text)` -> {flag: probability}."""
+_WS = re.compile(r"\s\s+")
 
-    def __init__(self, vectorizer: Any, classifier: Any) -> None:
-        self.vectorizer = vectorizer
-        self.classifier = classifier
-        self.labels: list[str] = [str(c) for c in classifier.classes_]
+
+def char_ngrams(text: str) -> list[str]:
+    """The character n-grams (2-4) of each space-padded word, as scikit-learn's `char_wb`
+    analyzer makes them (so inference needs no scikit-learn)."""
+    out: list[str] = []
+    for w in _WS.sub(" ", text.lower()).split():
+        w = f" {w} "
+        for n in range(NGRAMS[0], NGRAMS[1] + 1):
+            offset = 0
+            out.append(w[offset : offset + n])
+            while offset + n < len(w):
+                offset += 1
+                out.append(w[offset : offset + n])
+            if offset == 0:
+                break
+    return out
+
+
+class RedFlagModel:
+    """Fitted n-gram vocabulary, idf and one-vs-rest logistic weights as plain arrays;
+    `scores(text)` -> {flag: probability}."""
+
+    def __init__(
+        self,
+        vocabulary: dict[str, int],
+        idf: FloatArray,
+        coef: FloatArray,
+        intercept: FloatArray,
+        labels: list[str],
+    ) -> None:
+        self.vocabulary = vocabulary
+        self.idf = idf
+        self.coef = coef
+        self.intercept = intercept
+        self.labels = labels
 
     def scores(self, text: str) -> dict[str, float]:
-        probs = self.classifier.predict_proba(self.vectorizer.transform([text.lower()]))[0]
-        return {lab: float(p) for lab, p in zip(self.labels, probs, strict=True) if lab != NONE}
+        counts: dict[int, int] = {}
+        for g in char_ngrams(text):
+            j = self.vocabulary.get(g)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        if not counts:
+            return {}
+        idx = np.fromiter(counts, dtype=np.int64)
+        tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64))
+        x = tf * self.idf[idx]
+        x /= np.linalg.norm(x) or 1.0
+        z = self.coef[:, idx] @ x + self.intercept
+        p = 1.0 / (1.0 + np.exp(-z))
+        p /= p.sum() or 1.0
+        return {lab: float(v) for lab, v in zip(self.labels, p, strict=True) if lab != NONE}
+
+    def save(self, path: Path) -> None:
+        words = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
+        np.savez_compressed(
+            path,
+            words=np.array(words, dtype=object).astype(str),
+            idf=self.idf,
+            coef=self.coef,
+            intercept=self.intercept,
+            labels=np.array(self.labels).astype(str),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> RedFlagModel:
+        with np.load(path, allow_pickle=False) as z:
+            words = [str(w) for w in z["words"]]
+            return cls(
+                {w: i for i, w in enumerate(words)},
+                z["idf"],
+                z["coef"],
+                z["intercept"],
+                [str(x) for x in z["labels"]],
+            )
 
 
 def _typo(text: str, rng: random.Random) -> str:
@@ -116,19 +187,26 @@ def train(pairs: list[tuple[str, str]]) -> RedFlagModel:
 
     texts = [t.lower() for t, _ in pairs]
     labels = [lab for _, lab in pairs]
-    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, min_df=1)
+    vec = TfidfVectorizer(analyzer=char_ngrams, sublinear_tf=True, min_df=1)
     x = vec.fit_transform(texts)
     clf = SGDClassifier(loss="log_loss", alpha=1e-5, max_iter=15, tol=None, random_state=SEED)
     clf.fit(x, labels)
     TRAIN_COUNT += 1
-    return RedFlagModel(vec, clf)
+    vocab = {str(k): int(v) for k, v in vec.vocabulary_.items()}
+    return RedFlagModel(
+        vocab,
+        np.asarray(vec.idf_, dtype=np.float64),
+        np.asarray(clf.coef_, dtype=np.float64),
+        np.asarray(clf.intercept_, dtype=np.float64),
+        [str(c) for c in clf.classes_],
+    )
 
 
-def _key(data_dir: Path, benign: list[str]) -> str:
+def _key(data_dir: Path, sources: list[Path]) -> str:
     h = hashlib.sha256(MODEL_VERSION.encode())
-    h.update((data_dir / "nlu" / "redflags" / "compose" / "rules.yml").read_bytes())
-    for t in benign:
-        h.update(t.encode("utf-8"))
+    for path in [data_dir / "nlu" / "redflags" / "compose" / "rules.yml", *sources]:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -138,41 +216,41 @@ _MODELS: dict[str, RedFlagModel] = {}
 
 def load_or_train(
     data_dir: Path,
-    benign: list[str],
+    sources: list[Path],
+    benign: Callable[[], list[str]],
     is_red_flag: Callable[[str], bool],
     cache_dir: Path | None = None,
 ) -> RedFlagModel | None:
     """The model for the current data: from memory, the disk cache, or trained now (and
-    cached); None when scikit-learn or the rules are missing. `benign`: candidate benign
-    messages; those `is_red_flag` reads as a red flag are left out when training."""
+    cached); None when scikit-learn or the rules are missing. `sources`: the files the
+    `benign` messages come from (the cache key); those `is_red_flag` reads as a red flag
+    are left out when training."""
     rules = data_dir / "nlu" / "redflags" / "compose" / "rules.yml"
     if load_composer(data_dir) is None or not rules.exists():
         return None
     with _LOCK:
-        key = _key(data_dir, benign)
+        key = _key(data_dir, sources)
         found = _MODELS.get(key)
         if found is not None:
             return found
         folder = cache_dir or (data_dir / "cache" / "nlu")
-        path = folder / f"redflags-{key}.pkl"
+        path = folder / f"redflags-{key}.npz"
         if path.exists():
             try:
-                with path.open("rb") as fh:
-                    found = pickle.load(fh)  # noqa: S301 - our own cache file, keyed by hash
-            except (OSError, pickle.PickleError, EOFError, AttributeError) as exc:
+                found = RedFlagModel.load(path)
+            except (OSError, ValueError, KeyError) as exc:
                 log.warning("nlu: red-flag model cache unreadable: %s", type(exc).__name__)
-        if not isinstance(found, RedFlagModel):
+        if found is None:
             try:
-                texts = [t for t in benign if not is_red_flag(t)]
+                texts = [t for t in benign() if not is_red_flag(t)]
                 found = train(training_set(data_dir, texts))
             except ImportError:
                 log.warning("nlu: red-flag second opinion unavailable (scikit-learn missing)")
                 return None
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                with tmp.open("wb") as fh:
-                    pickle.dump(found, fh)
+                tmp = folder / f"redflags-{key}.tmp.npz"
+                found.save(tmp)
                 tmp.replace(path)
             except OSError as exc:
                 log.warning("nlu: cannot write red-flag model cache: %s", type(exc).__name__)
