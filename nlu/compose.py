@@ -76,6 +76,7 @@ class ComposedHit:
     start: int
     end: int
     near: bool = False  # matched a `near:` rule only (asks for confirmation)
+    loose: bool = False  # every part but one, and that one with a slip (asks too)
 
 
 Word = tuple[str, str, bool]
@@ -193,6 +194,8 @@ class Composer:
         )
 
         self.vocab = Vocabulary(groups, not_typos)
+        self._recent: dict[str, list[ComposedHit]] = {}
+        self.common = frozenset(str(w).lower() for w in doc.get("common_words") or ())
         self.rules: list[tuple[str, tuple[str, ...], bool]] = []
         self.unless: dict[str, tuple[str, ...]] = {}
         for concept, spec in rules.items():
@@ -235,12 +238,81 @@ class Composer:
         spans = self.group_spans(self.tokens(folded))
         return {c for c, groups in self.unless.items() if any(g in spans for g in groups)}
 
+    def loose_spans(self, toks: list[Token], group: str) -> list[tuple[int, int]]:
+        """Where a term of `group` occurs give or take one edit even in a short word ("deep
+        bun", "chest hurs"): only asked for when every other part of a sign is there."""
+        out: list[tuple[int, int]] = []
+        for i, tok in enumerate(toks):
+            raw = tok.text.replace("'", "")
+            if len(raw) < 3 or raw in self.vocab.not_typos or raw in self.common:
+                continue
+            for term in self.vocab.groups[group]:
+                words = tuple(_word(w) for w in term.split())
+                skel, spelled, prefix = words[0]
+                if len(spelled) < 4 or i + len(words) > len(toks):
+                    continue
+                if raw[0] != spelled[0]:
+                    continue  # a slip keeps the first letter ("bun", "hurs", "cest")
+                head = raw
+                if prefix:
+                    ok = any(
+                        OSA.distance(raw[:m], spelled) <= 1
+                        for m in (len(spelled) - 1, len(spelled))
+                        if m <= len(raw)
+                    )
+                else:
+                    ok = OSA.distance(head, spelled) <= 1
+                if ok and all(word_fits(toks[i + k], w) for k, w in enumerate(words[1:], 1)):
+                    out.append((i, i + len(words) - 1))
+                    break
+        return out
+
     def has_group(self, folded: str, group: str) -> bool:
         """Whether a term group occurs in the text ("reassured": "i'm fine", "bien")."""
         return group in self.group_spans(self.tokens(folded))
 
+    def _best(
+        self, spans: dict[str, list[tuple[int, int]]], groups: tuple[str, ...], toks: list[Token]
+    ) -> tuple[int, int] | None:
+        """The shortest token window holding one occurrence of every group (at most WINDOW
+        words, no plain negation between the parts), widened to parts right next to it."""
+        best: tuple[int, int] | None = None
+        for combo in product(*(spans[g] for g in groups)):
+            lo = min(s for s, _ in combo)
+            hi = max(e for _, e in combo)
+            if hi - lo > WINDOW or (best is not None and hi - lo >= best[1] - best[0]):
+                continue
+            inside = {k for a, b in combo for k in range(a, b + 1)}
+            if any(
+                toks[k].key in self.inner_negation for k in range(lo, hi + 1) if k not in inside
+            ):
+                continue  # "lips are not blue"
+            best = (lo, hi)
+        if best is None:
+            return None
+        # end with a part that follows right after ("dhabbe jo nahi mitte")
+        hi = best[1]
+        for g in groups:
+            for a, b in spans[g]:
+                if hi < a <= hi + 2:
+                    hi = max(hi, b)
+        # start at the first part of the sign in reach, so a cue before it governs the
+        # whole sign ("not any tightness and pain in the chest")
+        lo = min([best[0]] + [s for g in groups for s, e in spans[g] if best[0] - 3 <= e < best[0]])
+        return (lo, hi)
+
     def find(self, folded: str) -> list[ComposedHit]:
-        """Every rule whose groups all occur in one sentence within WINDOW words."""
+        """Every rule whose groups all occur in one sentence within WINDOW words (the last
+        few messages' results are kept: one message asks more than once)."""
+        found = self._recent.get(folded)
+        if found is None:
+            found = self._find(folded)
+            if len(self._recent) >= 64:
+                self._recent.pop(next(iter(self._recent)))
+            self._recent[folded] = found
+        return list(found)
+
+    def _find(self, folded: str) -> list[ComposedHit]:
         hits: list[ComposedHit] = []
         pos = 0
         for piece in [*_SENTENCE.split(folded)]:
@@ -251,40 +323,30 @@ class Composer:
                 continue
             spans = self.group_spans(toks)
             for concept, groups, near in self.rules:
-                if not all(g in spans for g in groups):
+                missing = [g for g in groups if g not in spans]
+                if len(missing) == 1 and len(groups) > 1 and not near:
+                    # every other part is there: a slip in a short word still counts,
+                    # as a near match (the bot asks)
+                    taken = {k for g in groups if g in spans for a, b in spans[g] for k in range(a, b + 1)}
+                    loose = [
+                        (a, b)
+                        for a, b in self.loose_spans(toks, missing[0])
+                        if not taken & set(range(a, b + 1))
+                    ]
+                    if loose:
+                        found = self._best({**spans, missing[0]: loose}, groups, toks)
+                        if found is not None and not any(g in spans for g in self.unless[concept]):
+                            start, end = at + toks[found[0]].start, at + toks[found[1]].end
+                            hits.append(ComposedHit(concept, start, end, True, True))
+                    continue
+                if missing:
                     continue
                 if any(g in spans for g in self.unless[concept]):
                     continue  # "a little", "small": a look-alike, not the sign
-                best: tuple[int, int] | None = None
-                for combo in product(*(spans[g] for g in groups)):
-                    lo = min(s for s, _ in combo)
-                    hi = max(e for _, e in combo)
-                    if hi - lo > WINDOW or (best is not None and hi - lo >= best[1] - best[0]):
-                        continue
-                    inside = {k for a, b in combo for k in range(a, b + 1)}
-                    if any(
-                        toks[k].key in self.inner_negation
-                        for k in range(lo, hi + 1)
-                        if k not in inside
-                    ):
-                        continue  # "lips are not blue"
-                    best = (lo, hi)
+                best = self._best(spans, groups, toks)
                 if best is not None:
-                    # end with a part that follows right after ("dhabbe jo nahi mitte")
-                    hi = best[1]
-                    for g in groups:
-                        for a, b in spans[g]:
-                            if hi < a <= hi + 2:
-                                hi = max(hi, b)
-                    best = (best[0], hi)
-                    # start at the first part of the sign in reach, so a cue before it
-                    # governs the whole sign ("not any tightness and pain in the chest")
-                    lo = min(
-                        [best[0]]
-                        + [s for g in groups for s, e in spans[g] if best[0] - 3 <= e < best[0]]
-                    )
                     hits.append(
-                        ComposedHit(concept, at + toks[lo].start, at + toks[best[1]].end, near)
+                        ComposedHit(concept, at + toks[best[0]].start, at + toks[best[1]].end, near)
                     )
         return hits
 

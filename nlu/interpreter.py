@@ -199,6 +199,7 @@ class Interpreter:
             return ()  # the rules read a sign here and its negation or time
         scores = model.scores(text)
         near = set(near_flags(folded, self.data_dir))
+        loose = {h.concept for h in composer.find(folded) if h.loose}
         vetoed = composer.vetoed(folded)
         context = load_context(self.data_dir)
         denied = context is not None and any(
@@ -208,7 +209,11 @@ class Interpreter:
             (p, f)
             for f, p in scores.items()
             if f not in vetoed
-            and ((p >= CONFIRM_MODEL and not denied) or (f in near and p >= CONFIRM_NEAR))
+            and (
+                (p >= CONFIRM_MODEL and not denied)
+                or (f in near and p >= CONFIRM_NEAR)
+                or (f in loose and not denied)
+            )
         ]
         return tuple(f for _, f in sorted(picked, reverse=True))
 
