@@ -30,6 +30,9 @@ def tokenize(text: str, offset: int) -> list[Token]:
         for m in _TOKEN.finditer(text)
     ]
 CATEGORIES = ("negated", "historical", "resolved")
+PSEUDO = "pseudo"
+"""Phrases that contain a trigger but negate nothing ("not sure", "no sé si", "kam nahi",
+"pata nahi"): a trigger inside one is dropped, as in ConText."""
 DIRECTIONS = ("forward", "backward", "both")
 
 
@@ -67,6 +70,15 @@ class Context:
                 self._by_first.setdefault(spelled, []).append(rule)
             if len(spelled) >= 4:
                 self._long.append(rule)
+        self.pseudo = [
+            tuple(_word(w) for w in str(p).lower().split()) for p in doc.get(PSEUDO) or []
+        ]
+        self._by_letter: dict[str, list[Rule]] = {}
+        self._by_letters: dict[str, list[Rule]] = {}
+        for rule in self._long:
+            spelled = rule.words[0][1]
+            self._by_letter.setdefault(spelled[0], []).append(rule)
+            self._by_letters.setdefault("".join(sorted(spelled)), []).append(rule)
         self.terminators = [
             tuple(_word(w) for w in str(p).lower().split()) for p in doc.get("terminators") or []
         ]
@@ -74,6 +86,9 @@ class Context:
             tuple(_word(w) for w in str(p).lower().split())
             for p in doc.get("tight_terminators") or []
         ]
+        self._terminators = self._index(self.terminators)
+        self._tight = self._index(self.tight)
+        self._pseudo = self._index(self.pseudo)
 
     @staticmethod
     def _at(toks: list[Token], i: int, words: tuple[Word, ...]) -> bool:
@@ -110,9 +125,11 @@ class Context:
                     triggers.append((rule, i, i + len(rule.words) - 1))
         if not triggers:
             return None
+        pseudo = self._stops(toks, self._pseudo, set())
+        triggers = [t for t in triggers if not any(k in pseudo for k in range(t[1], t[2] + 1))]
         used = {k for _, a, b in triggers for k in range(a, b + 1)}
-        stops = self._stops(toks, self.terminators, used)
-        tight = stops | self._stops(toks, self.tight, used)
+        stops = self._stops(toks, self._terminators, used)
+        tight = stops | self._stops(toks, self._tight, used)
         for rule, a, b in triggers:
             if a <= last and first <= b:
                 continue  # the trigger is part of the sign's own words
@@ -146,19 +163,35 @@ class Context:
         found = self._by_first.get(tok.key, []) + self._by_first.get(raw, [])
         if len(raw) >= 4:
             found = found + [
-                r for r in self._long if r.words[0][1][0] == raw[0] or len(raw) == len(r.words[0][1])
+                r for r in self._by_letter.get(raw[0], []) if abs(len(r.words[0][1]) - len(raw)) <= 1
             ]
+            found = found + self._by_letters.get("".join(sorted(raw)), [])
         return found
 
+    @staticmethod
+    def _index(phrases: list[tuple[Word, ...]]) -> dict[str, list[tuple[Word, ...]]]:
+        out: dict[str, list[tuple[Word, ...]]] = {}
+        for words in phrases:
+            out.setdefault(words[0][0], []).append(words)
+            if words[0][1] != words[0][0]:
+                out.setdefault(words[0][1], []).append(words)
+        return out
+
+    @staticmethod
     def _stops(
-        self, toks: list[Token], phrases: list[tuple[Word, ...]], used: set[int]
+        toks: list[Token], index: dict[str, list[tuple[Word, ...]]], used: set[int]
     ) -> set[int]:
+        """Token positions inside one of the phrases (exact words: no typos here)."""
         out: set[int] = set()
-        for i in range(len(toks)):
+        for i, tok in enumerate(toks):
             if i in used:
                 continue
-            for words in phrases:
-                if self._at(toks, i, words):
+            raw = tok.text.replace("'", "")
+            for words in index.get(tok.key, []) + index.get(raw, []):
+                if i + len(words) <= len(toks) and all(
+                    toks[i + k].key == w[0] or toks[i + k].text.replace("'", "") == w[1]
+                    for k, w in enumerate(words)
+                ):
                     out.update(range(i, i + len(words)))
         return out
 

@@ -297,12 +297,8 @@ class Interpreter:
         out: list[Entity] = []
         if rf or fi:
             scope = Scope(folded, lex, rf + fi, matches["cue"])
-            # a finding that is a red flag ("halchal kam") is judged with the red-flag
-            # phrases and composed signs of the same concept it overlaps
-            flagged = [h for h in fi if h.red_flag]
-            out.extend(hit_entities(rf + flagged, scope, REDFLAGS_EXTRACTOR, self.data_dir))
-            rest = [h for h in fi if not h.red_flag]
-            out.extend(hit_entities(rest, scope, FINDINGS_EXTRACTOR, self.data_dir))
+            out.extend(hit_entities(rf, scope, REDFLAGS_EXTRACTOR, self.data_dir))
+            out.extend(hit_entities(fi, scope, FINDINGS_EXTRACTOR, self.data_dir))
         out.extend(
             extract_readings(
                 folded,

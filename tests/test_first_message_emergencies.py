@@ -117,3 +117,18 @@ def test_the_same_through_the_chat_command(setup: tuple[Chat, Path, str]) -> Non
         assert emergency_instruction(state, number), state
         state = cli_first_reply(cfg, f"cli-{lang}-n", SUITE["non_urgent"][lang][0])
         assert not emergency_instruction(state, number), state
+
+
+def test_near_a_sign_the_bot_asks_once_and_a_yes_gets_the_emergency(
+    setup: tuple[Chat, Path, str],
+) -> None:
+    """The real interpreter: a slip in the one word that is missing from a sign asks one
+    yes/no question naming the sign; "1" (yes) gets the emergency instruction."""
+    chat, _, number = setup
+    state = chat.first_reply("near-1", "my neck is siff and i have a fever")
+    assert not state["red_flags"]
+    assert "fever with a stiff neck" in state["replies"][0]
+    assert state["expecting"]["type"] == "bool"
+    state = chat.first_reply("near-1", "1")
+    assert emergency_instruction(state, number), state
+    assert state["red_flags"] == ["stiff_neck_fever"]
