@@ -18,6 +18,7 @@ import yaml
 
 from bot.errors import FlowError
 from bot.flow import (
+    GLOBAL_RED_FLAGS,
     LEVELS,
     AllOf,
     Answered,
@@ -34,14 +35,13 @@ from bot.flow import (
     EscalateNode,
     Flow,
     FollowUp,
-    GLOBAL_RED_FLAGS,
     Interrupts,
-    RedFlagSpec,
     Library,
     Node,
     Not,
     Option,
     Outcome,
+    RedFlagSpec,
     RouteNode,
     Row,
     SayNode,

@@ -118,9 +118,13 @@ class Vocabulary:
         out = list(self.exact.get(key, ()))
         typo_ok = raw not in self.not_typos
         for first, group, words in self.prefixes:
-            if key.startswith(first[0]) or raw.startswith(first[1]):
-                out.append((group, words))
-            elif typo_ok and len(first[1]) >= 4 and len(raw) >= 5 and _prefix_typo(raw, first[1]):
+            if (
+                key.startswith(first[0])
+                or raw.startswith(first[1])
+                or (
+                    typo_ok and len(first[1]) >= 4 and len(raw) >= 5 and _prefix_typo(raw, first[1])
+                )
+            ):
                 out.append((group, words))
         if key not in self.exact and typo_ok and len(raw) >= 4:
             found = extractOne(raw, self.spellings, scorer=OSA.distance, score_cutoff=2)
@@ -248,7 +252,7 @@ class Composer:
                 continue
             for term in self.vocab.groups[group]:
                 words = tuple(_word(w) for w in term.split())
-                skel, spelled, prefix = words[0]
+                _, spelled, prefix = words[0]
                 if len(spelled) < 4 or i + len(words) > len(toks):
                     continue
                 if raw[0] != spelled[0]:
@@ -327,7 +331,13 @@ class Composer:
                 if len(missing) == 1 and len(groups) > 1 and not near:
                     # every other part is there: a slip in a short word still counts,
                     # as a near match (the bot asks)
-                    taken = {k for g in groups if g in spans for a, b in spans[g] for k in range(a, b + 1)}
+                    taken = {
+                        k
+                        for g in groups
+                        if g in spans
+                        for a, b in spans[g]
+                        for k in range(a, b + 1)
+                    }
                     loose = [
                         (a, b)
                         for a, b in self.loose_spans(toks, missing[0])
@@ -361,6 +371,8 @@ def load_composer(data_dir: Path) -> Composer | None:
     if found is None:
         if not path.exists():
             return None
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        doc = yaml.load(
+            path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        )
         found = _COMPOSERS[path] = Composer(doc, str(path))
     return found

@@ -29,6 +29,8 @@ def tokenize(text: str, offset: int) -> list[Token]:
         Token(m.group(), _key(m.group()), offset + m.start(), offset + m.end())
         for m in _TOKEN.finditer(text)
     ]
+
+
 CATEGORIES = ("negated", "historical", "resolved")
 PSEUDO = "pseudo"
 """Phrases that contain a trigger but negate nothing ("not sure", "no sé si", "kam nahi",
@@ -163,7 +165,9 @@ class Context:
         found = self._by_first.get(tok.key, []) + self._by_first.get(raw, [])
         if len(raw) >= 4:
             found = found + [
-                r for r in self._by_letter.get(raw[0], []) if abs(len(r.words[0][1]) - len(raw)) <= 1
+                r
+                for r in self._by_letter.get(raw[0], [])
+                if abs(len(r.words[0][1]) - len(raw)) <= 1
             ]
             found = found + self._by_letters.get("".join(sorted(raw)), [])
         return found

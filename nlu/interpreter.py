@@ -80,7 +80,8 @@ class Interpreter:
         self._languages: tuple[str, ...] | None = None
         self._readers: dict[int, AnswerReader] = {}
         self._lock = threading.RLock()
-        self._rf_model: RedFlagModel | None | bool = False  # False: not loaded yet
+        self._rf_model: RedFlagModel | None = None
+        self._rf_loaded = False
         self.ready = False
         """True once `warm_all()` has built everything (for /readyz)."""
 
@@ -155,11 +156,12 @@ class Interpreter:
 
     def red_flag_model(self) -> RedFlagModel | None:
         """The learned second opinion on red flags (None when unavailable), built once."""
-        if self._rf_model is False:
+        if not self._rf_loaded:
             with self._lock:
-                if self._rf_model is False:
+                if not self._rf_loaded:
                     self._rf_model = self._load_rf_model()
-        return self._rf_model if self._rf_model is not True else None  # type: ignore[return-value]
+                    self._rf_loaded = True
+        return self._rf_model
 
     def _load_rf_model(self) -> RedFlagModel | None:
         if not self.use_classifier:

@@ -141,7 +141,9 @@ def _typo(text: str, rng: random.Random) -> str:
 
 
 def _compose_examples(doc: dict[str, Any], rng: random.Random) -> list[tuple[str, str]]:
-    terms: dict[str, list[str]] = {k: [str(t).replace("*", "") for t in v] for k, v in doc["terms"].items()}
+    terms: dict[str, list[str]] = {
+        k: [str(t).replace("*", "") for t in v] for k, v in doc["terms"].items()
+    }
     out: list[tuple[str, str]] = []
     for concept, spec in doc["rules"].items():
         spec = spec if isinstance(spec, dict) else {"all": spec}
@@ -175,7 +177,11 @@ def training_set(data_dir: Path, benign: list[str]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for text, label in _compose_examples(doc, rng):
         if label != NONE and rng.random() < 0.5:
-            text = f"{rng.choice(short)} {text}" if rng.random() < 0.5 else f"{text} {rng.choice(short)}"
+            text = (
+                f"{rng.choice(short)} {text}"
+                if rng.random() < 0.5
+                else f"{text} {rng.choice(short)}"
+            )
         out.append((text, label))
     return out + [(t, NONE) for t in benign]
 

@@ -76,9 +76,7 @@ def near_flags(folded: str, data_dir: Path | None = None) -> tuple[str, ...]:
     composer = load_composer(data_dir or DATA_DIR)
     if composer is None:
         return ()
-    return tuple(
-        dict.fromkeys(h.concept for h in composer.find(folded) if h.near and not h.loose)
-    )
+    return tuple(dict.fromkeys(h.concept for h in composer.find(folded) if h.near and not h.loose))
 
 
 def hit_entities(

@@ -50,7 +50,9 @@ def test_each_language_has_2000_messages_in_two_halves() -> None:
 
 
 @pytest.mark.parametrize("lang", LANGS)
-def test_heldout_false_alarms_at_most_2_percent(heldout: dict[str, RedFlagReport], lang: str) -> None:
+def test_heldout_false_alarms_at_most_2_percent(
+    heldout: dict[str, RedFlagReport], lang: str
+) -> None:
     assert heldout[lang].false_alarm_rate <= 0.02
 
 

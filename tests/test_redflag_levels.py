@@ -76,9 +76,7 @@ def test_an_emergency_level_flag_sends_to_the_emergency_department_with_the_numb
 
 
 def test_the_most_urgent_level_wins_and_the_crisis_line_stays(lib: Library) -> None:
-    sprint = say(
-        lib, at_screening(lib), "x", und(red_flags=("severe_burn", "suicidal_thoughts"))
-    )
+    sprint = say(lib, at_screening(lib), "x", und(red_flags=("severe_burn", "suicidal_thoughts")))
     assert level_of(sprint) == "emergency_ambulance"
     text = replies(sprint)
     assert "Call 112 now" in text and "14416" in text

@@ -98,11 +98,23 @@ def _messages(doc: dict[str, Any], n: int, rng: random.Random) -> list[Message]:
             core = rng.choice(sign["cl"] + sign["np"])
             msg = Message(dress(core, True), flag, "positive")
         elif roll < 0.62:
-            msg = Message(dress(rng.choice(doc["negation"]).format(np=rng.choice(sign["np"])), False), None, "negated")
+            msg = Message(
+                dress(rng.choice(doc["negation"]).format(np=rng.choice(sign["np"])), False),
+                None,
+                "negated",
+            )
         elif roll < 0.72:
-            msg = Message(dress(rng.choice(doc["history"]).format(np=rng.choice(sign["np"])), False), None, "history")
+            msg = Message(
+                dress(rng.choice(doc["history"]).format(np=rng.choice(sign["np"])), False),
+                None,
+                "history",
+            )
         elif roll < 0.80:
-            msg = Message(dress(rng.choice(doc["resolved"]).format(np=rng.choice(sign["np"])), False), None, "resolved")
+            msg = Message(
+                dress(rng.choice(doc["resolved"]).format(np=rng.choice(sign["np"])), False),
+                None,
+                "resolved",
+            )
         elif roll < 0.90:
             msg = Message(dress(rng.choice(sign["mild"]), False), None, "mild")
         else:
