@@ -3,39 +3,48 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+# `make run` installs only what running needs; the test tools (pytest, ruff, mypy,
+# Playwright) come on top, the first time `make test`, `make lint` or `make setup` runs.
+RUN_STAMP := $(VENV)/.run-stamp
+DEV_STAMP := $(VENV)/.dev-stamp
 
 .PHONY: run chat test lint bench setup system-deps clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-setup: $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(DEV_STAMP)
 
 # Debian packages the browser tests need (headless Chromium for Playwright).
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || sh scripts/install-system-deps.sh
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/carebridge serve
 
-chat: $(STAMP)
+chat: $(RUN_STAMP)
 	$(BIN)/carebridge chat
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check bot channels nlu tests bench
 	$(BIN)/ruff format --check bot channels nlu
 	$(BIN)/mypy bot channels nlu
 
-test: $(STAMP) system-deps lint
+test: $(DEV_STAMP) system-deps lint
 	$(BIN)/carebridge flows validate
 	$(BIN)/carebridge flows test
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(RUN_STAMP)
 	$(BIN)/python bench/run.py
 
 clean:

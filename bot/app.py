@@ -10,7 +10,7 @@ import logging
 import os
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -27,14 +27,17 @@ from bot.events import (
     Event,
     FollowUpScheduled,
     MsgCreated,
+    PrivacyRequested,
     TriageDecided,
 )
 from bot.flow import Library
 from bot.loader import load_library
 from bot.messages import Inbound, Outbound
+from bot.phones import inbound_address
+from bot.privacy import Privacy
 from bot.session import Session, SessionStatus
 from bot.store import Store, open_store
-from channels.render import split_outbound
+from channels.render import select_multi, split_outbound
 from nlu import detect_language
 from nlu.types import Expectation, Understanding
 
@@ -82,6 +85,7 @@ def load_flows(config: Config) -> Library:
             "emergency_number": config.emergency.number,
             "crisis_line": config.emergency.crisis_line,
             "service_name": config.service_name,
+            "retention_days": str(config.retention.message_days),
         },
         first_flow=config.flows.first,
         default_flow=config.flows.default,
@@ -131,6 +135,7 @@ class CareBridge:
             start_flow=self.start_flow,
             flows=self.library.flows,
         )
+        self.privacy = Privacy(self.store, config, self.library, clock)  # retention, FORGET
 
     def close(self) -> None:
         self.store.close()
@@ -138,6 +143,12 @@ class CareBridge:
     def handle(self, inbound: Inbound) -> Handled:
         """Process one inbound message in one transaction; a duplicate does nothing."""
         now = self.clock()
+        # one number, one contact: SMS/WhatsApp addresses in E.164 whatever the provider wrote
+        address = inbound_address(
+            inbound.channel, inbound.address, self.config.phones.default_region
+        )
+        if address != inbound.address:
+            inbound = replace(inbound, address=address)
         with self.store.transaction():
             inbox_id = self.store.record_inbound(inbound)
             if inbox_id is None:
@@ -237,8 +248,9 @@ class CareBridge:
         handled = Handled(contact_id=contact_id, session=session, events=events)
         for ev in events:
             match ev:
-                case MsgCreated(text=text, choices=choices):
-                    out = Outbound(channel, address, text, choices, contact_id, kind)
+                case MsgCreated(text=text, choices=choices, multi=multi):
+                    meta = {} if multi is None else select_multi(*multi)
+                    out = Outbound(channel, address, text, choices, contact_id, kind, meta)
                     for part in split_outbound(out):
                         handled.outbox_ids.append(self.store.enqueue(part, now))
                     self.store.add_transcript(contact_id, session.id, "out", text, channel, now)
@@ -277,6 +289,10 @@ class CareBridge:
                     )
                 case TriageDecided():
                     log.info("triage contact=%s flow=%s level=%s", contact_id, ev.flow, ev.level)
+                case PrivacyRequested(kind="forget"):
+                    self.privacy.forget(contact_id, source="patient", now=now)
+                case PrivacyRequested(kind=kind):
+                    self.store.add_audit(now, None, None, f"patient_{kind}", contact_id=contact_id)
                 case ErrorRaised():
                     log.warning("conversation error contact=%s code=%s", contact_id, ev.code)
                 case _:

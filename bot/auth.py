@@ -1,11 +1,13 @@
 """Console users and log-ins: argon2id password hashes, server-side sessions behind an HttpOnly
-SameSite cookie with an expiry, CSRF tokens, account lock-out, and the first-start admin.
+SameSite cookie with an expiry, CSRF tokens, log-in throttling that never locks a real user out
+(moving windows from `limits`), an optional TOTP second factor (pyotp), the first-start admin.
 
-Imports bot.store, bot.config, bot.errors, argon2-cffi and itsdangerous.
+Imports bot.store, bot.config, bot.errors, argon2-cffi, itsdangerous, limits and pyotp.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -13,13 +15,19 @@ import logging
 import os
 import re
 import secrets
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from bot.config import ConsoleConfig
 from bot.errors import CarebridgeError
@@ -29,6 +37,9 @@ log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "cb_session"
 LOGIN_COOKIE = "cb_login"  # a nonce for the log-in form's CSRF token (no session yet)
+DEVICE_COOKIE = "cb_device"  # a browser that logged in as a user before (signed username)
+DEVICE_DAYS = 90
+WRONG = "wrong username or password, or too many tries: wait a minute and try again"
 MIN_PASSWORD_CHARS = 12
 SECRET_KEY_ENV = "CAREBRIDGE_SECRET_KEY"
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
@@ -37,10 +48,14 @@ _TOUCH_EVERY = timedelta(seconds=60)  # idle-timeout bookkeeping, not a write pe
 _hasher = PasswordHasher()  # argon2id with the RFC 9106 low-memory parameters
 
 
-@functools.cache
 def _dummy_hash() -> str:
     """Verified against when the username is unknown, so both cases take as long."""
-    return _hasher.hash(secrets.token_urlsafe(16))
+    return _dummy_for(_hasher)
+
+
+@functools.cache
+def _dummy_for(hasher: PasswordHasher) -> str:
+    return hasher.hash(secrets.token_urlsafe(16))  # the parameters of the real hashes
 
 
 class AuthError(CarebridgeError):
@@ -48,7 +63,7 @@ class AuthError(CarebridgeError):
 
     def __init__(self, message: str, *, code: str) -> None:
         super().__init__(message)
-        self.code = code  # bad_credentials | locked | weak_password | bad_username | taken ...
+        self.code = code  # bad_credentials | disabled | weak_password | bad_username | taken ...
 
 
 def hash_password(password: str) -> str:
@@ -62,6 +77,28 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+class LowPriorityVerifier:
+    """Checks passwords in a few threads of their own at a lower CPU priority (Linux: nice is
+    per thread, and argon2's lane threads inherit it), so a flood of log-in tries leaves the
+    CPU to the webhooks. Callable like `verify_password`."""
+
+    def __init__(self, threads: int, nice: int = 10) -> None:
+        self._pool = ThreadPoolExecutor(
+            threads, thread_name_prefix="argon2", initializer=self._lower, initargs=(nice,)
+        )
+
+    @staticmethod
+    def _lower(nice: int) -> None:
+        with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: as is
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+    def __call__(self, password_hash: str, password: str) -> bool:
+        return self._pool.submit(verify_password, password_hash, password).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
 
 
 def new_password() -> str:
@@ -110,6 +147,61 @@ class Login:
         return self.user.role in roles
 
 
+def totp_ok(secret: str, code: str, now: datetime) -> bool:
+    """True if `code` is the TOTP of `secret` at `now` (one 30-second step of drift allowed)."""
+    code = "".join(code.split())
+    return code.isdigit() and pyotp.TOTP(secret).verify(code, for_time=now, valid_window=1)
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    """Who is trying: the client address, the username typed, and whether the browser logged
+    in as that username before (then a flood against the username from elsewhere does not
+    stop it)."""
+
+    address: str
+    username: str
+    known_browser: bool = False
+
+
+class LoginThrottle:
+    """Failed log-ins counted in moving windows (`limits`, in memory: per process) per client
+    address, per username from one address, and per username from anywhere. A try over any
+    limit is refused before its password is checked, and the wait grows with the windows
+    (a minute, an hour, a day). Nothing is locked: a real user elsewhere keeps logging in."""
+
+    def __init__(self, config: ConsoleConfig) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._tiers: tuple[tuple[str, list[RateLimitItem]], ...] = (
+            ("address", parse_many(config.login_limits_address)),
+            ("account", parse_many(config.login_limits_account)),
+            ("anywhere", parse_many(config.login_limits_account_anywhere)),
+        )
+
+    def _keys(self, attempt: LoginAttempt) -> list[tuple[RateLimitItem, tuple[str, ...]]]:
+        name = attempt.username.strip().lower()[:64]
+        ids = {
+            "address": ("login-address", attempt.address),
+            "account": ("login-account", name, attempt.address),
+            "anywhere": ("login-anywhere", name),
+        }
+        return [
+            (item, ids[tier])
+            for tier, items in self._tiers
+            if not (tier == "anywhere" and attempt.known_browser)
+            for item in items
+        ]
+
+    def allows(self, attempt: LoginAttempt) -> bool:
+        """False if this try is over a limit (answer it as a failure without checking)."""
+        return all(self._limiter.test(item, *ids) for item, ids in self._keys(attempt))
+
+    def failed(self, attempt: LoginAttempt) -> None:
+        """Count a failed try (all tiers, the known browser's `anywhere` too)."""
+        for item, ids in self._keys(LoginAttempt(attempt.address, attempt.username)):
+            self._limiter.hit(item, *ids)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -124,13 +216,17 @@ class Auth:
         *,
         clock: Callable[[], datetime] = utcnow,
         env: Mapping[str, str] | None = None,
+        verify: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.store = store
+        self.verify = verify or (lambda h, p: verify_password(h, p))  # log-in checks
         self.config = config
         self.clock = clock
         env = os.environ if env is None else env
         key = env.get(SECRET_KEY_ENV) or secrets.token_hex(32)
         self._login_tokens = URLSafeTimedSerializer(key, salt="carebridge-login-form")
+        self._device_tokens = URLSafeTimedSerializer(key, salt="carebridge-device")
+        self._totp_tokens = URLSafeTimedSerializer(key, salt="carebridge-totp-enrol")
 
     # -- users --------------------------------------------------------------------------------
 
@@ -206,28 +302,25 @@ class Auth:
 
     # -- log-in -------------------------------------------------------------------------------
 
-    def authenticate(self, username: str, password: str) -> UserRow:
-        """The user if the password is right; AuthError otherwise (locked, disabled, wrong)."""
+    def authenticate(self, username: str, password: str, code: str = "") -> UserRow:
+        """The user if the password (and, for a user who enrolled one, the TOTP code) is right;
+        AuthError otherwise. An unknown user, a wrong password and a wrong code get the same
+        answer after the same work (one argon2 verification). Nothing locks an account: the
+        caller throttles (LoginThrottle)."""
         now = self.clock()
-        wrong = AuthError("wrong username or password", code="bad_credentials")
-        user = self.store.find_user(username.strip().lower())
+        wrong = AuthError(WRONG, code="bad_credentials")
+        user = self.store.find_user(username.strip().lower()[:64])
         if user is None:
-            verify_password(_dummy_hash(), password)
+            self.verify(_dummy_hash(), password)
             self._audit(None, "login_failed", now, reason="unknown_user")
             raise wrong
-        if user.locked_until is not None and user.locked_until > now:
-            self._audit(user, "login_failed", now, reason="locked")
-            raise AuthError(
-                "too many failed log-ins: this account is locked for a while; an admin can "
-                "reset its password",
-                code="locked",
-            )
-        if not verify_password(user.password_hash, password):
-            lock = None
-            if user.failed_logins + 1 >= self.config.max_failed_logins:
-                lock = now + timedelta(minutes=self.config.lockout_minutes)
-            self.store.record_login(user.id, now, ok=False, lock_until=lock)
-            self._audit(user, "login_failed", now, reason="password", locked=lock is not None)
+        if not self.verify(user.password_hash, password):
+            self.store.record_login(user.id, now, ok=False)
+            self._audit(user, "login_failed", now, reason="password")
+            raise wrong
+        if user.totp_secret and not totp_ok(user.totp_secret, code, now):
+            self.store.record_login(user.id, now, ok=False)
+            self._audit(user, "login_failed", now, reason="totp")
             raise wrong
         if user.disabled:
             self._audit(user, "login_failed", now, reason="disabled")
@@ -241,6 +334,56 @@ class Auth:
             )
         self.store.record_login(user.id, now, ok=True)
         return user
+
+    # -- second factor (TOTP, RFC 6238) ------------------------------------------------------------
+
+    def totp_offer(self, user: UserRow) -> tuple[str, str, str]:
+        """A new secret for `user` to enrol: (secret, otpauth:// URI for an authenticator
+        app, signed form token that carries the secret back with the first code)."""
+        secret = pyotp.random_base32()
+        uri = pyotp.TOTP(secret).provisioning_uri(
+            name=user.username, issuer_name=self.config.totp_issuer
+        )
+        return secret, uri, self._totp_tokens.dumps([user.id, secret])
+
+    def totp_enrol(self, login: Login, token: str, code: str) -> None:
+        """Turn on the second factor once the user typed a code from the offered secret."""
+        try:
+            user_id, secret = self._totp_tokens.loads(token, max_age=900)
+        except (BadSignature, ValueError, TypeError):
+            raise AuthError("the set-up expired; start again", code="expired") from None
+        if user_id != login.user.id or not totp_ok(secret, code, self.clock()):
+            raise AuthError("that code is not right; try the current one", code="bad_code")
+        now = self.clock()
+        with self.store.transaction():
+            self.store.set_user_totp(login.user.id, secret, now)
+            self._audit(login.user, "totp_enrolled", now)
+
+    def totp_remove(self, user_id: int, *, by: UserRow | None = None) -> None:
+        """Turn a user's second factor off (an admin, when a phone is lost)."""
+        now = self.clock()
+        with self.store.transaction():
+            if self.store.get_user(user_id) is None:
+                raise AuthError(f"there is no user {user_id}", code="not_found")
+            self.store.set_user_totp(user_id, None, now)
+            self.store.revoke_auth_sessions(now, user_id=user_id)
+            self._audit(by, "totp_removed", now, target=user_id)
+
+    # -- known browsers -------------------------------------------------------------------------
+
+    def device_token(self, user: UserRow) -> str:
+        """A signed cookie value marking this browser as one `user` logged in from."""
+        return self._device_tokens.dumps(user.username)
+
+    def trusted_device(self, token: str | None, username: str) -> bool:
+        """True if `token` says this browser logged in as `username` lately."""
+        if not token or len(token) > 256:
+            return False
+        try:
+            name = self._device_tokens.loads(token, max_age=DEVICE_DAYS * 86400)
+        except BadSignature:
+            return False
+        return isinstance(name, str) and hmac.compare_digest(name, username.strip().lower())
 
     def start_session(self, user: UserRow) -> tuple[str, Login]:
         """Log `user` in: the cookie token (shown once, stored hashed) and the log-in."""

@@ -1,6 +1,7 @@
-"""The `carebridge` command line: chat, triage, flows, nlu (and later serve and workers).
+"""The `carebridge` command line: chat, triage, flows, nlu, serve, workers and the groups.
 
-A composition root: may import anything in bot, nlu and channels.
+A composition root: may import anything in bot, nlu and channels. Imports are lazy (inside
+the commands, and the groups load on first use) so `carebridge --help` starts quickly.
 """
 
 from __future__ import annotations
@@ -9,20 +10,62 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from importlib import import_module
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
-import yaml
 
-from bot import engine
-from bot.config import Config, load_config
 from bot.errors import CarebridgeError
-from bot.events import EscalationOpened, RedFlagRaised
-from bot.flow import AskNode, ClassifyNode, EndNode, EnterNode, EscalateNode, Flow, TriageNode
-from bot.messages import Inbound, Outbound
-from bot.simulate import simulate
-from bot.store import OutboxStatus
+
+if TYPE_CHECKING:
+    from bot.config import Config
+    from bot.flow import Flow
+    from bot.messages import Outbound
+
+# Command groups in their own modules, loaded only when used: name -> (module:attribute,
+# the one-line help shown by `carebridge --help`; tests/test_cli.py keeps it true).
+LAZY_GROUPS = {
+    "broadcast": (
+        "bot.cli_broadcast:broadcast",
+        "Health-advice broadcasts to subscribers (docs/broadcasts.md).",
+    ),
+    "nlu": ("bot.cli_nlu:nlu", "Understanding layer: parse, test and train."),
+    "patients": (
+        "bot.cli_patients:patients",
+        ("Enroll patients for scheduled check-ins; see their schedules, check-ins and trends."),
+    ),
+    "users": ("bot.cli_users:users", "Console users: clinicians, coordinators and admins."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose LAZY_GROUPS are imported on first use (click's lazy loading)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_GROUPS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_GROUPS and cmd_name not in self.commands:
+            module, _, attr = LAZY_GROUPS[cmd_name][0].partition(":")
+            command = getattr(import_module(module), attr)
+            assert isinstance(command, click.Command)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list without importing the lazy groups."""
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_GROUPS and name not in self.commands:
+                rows.append((name, LAZY_GROUPS[name][1]))
+                continue
+            cmd = super().get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def _config(ctx: click.Context) -> Config:
@@ -30,7 +73,7 @@ def _config(ctx: click.Context) -> Config:
     return cfg
 
 
-@click.group()
+@click.group(cls=LazyGroup)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level (ids only, never text).")
 @click.pass_context
@@ -40,6 +83,11 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     for noisy in ("httpx", "httpcore", "telegram", "twilio", "uvicorn.access"):
         # their INFO/DEBUG lines carry URLs with the bot token, phone numbers or message text
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if ctx.invoked_subcommand == "nlu":  # the NLU reads only its data files: start fast
+        ctx.obj = {}
+        return
+    from bot.config import load_config
+
     try:
         ctx.obj = {"config": load_config(config_path)}
     except CarebridgeError as exc:
@@ -74,8 +122,11 @@ def chat(
 ) -> None:
     """Talk to the bot in the terminal, rendered as CHANNEL would show it."""
     from bot.app import CareBridge
+    from bot.messages import Inbound
+    from bot.phones import inbound_address
 
     cfg = _config(ctx)
+    address = inbound_address(channel, address, cfg.phones.default_region)
     try:
         app = CareBridge(cfg, library=_library(cfg))
     except CarebridgeError as exc:
@@ -127,6 +178,8 @@ def _lines(stream: IO[str], interactive: bool) -> Iterator[str]:
 def _show_pending(app: Any, channel: str, address: str) -> None:
     """Show what the bot queued for this patient meanwhile (an enrollment's consent question,
     a check-in); otherwise, after a restart, the question the patient was last asked."""
+    from bot import engine
+
     contact = app.store.find_contact(channel, address)
     if contact is None:
         return
@@ -145,6 +198,8 @@ def _show_pending(app: Any, channel: str, address: str) -> None:
 
 def _deliver(app: Any, contact_id: int | None) -> list[Outbound]:
     """The terminal is this contact's channel: take its queued replies and mark them sent."""
+    from bot.store import OutboxStatus
+
     if contact_id is None:
         return []
     out = []
@@ -156,6 +211,9 @@ def _deliver(app: Any, contact_id: int | None) -> list[Outbound]:
 
 
 def _jsonl_state(app: Any, handled: Any, sent: list[Outbound]) -> dict[str, Any]:
+    from bot import engine
+    from bot.events import EscalationOpened, RedFlagRaised
+
     session = handled.session
     exp = engine.expectation(app.library, session) if session else None
     return {
@@ -181,6 +239,8 @@ def _jsonl_state(app: Any, handled: Any, sent: list[Outbound]) -> dict[str, Any]
 
 
 def _read_facts(source: str) -> dict[str, Any]:
+    import yaml
+
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
         facts = yaml.safe_load(text) or {}
@@ -192,9 +252,12 @@ def _read_facts(source: str) -> dict[str, Any]:
 
 
 def _check_facts(lib: Any, facts: dict[str, Any], where: str) -> None:
-    unknown = sorted(k for k in facts if k not in lib.concepts)
-    if unknown:
-        raise click.ClickException(f"{where}: unknown concept id(s): {', '.join(unknown)}")
+    """One line naming every bad fact (concept and problem), before anything runs."""
+    from bot.simulate import fact_problems
+
+    problems = fact_problems(lib, facts)
+    if problems:
+        raise click.ClickException(f"{where}: bad facts: {'; '.join(problems)}")
 
 
 @main.command("triage")
@@ -205,6 +268,8 @@ def _check_facts(lib: Any, facts: dict[str, Any], where: str) -> None:
 @click.pass_context
 def triage_cmd(ctx: click.Context, flow_id: str, facts_src: str, lang: str, as_json: bool) -> None:
     """Run a flow as a simulated patient answering from FACTS; print the triage level."""
+    from bot.simulate import simulate
+
     lib = _library(_config(ctx))
     if flow_id not in lib.flows:
         raise click.ClickException(
@@ -240,6 +305,10 @@ def flows_validate(ctx: click.Context) -> None:
 @click.pass_context
 def flows_test(ctx: click.Context, tests_dir: str | None) -> None:
     """Run every vignette in flows/tests/*.yaml; fail on any mismatch."""
+    import yaml
+
+    from bot.simulate import fact_problems, simulate
+
     cfg = _config(ctx)
     lib = _library(cfg)
     folder = Path(tests_dir) if tests_dir else cfg.path(cfg.flows.dir) / "tests"
@@ -253,9 +322,9 @@ def flows_test(ctx: click.Context, tests_dir: str | None) -> None:
         for i, case in enumerate(doc.get("cases") or []):
             name = case.get("name", f"case {i}")
             facts = case.get("facts") or {}
-            unknown = sorted(k for k in facts if k not in lib.concepts)
-            if unknown:
-                failed.append(f"{path}: {name}: unknown concept(s) {unknown}")
+            problems = fact_problems(lib, facts)
+            if problems:
+                failed.append(f"{path}: {name}: bad facts: {'; '.join(problems)}")
                 continue
             got = simulate(lib, flow_id, facts).triage
             if got == case.get("expect"):
@@ -282,6 +351,8 @@ def flows_graph(ctx: click.Context, flow_id: str) -> None:
 
 def mermaid(flow: Flow) -> str:
     """A Mermaid flowchart of one flow, for reviewers."""
+    from bot.flow import AskNode, ClassifyNode, EndNode, EnterNode, EscalateNode, TriageNode
+
     lines = ["flowchart TD"]
     for node in flow.nodes.values():
         label = type(node).__name__.removesuffix("Node").lower()
@@ -351,6 +422,9 @@ def telegram_poll(ctx: click.Context) -> None:
     dispatcher = build_dispatcher(cfg, bridge.store, senders)
 
     async def on_update(payload: dict[str, Any]) -> None:
+        assert isinstance(telegram, TelegramChannel)
+        if await telegram.on_callback(payload):  # a tick on a multi-select keyboard
+            return
         inbound = parse_telegram_payload(payload)
         if inbound is not None:
             await asyncio.to_thread(bridge.handle, inbound)
@@ -370,21 +444,6 @@ def telegram_poll(ctx: click.Context) -> None:
 
     click.echo("polling Telegram (Ctrl-C to stop)")
     asyncio.run(run())
-
-
-def _register_groups() -> None:
-    from bot.cli_broadcast import broadcast
-    from bot.cli_nlu import nlu
-    from bot.cli_patients import patients
-    from bot.cli_users import users
-
-    main.add_command(broadcast)
-    main.add_command(nlu)
-    main.add_command(patients)
-    main.add_command(users)
-
-
-_register_groups()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,6 @@
 """`carebridge nlu ...`: parse one message, score the test sets, retrain the classifier.
 
-Imports only click and the nlu package (registered by bot.cli with main.add_command(nlu)).
+Imports only click and the nlu package (bot.cli loads this group on first use: LAZY_GROUPS).
 """
 
 from __future__ import annotations

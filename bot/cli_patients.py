@@ -1,12 +1,13 @@
 """`carebridge patients`: enroll a patient for scheduled check-ins, list and show enrollments,
 start a check-in now, and run one scheduler sweep (cron-style deployments, demos).
 
-A composition root like bot.cli: may import anything in bot. Registered in bot/cli.py with
-`main.add_command(patients)`. Prints ids and masked addresses; never message texts.
+A composition root like bot.cli: may import anything in bot. Loaded on first use by bot/cli.py
+(LAZY_GROUPS). Prints ids and masked addresses; never message texts.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from bot.config import Config
 from bot.enrollment import CHANNELS, GLUCOSE_UNITS, EnrollmentError, EnrollRequest
 from bot.errors import CarebridgeError
 from bot.schedules import CONDITION_FLOWS, zone
-from bot.store import CheckinKind, CheckinStatus, EnrollmentRow, Store
+from bot.store import CheckinKind, CheckinStatus, EnrollmentRow, Store, forgotten_address
 
 
 def _config(ctx: click.Context) -> Config:
@@ -268,6 +269,55 @@ def sweep_cmd(ctx: click.Context, at: str | None) -> None:
         report = scheduler.sweep(bridge, when or bridge.clock())
     counts = report.counts()
     click.echo(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing due")
+
+
+@patients.command()
+@click.argument("contact_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def forget(ctx: click.Context, contact_id: int, yes: bool) -> None:
+    """Erase a patient on request (and their linked contacts): numbers, chat ids and message
+    texts; de-identified counts, levels and readings stay. Audited; cannot be undone."""
+    with _bridge(ctx) as bridge:
+        contact = bridge.store.contact_row(contact_id)
+        if contact is None:
+            raise click.ClickException(f"there is no patient {contact_id}")
+        if contact.address == forgotten_address(contact_id):
+            raise click.ClickException(f"patient {contact_id} was forgotten already")
+        if not yes:
+            click.confirm(
+                f"Erase patient {contact_id} ({contact.channel} {mask(contact.address)})?",
+                abort=True,
+            )
+        counts = bridge.privacy.forget(contact_id, source="cli", requested_by=getpass.getuser())
+    click.echo(
+        f"patient {contact_id} forgotten: contacts={counts.contacts} inbox={counts.inbox} "
+        f"transcript={counts.transcript} outbox={counts.outbox}"
+    )
+
+
+@patients.command()
+@click.option("--at", "at", default=None, help="Purge as of this ISO time (default: now).")
+@click.pass_context
+def purge(ctx: click.Context, at: str | None) -> None:
+    """Run the retention sweep now: redact message text older than retention.message_days
+    (`serve` runs it on every scheduler tick; this is for cron)."""
+    when = _when(at)
+    with _bridge(ctx) as bridge:
+        counts = bridge.privacy.sweep(when or bridge.clock())
+    click.echo(
+        f"redacted inbox={counts.inbox} transcript={counts.transcript} outbox={counts.outbox}"
+    )
+
+
+def _when(at: str | None) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(at) if at else None
+    except ValueError:
+        raise click.ClickException(f"--at: not an ISO time: {at!r}") from None
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when
 
 
 def _summary(store: Store, e: EnrollmentRow) -> dict[str, Any]:

@@ -97,3 +97,13 @@ def enable(ctx: click.Context, username: str) -> None:
     with _auth(ctx) as auth:
         auth.set_disabled(_user(auth, username).id, False)
     click.echo(f"enabled {username}")
+
+
+@users.command("remove-2fa")
+@click.argument("username")
+@click.pass_context
+def remove_2fa(ctx: click.Context, username: str) -> None:
+    """Turn off USERNAME's authenticator-app second factor (a lost phone); their log-ins end."""
+    with _auth(ctx) as auth:
+        auth.totp_remove(_user(auth, username).id)
+    click.echo(f"second factor removed for {username}")

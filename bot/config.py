@@ -1,6 +1,8 @@
 """Configuration: config.yaml (structure, no secrets) validated by pydantic, plus secrets from env.
 
-Errors name the file and the dotted key. Imports bot.errors, bot.schedules (pure), pydantic, PyYAML.
+Errors name the file and the dotted key. Imports bot.errors, bot.schedules (pure), pydantic,
+PyYAML, limits (to check rate-limit strings), and bot.phones inside the one validator
+that needs libphonenumber.
 """
 
 from __future__ import annotations
@@ -110,8 +112,31 @@ class ConsoleConfig(_Model):
     idle_minutes: float = Field(30.0, gt=0)  # a log-in unused this long ends
     poll_seconds: float = Field(5.0, ge=1, le=60)  # queue and transcript refresh
     timezone: str = "UTC"  # how times are shown, e.g. Asia/Kolkata
-    max_failed_logins: int = Field(5, ge=1)  # then the account is locked for lockout_minutes
-    lockout_minutes: float = Field(15.0, gt=0)
+    # Failed log-ins allowed per moving window (the `limits` notation, tightest first), counted
+    # per client address, per username from one address, and per username from anywhere (a
+    # browser that logged in as that user before is exempt from the last). Over a limit, a
+    # try gets the usual "wrong" answer without its password being checked. Nothing locks.
+    login_limits_address: str = "10/minute;50/hour;200/day"
+    login_limits_account: str = "5/minute;20/hour;100/day"
+    login_limits_account_anywhere: str = "30/hour;100/day"
+    login_answer_ms: int = Field(500, ge=0, le=10_000)  # a failed log-in never answers sooner
+    login_hash_threads: int = Field(2, ge=1, le=16)  # password hashes at once (webhooks first)
+    totp_issuer: str = "carebridge"  # the name authenticator apps show
+
+    @field_validator(
+        "login_limits_address", "login_limits_account", "login_limits_account_anywhere"
+    )
+    @classmethod
+    def _limits(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a list of limits such as '10/minute;50/hour'"
+            ) from None
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -235,6 +260,28 @@ class BroadcastConfig(_Model):
         return value
 
 
+class RetentionConfig(_Model):
+    """How long message text is kept (docs/security.md); counts, levels and readings stay."""
+
+    message_days: int = Field(90, ge=1, le=3650)  # inbox, transcripts and outbox text
+
+
+class PhonesConfig(_Model):
+    """How phone numbers are read (bot/phones.py): a number written without + and a country
+    code ("09800000031") is a number of this region (ISO 3166 code, e.g. IN, KE, GB)."""
+
+    default_region: str = "IN"
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        from bot.phones import is_region  # phonenumbers: only when a config is validated
+
+        if not is_region(value.upper()):
+            raise ValueError(f"{value!r} is not a region code (use e.g. IN, KE, GB, US)")
+        return value.upper()
+
+
 class Config(_Model):
     service_name: str = "carebridge"
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
@@ -250,6 +297,8 @@ class Config(_Model):
     console: ConsoleConfig = ConsoleConfig()
     checkins: CheckinsConfig = CheckinsConfig()
     broadcast: BroadcastConfig = BroadcastConfig()
+    phones: PhonesConfig = PhonesConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     def path(self, relative: str) -> Path:
         """A path from the config, relative to the project root unless absolute."""

@@ -6,9 +6,11 @@ and jinja2; never channels. The broadcast pages live in bot.console_broadcasts.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import (
@@ -32,10 +35,23 @@ from starlette.templating import Jinja2Templates
 from bot import console_broadcasts
 from bot import console_view as view
 from bot.app import CareBridge, build_broadcasts
-from bot.auth import LOGIN_COOKIE, SESSION_COOKIE, Auth, AuthError, Login, ensure_admin
+from bot.auth import (
+    DEVICE_COOKIE,
+    DEVICE_DAYS,
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    WRONG,
+    Auth,
+    AuthError,
+    Login,
+    LoginAttempt,
+    LoginThrottle,
+    LowPriorityVerifier,
+    ensure_admin,
+)
 from bot.broadcast import Broadcasts
 from bot.escalation import PRIORITY_RANK, Priority, TicketError, Tickets, priority_for
-from bot.store import EscalationRow, EscalationStatus, Role, Store, UserRow
+from bot.store import EscalationRow, EscalationStatus, Role, Store, UserRow, forgotten_address
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +112,12 @@ class Console:
     wake: Callable[[], None]
     secure_cookies: bool
     broadcasts: Broadcasts
+    throttle: LoginThrottle
     queue_seen: dict[int, str] = field(default_factory=dict)  # log-in id -> last audited queue
+    hash_slots: anyio.CapacityLimiter | None = None  # made in the event loop at first log-in
+    answer_s: float = 0.5  # a failed log-in answers after at least this long ...
+    typical_s: float = 0.0  # ... or after as long as a checked one takes lately
+    throttled_seen: dict[str, float] = field(default_factory=dict)  # address -> last audited
 
     @property
     def store(self) -> Store:
@@ -147,7 +168,8 @@ def console_routes(
     """The console's routes, to add to the web app. On first start (no users) an `admin` with a
     one-time password is created and the password printed to stderr (never logged)."""
     config = bridge.config
-    auth = Auth(bridge.store, config.console, clock=bridge.clock, env=env)
+    verifier = LowPriorityVerifier(config.console.login_hash_threads)
+    auth = Auth(bridge.store, config.console, clock=bridge.clock, env=env, verify=verifier)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     console = Console(
         bridge=bridge,
@@ -159,6 +181,8 @@ def console_routes(
         wake=wake,
         secure_cookies=config.server.public_url.startswith("https://"),
         broadcasts=build_broadcasts(config, bridge.store, bridge.clock),
+        throttle=LoginThrottle(config.console),
+        answer_s=config.console.login_answer_ms / 1000,
     )
     if first_start:
         password = ensure_admin(auth)
@@ -170,7 +194,7 @@ def console_routes(
             )
     routes: list[BaseRoute] = [
         Route("/console/login", _with(console, login_page), methods=["GET"]),
-        Route("/console/login", _with(console, login_submit), methods=["POST"]),
+        Route("/console/login", _login_endpoint(console), methods=["POST"]),
         Route("/console/static/{name}", static_file, methods=["GET"]),
     ]
     ROUTE_ROLES.update(
@@ -186,6 +210,8 @@ def console_routes(
         ("GET", "/console/", ANY_ROLE, home, False),
         ("GET", "/console/password", ANY_ROLE, password_page, False),
         ("POST", "/console/password", ANY_ROLE, password_submit, False),
+        ("GET", "/console/totp", ANY_ROLE, totp_page, False),
+        ("POST", "/console/totp", ANY_ROLE, totp_submit, False),
         ("GET", "/console/overview", ANY_ROLE, overview_page, False),
         ("GET", "/console/queue", CLINICIAN, queue_page, False),
         ("GET", "/console/tickets/{ticket:int}", CLINICIAN, ticket_page, False),
@@ -197,6 +223,7 @@ def console_routes(
         ("POST", "/console/tickets/{ticket:int}/notes", CLINICIAN, ticket_note, False),
         ("GET", "/console/patients/{contact:int}", CLINICIAN, patient_page, False),
         ("POST", "/console/patients/{contact:int}/reveal", CLINICIAN, patient_reveal, False),
+        ("POST", "/console/patients/{contact:int}/forget", CLINICIAN, patient_forget, False),
         ("GET", "/console/users", ADMIN, users_page, False),
         ("POST", "/console/users", ADMIN, users_add, False),
         ("POST", "/console/users/{user:int}/reset", ADMIN, users_reset, False),
@@ -338,13 +365,81 @@ def login_page(
     return response
 
 
-def login_submit(console: Console, request: Request, form: dict[str, str]) -> Response:
-    if not console.auth.check_login_form(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
-        return login_page(console, request, form, error="The form expired. Try again.", status=403)
-    try:
-        user = console.auth.authenticate(form.get("username", ""), form.get("password", ""))
-    except AuthError as exc:
-        return login_page(console, request, form, error=str(exc), status=401)
+MAX_HASH_QUEUE = 32  # log-ins waiting for a hash slot beyond this are answered as throttled
+
+
+def client_address(request: Request) -> str:
+    """The client's address (uvicorn takes it from X-Forwarded-For only from trusted proxies)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _login_endpoint(console: Console) -> Callable[[Request], Awaitable[Response]]:
+    """POST /console/login: throttled per address and username, argon2 in a few threads of its
+    own (webhooks keep theirs), and every failure answered alike after at least as long."""
+
+    async def endpoint(request: Request) -> Response:
+        started = time.monotonic()
+        async with request.form(max_files=0, max_fields=10) as data:
+            form = {k: v for k, v in data.items() if isinstance(v, str)}
+        auth = console.auth
+        if not auth.check_login_form(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
+            expired = "The form expired. Try again."
+            return _secured(login_page(console, request, form, error=expired, status=403))
+        username = form.get("username", "")[:64]
+        attempt = LoginAttempt(
+            client_address(request),
+            username,
+            auth.trusted_device(request.cookies.get(DEVICE_COOKIE), username),
+        )
+        if console.hash_slots is None:
+            console.hash_slots = anyio.CapacityLimiter(
+                console.bridge.config.console.login_hash_threads
+            )
+        slots = console.hash_slots
+        user = None
+        error = WRONG
+        room = attempt.known_browser or slots.statistics().tasks_waiting < MAX_HASH_QUEUE
+        if room and console.throttle.allows(attempt):
+            try:
+                user = await anyio.to_thread.run_sync(
+                    lambda: auth.authenticate(
+                        username, form.get("password", ""), form.get("code", "")
+                    ),
+                    limiter=slots,
+                )
+            except AuthError as exc:
+                console.throttle.failed(attempt)
+                error = str(exc)
+            took = time.monotonic() - started
+            console.typical_s = (
+                took if not console.typical_s else 0.8 * console.typical_s + 0.2 * took
+            )
+        else:
+            await run_in_threadpool(_audit_throttled, console, attempt)
+        if user is None:
+            floor = max(console.answer_s, console.typical_s)
+            await asyncio.sleep(max(0.0, floor - (time.monotonic() - started)))
+            return _secured(login_page(console, request, form, error=error, status=401))
+        return _secured(await run_in_threadpool(_logged_in, console, user, form))
+
+    return endpoint
+
+
+def _audit_throttled(console: Console, attempt: LoginAttempt) -> None:
+    """Record a refused try in the audit log, at most once a minute per client address."""
+    now = time.monotonic()
+    if now - console.throttled_seen.get(attempt.address, -120.0) < 60:
+        return
+    if len(console.throttled_seen) > 10_000:
+        console.throttled_seen.clear()
+    console.throttled_seen[attempt.address] = now
+    console.store.add_audit(
+        console.now(), None, None, "login_throttled", detail={"address": attempt.address}
+    )
+    log.warning("log-in throttled for a client address")
+
+
+def _logged_in(console: Console, user: UserRow, form: dict[str, str]) -> Response:
     token, _ = console.auth.start_session(user)
     target = "/console/password" if user.must_change_password else _safe_next(form.get("next"))
     response = _redirect(target)
@@ -355,6 +450,15 @@ def login_submit(console: Console, request: Request, form: dict[str, str]) -> Re
         path="/",
         httponly=True,
         samesite="lax",
+        secure=console.secure_cookies,
+    )
+    response.set_cookie(
+        DEVICE_COOKIE,
+        console.auth.device_token(user),
+        max_age=DEVICE_DAYS * 86400,
+        path="/console/login",
+        httponly=True,
+        samesite="strict",
         secure=console.secure_cookies,
     )
     response.delete_cookie(LOGIN_COOKIE, path="/console/login")
@@ -393,6 +497,29 @@ def password_submit(ctx: Ctx) -> Response:
     response = _redirect("/console/login")
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
     return response
+
+
+def totp_page(ctx: Ctx, *, error: str = "", status: int = 200) -> Response:
+    """The optional second factor: on (with nothing to show) or an offer to set it up."""
+    user = ctx.console.store.get_user(ctx.user.id) or ctx.user
+    offer = None if user.totp_secret else ctx.console.auth.totp_offer(user)
+    return ctx.console.render(
+        ctx,
+        ctx.request,
+        "totp.html",
+        status,
+        enabled=bool(user.totp_secret),
+        offer=offer,
+        error=error,
+    )
+
+
+def totp_submit(ctx: Ctx) -> Response:
+    try:
+        ctx.console.auth.totp_enrol(ctx.login, ctx.form.get("offer", ""), ctx.form.get("code", ""))
+    except AuthError as exc:
+        return totp_page(ctx, error=str(exc), status=400)
+    return _redirect("/console/totp")
 
 
 # -- overview (any role: counts only, no patient data) ------------------------------------------
@@ -651,7 +778,7 @@ def api_transcript(ctx: Ctx) -> Response:
 # -- patients ---------------------------------------------------------------------------------
 
 
-def patient_page(ctx: Ctx, *, reveal: bool = False) -> Response:
+def patient_page(ctx: Ctx, *, reveal: bool = False, error: str = "", status: int = 200) -> Response:
     console = ctx.console
     contact = console.store.contact_row(ctx.param("contact"))
     if contact is None:
@@ -662,7 +789,10 @@ def patient_page(ctx: Ctx, *, reveal: bool = False) -> Response:
         ctx,
         ctx.request,
         "patient.html",
+        status,
         contact=contact,
+        forgotten=contact.address == forgotten_address(contact.id),
+        error=error,
         address=contact.address if reveal else view.mask_address(contact.address),
         revealed=reveal,
         charts=view.charts(readings, console.labels, console.zone),
@@ -672,6 +802,17 @@ def patient_page(ctx: Ctx, *, reveal: bool = False) -> Response:
 
 def patient_reveal(ctx: Ctx) -> Response:
     return patient_page(ctx, reveal=True)
+
+
+def patient_forget(ctx: Ctx) -> Response:
+    """Erase a patient on request (audited as forget_patient, source console)."""
+    contact_id = ctx.param("contact")
+    if ctx.console.store.contact_row(contact_id) is None:
+        return PlainTextResponse("404: no such patient", status_code=404)
+    if ctx.form.get("confirm", "").strip().upper() != "ERASE":
+        return patient_page(ctx, error="Type ERASE to confirm; nothing was erased.", status=400)
+    ctx.console.bridge.privacy.forget(contact_id, source="console", by=ctx.user)
+    return _redirect(f"/console/patients/{contact_id}")
 
 
 def api_readings(ctx: Ctx) -> Response:

@@ -43,7 +43,14 @@ KNOWN_LABELS = {  # where the concept id does not make a good label
 NOT_CHARTED = frozenset({"age_years", "symptom_onset_days"})
 # Answers about the conversation, not the patient's health (the risk band has its own line).
 NOT_CLINICAL = frozenset(
-    {"consent_care", "consent_broadcast", "preferred_language", "menu_choice", "covid_risk_band"}
+    {
+        "consent_care",
+        "consent_checkins",
+        "consent_broadcast",
+        "preferred_language",
+        "menu_choice",
+        "covid_risk_band",
+    }
 )
 LEVEL_LABELS = {
     "emergency_ambulance": "Emergency: ambulance",

@@ -23,6 +23,7 @@ from bot.events import (
     FlowEntered,
     FollowUpScheduled,
     MsgCreated,
+    PrivacyRequested,
     RedFlagRaised,
     TriageDecided,
 )
@@ -63,6 +64,8 @@ CONTACT_CONCEPTS = {
     "consent_broadcast": "consent_broadcast",
     "preferred_language": "language",
 }
+BUTTON_CHANNELS = frozenset({"telegram"})  # choices shown as buttons (channels/render.py)
+CONFIRM_KEYS = frozenset({"confirm"})  # matched only while a request waits for a yes
 INTENT_FLOWS = {"start_screening": "covid_screening", "report_symptom": "covid_screening"}
 READING_FLOWS = {
     "systolic_bp": "hypertension_checkin",
@@ -98,11 +101,20 @@ def keyword(lib: Library, text: str, language: str) -> str | None:
     if not word:
         return None
     for name, per_lang in lib.interrupts.keywords.items():
+        if name in CONFIRM_KEYS:
+            continue
         langs = [language, *(lang for lang in per_lang if lang != language)]
         for lang in langs:
             if word in per_lang.get(lang, ()):
                 return name
     return None
+
+
+def _confirmed(lib: Library, text: str) -> bool:
+    """The reply is one of the `confirm` keywords (a yes) in any configured language."""
+    word = keyword_form(text)
+    per_lang = lib.interrupts.keywords.get("confirm", {})
+    return bool(word) and any(word in words for words in per_lang.values())
 
 
 _SCRIPTS = {"hi": re.compile(r"[\u0900-\u097F]")}  # Devanagari
@@ -217,6 +229,7 @@ class _Run:
         self.events: list[Event] = []
         self.buffer: list[str] = []
         self.choices: tuple[str, ...] = ()
+        self.multi: tuple[str, str] | None = None
         self.answers: dict[str, Any] = dict(session.answers)
         self.inbound: Inbound | None = None
         self.contact: Contact = session.contact
@@ -239,8 +252,8 @@ class _Run:
 
     def flush(self) -> None:
         if self.buffer:
-            self.events.append(MsgCreated("\n\n".join(self.buffer), self.choices))
-        self.buffer, self.choices = [], ()
+            self.events.append(MsgCreated("\n\n".join(self.buffer), self.choices, self.multi))
+        self.buffer, self.choices, self.multi = [], (), None
 
     def sprint(self) -> Sprint:
         self.flush()
@@ -262,6 +275,9 @@ class _Run:
     def handle(self, inbound: Inbound, u: Understanding) -> None:
         self.inbound = inbound
         word = keyword(self.lib, inbound.text, self.contact.language)
+        confirming = self.s.confirming
+        if confirming is not None:  # asked once: any reply settles it
+            self.s = self.s.evolve(confirming=None)
         if u.red_flags:
             self.red_flag(tuple(u.red_flags))
             return
@@ -273,6 +289,8 @@ class _Run:
         candidates = [c for c in u.red_flag_candidates if c in self.lib.interrupts.red_flags]
         if candidates and word is None and self.s.status is not SessionStatus.HANDED_OFF:
             self.confirm(candidates[0], u)
+            return
+        if self.privacy(word, confirming, inbound.text):
             return
         if word == "stop":
             self.contact_change("opted_out", True)
@@ -326,6 +344,28 @@ class _Run:
             self.welcome_back(u.answer)
             return
         self.answer(u.answer)
+
+    def privacy(self, word: str | None, confirming: str | None, text: str) -> bool:
+        """MYDATA says what is kept and for how long; FORGET asks for a yes, then erases (the
+        app does it on PrivacyRequested). True if the message was one of these."""
+        if confirming == "forget":
+            if _confirmed(self.lib, text):
+                self.events.append(PrivacyRequested("forget"))
+                self.say(self.msg("forgotten"))
+                self.answers = {}
+                self.s = self.s.evolve(status=SessionStatus.COMPLETED, stack=(), node=None)
+                return True
+            self.say(self.msg("forget_kept"))  # and the message is handled as usual
+        if word == "mydata":
+            self.events.append(PrivacyRequested("mydata"))
+            self.say(self.msg("mydata"))
+            self.reask()
+            return True
+        if word == "forget":
+            self.say(self.msg("forget_confirm"))
+            self.s = self.s.evolve(confirming="forget")
+            return True
+        return False
 
     def flow_for(self, u: Understanding) -> str:
         """Which flow a message outside a conversation starts: a reading goes to its check-in
@@ -489,7 +529,7 @@ class _Run:
             failures = self.s.failures + 1
             self.s = self.s.evolve(failures=failures)
             key = "out_of_range" if ans and ans.status is AnswerStatus.OUT_OF_RANGE else ""
-            self.say(self.msg(key) if key else self.t(node.hint) or self.msg(f"hint_{node.type}"))
+            self.say(self.msg(key) if key else self.t(node.hint) or self.msg(self.hint_key(node)))
             if failures >= self.lib.max_failures:
                 self.say(self.msg("offer_human"))
             self.ask(node, pending=self.s.pending_options)
@@ -513,6 +553,15 @@ class _Run:
             self.red_flag(new_flags)
             return
         self.walk(flow_id, self.next_of(self.flow(flow_id), node.next))
+
+    def hint_key(self, node: AskNode) -> str:
+        """The re-prompt for a question type; on a channel with buttons, one that speaks of
+        the buttons it shows (no "reply 0 for none" where there is a None button)."""
+        channel = self.inbound.channel if self.inbound is not None else self.contact.channel
+        buttons = f"hint_{node.type}_buttons"
+        if channel in BUTTON_CHANNELS and buttons in self.lib.interrupts.messages:
+            return buttons
+        return f"hint_{node.type}"
 
     # --- walking ------------------------------------------------
     def flow(self, flow_id: str) -> Flow:
@@ -584,8 +633,14 @@ class _Run:
                     self.say(self.t(node.text))
                     self.events.append(FlowEnded(flow_id))
                     if node.exit_all or not self.s.stack:
+                        # `exit: human` (the menu's "Talk to a person"): like AGENT, the bot
+                        # steps back and the patient's next messages go to the clinician
+                        done = SessionStatus.HANDED_OFF if node.hand_over else None
                         self.s = self.s.evolve(
-                            flow=flow_id, node=None, status=SessionStatus.COMPLETED, stack=()
+                            flow=flow_id,
+                            node=None,
+                            status=done or SessionStatus.COMPLETED,
+                            stack=(),
                         )
                         return
                     frame = self.s.stack[-1]
@@ -624,6 +679,8 @@ class _Run:
             )
         if node.type == "bool":
             self.choices = ()
+        if node.type == "multi":
+            self.multi = (self.msg("button_none") or "None", self.msg("button_done") or "Done")
         self.s = self.s.evolve(pending_options=pending if node.type == "multi" else ())
 
     def do_triage(self, flow: Flow, node: TriageNode) -> str:

@@ -2,7 +2,8 @@
 enrollment flow's pre-filled answers, and a patient's consent or finished enrollment
 conversation turned into an active enrollment and its schedules.
 
-Imports bot.config, bot.schedules, bot.session and bot.store (no engine, no channels).
+Imports bot.config, bot.phones, bot.schedules, bot.session and bot.store (no engine, no
+channels).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from bot.config import Config
+from bot.phones import PhoneError, address_for
 from bot.schedules import (
     CONDITION_CONCEPTS,
     CONDITION_FLOWS,
@@ -66,8 +68,14 @@ class EnrollRequest:
         problems: list[str] = []
         if self.channel not in CHANNELS:
             problems.append(f"--channel: use one of {', '.join(CHANNELS)}, not {self.channel!r}")
-        if not self.address.strip():
+        address = self.address.strip()
+        if not address:
             problems.append("--address: give the patient's number or chat id")
+        else:
+            try:
+                address = address_for(self.channel, address, config.phones.default_region)
+            except PhoneError as exc:
+                problems.append(f"--address: {exc}")
         conditions = tuple(dict.fromkeys(c.strip().lower() for c in self.conditions if c.strip()))
         if not conditions:
             problems.append(f"--conditions: give at least one of {', '.join(CONDITION_FLOWS)}")
@@ -106,7 +114,7 @@ class EnrollRequest:
         team = self.team.strip() if self.team and self.team.strip() else None
         return EnrollRequest(
             self.channel,
-            self.address.strip(),
+            address,
             conditions,
             at,
             self.timezone,

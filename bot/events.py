@@ -16,6 +16,8 @@ class MsgCreated:
 
     text: str
     choices: tuple[str, ...] = ()
+    # A multi-select question: the labels of its "None" and "Done" buttons (Telegram).
+    multi: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,13 @@ class ContactChanged:
 
 
 @dataclass(frozen=True)
+class PrivacyRequested:
+    """The patient asked what is kept about them (`mydata`) or confirmed erasure (`forget`)."""
+
+    kind: str  # mydata | forget
+
+
+@dataclass(frozen=True)
 class ErrorRaised:
     """Something went wrong inside a conversation; the patient got a safe reply."""
 
@@ -89,5 +98,6 @@ Event = (
     | FlowEnded
     | FollowUpScheduled
     | ContactChanged
+    | PrivacyRequested
     | ErrorRaised
 )

@@ -225,6 +225,7 @@ class EndNode:
     id: str
     text: Text | None = None
     exit_all: bool = False
+    hand_over: bool = False  # `exit: human`: end every flow, a human has the conversation
 
 
 Node = (

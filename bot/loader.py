@@ -53,13 +53,26 @@ from bot.flow import (
 
 SPEC_VERSION = 2
 PLACEHOLDERS = frozenset(
-    {"emergency_number", "crisis_line", "service_name", "level_label", "items", "question"}
+    {
+        "emergency_number",
+        "crisis_line",
+        "service_name",
+        "level_label",
+        "items",
+        "retention_days",
+        "question",
+    }
 )
 NODE_KINDS = ("say", "ask", "route", "triage", "classify", "escalate", "enter", "end")
 QUESTION_TYPES = ("bool", "number", "choice", "multi", "text", "bp")
 COMPARE_OPS = ("lt", "le", "gt", "ge", "eq", "ne", "between")
 INTERRUPT_KEYS = ("stop", "start", "help", "agent", "restart", "menu", "language")
-OPTIONAL_INTERRUPT_KEYS = ("join",)  # subscribe to broadcasts (docs/broadcasts.md)
+OPTIONAL_INTERRUPT_KEYS = (
+    "join",  # subscribe to broadcasts (docs/broadcasts.md)
+    "mydata",  # what is kept, and for how long (docs/security.md)
+    "forget",  # erase me, after a yes from `confirm`
+    "confirm",
+)
 REQUIRED_MESSAGES = (
     "red_flag",
     "red_flag_emergency",
@@ -535,10 +548,11 @@ class _Validator:
         for key in spec:
             if key not in ("say", "exit"):
                 self.p.add(nid, f"end.{key}", "unknown field (say, exit)")
-        if spec.get("exit", "flow") not in ("flow", "all"):
-            self.p.add(nid, "end.exit", "must be 'flow' or 'all'")
+        exit_ = spec.get("exit", "flow")
+        if exit_ not in ("flow", "all", "human"):
+            self.p.add(nid, "end.exit", "must be 'flow', 'all' or 'human'")
         text = self.text(nid, "end.say", spec["say"]) if "say" in spec else None
-        return EndNode(nid, text, spec.get("exit") == "all")
+        return EndNode(nid, text, exit_ in ("all", "human"), exit_ == "human")
 
     def _escalate(self, nid: str, raw: dict[str, Any], nxt: tuple[Case, ...]) -> Node | None:
         spec = raw["escalate"]

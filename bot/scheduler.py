@@ -161,11 +161,11 @@ class Sweeper:
                     r.activated += 1
 
     def _agreed(self, contact_id: int) -> bool:
-        """The patient said yes to care messages in the enrollment conversation itself (an
-        earlier consent, e.g. to a COVID-19 screening, is not consent to check-ins)."""
+        """The patient said yes to check-ins in the enrollment conversation itself (an earlier
+        consent, e.g. to a COVID-19 screening or at first contact, is not consent to them)."""
         for row in self.store.checkins(contact_id, kind=CheckinKind.ENROLLMENT, limit=3):
             session = self.store.get_session(row.session_id) if row.session_id else None
-            if session is not None and session.answers.get("consent_care") is True:
+            if session is not None and session.answers.get("consent_checkins") is True:
                 return True
         return False
 

@@ -57,6 +57,7 @@ class Session:
     red_flags: tuple[str, ...] = ()
     confirm_flag: str | None = None  # a red flag asked about with one yes/no question
     confirm_flow: str | None = None  # the flow to start after a "no", when none was open
+    confirming: str | None = None  # a request waiting for the patient's yes (FORGET)
     id: int | None = None
     started_at: datetime | None = None
     updated_at: datetime | None = None
@@ -79,6 +80,7 @@ class Session:
             "red_flags": list(self.red_flags),
             "confirm_flag": self.confirm_flag,
             "confirm_flow": self.confirm_flow,
+            "confirming": self.confirming,
         }
 
     @classmethod
@@ -108,6 +110,7 @@ class Session:
             red_flags=tuple(state.get("red_flags", [])),
             confirm_flag=state.get("confirm_flag"),
             confirm_flow=state.get("confirm_flow"),
+            confirming=state.get("confirming"),
             id=id,
             started_at=started_at,
             updated_at=updated_at,

@@ -6,6 +6,8 @@ Imports bot.engine, bot.flow, bot.session, bot.events, bot.messages and nlu type
 
 from __future__ import annotations
 
+import difflib
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,6 +68,75 @@ def answer_from_facts(exp: Expectation, facts: dict[str, Any]) -> tuple[str, Ans
             choice = exp.options[0].value
         return str(choice), Answer(AnswerStatus.OK, str(choice))
     return str(facts.get(exp.concept, "")), Answer(AnswerStatus.OK, str(facts.get(exp.concept, "")))
+
+
+def fact_problems(lib: Library, facts: dict[str, Any]) -> list[str]:
+    """What is wrong in a facts file, one "concept: problem" per bad fact (empty: all good).
+
+    Each fact must be a known concept with a value of its type: true/false for bool, a number
+    inside the concept's range (or the range a flow asks it with) for number, one of the
+    values for choice; an absent or empty (null) value is always allowed.
+    """
+    problems = []
+    for concept, value in facts.items():
+        cdef = lib.concepts.get(str(concept))
+        if cdef is None:
+            near = difflib.get_close_matches(str(concept), list(lib.concepts), n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            problems.append(f"{concept}: unknown concept id{hint}")
+            continue
+        if value is None:
+            continue
+        problem = _value_problem(lib, cdef.id, cdef.type, value)
+        if problem:
+            problems.append(f"{concept}: {problem}")
+    return problems
+
+
+def _value_problem(lib: Library, concept: str, kind: str, value: Any) -> str | None:
+    if kind == "bool":
+        return None if isinstance(value, bool) else f"{value!r} is not true or false"
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            return f"{value!r} is not a number"
+        low_high = _range_of(lib, concept)
+        if low_high is not None and not low_high[0] <= value <= low_high[1]:
+            return f"{value:g} is out of range ({low_high[0]:g} to {low_high[1]:g})"
+        return None
+    if kind == "choice":
+        allowed = _values_of(lib, concept)
+        if not isinstance(value, str) or (allowed and value not in allowed):
+            listed = f" (one of: {', '.join(allowed)})" if allowed else ""
+            return f"{value!r} is not a valid choice{listed}"
+        return None
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        return f"{value!r} is not text"
+    return None
+
+
+def _range_of(lib: Library, concept: str) -> tuple[float, float] | None:
+    """The concept's range, else the range a flow asks it with."""
+    cdef = lib.concepts[concept]
+    if cdef.range is not None:
+        return cdef.range
+    for flow in lib.flows.values():
+        for node in flow.nodes.values():
+            if isinstance(node, AskNode) and node.range is not None and concept in node.concepts:
+                return node.range
+    return None
+
+
+def _values_of(lib: Library, concept: str) -> tuple[str, ...]:
+    """The concept's values, else the options of the questions that ask it."""
+    cdef = lib.concepts[concept]
+    if cdef.values:
+        return cdef.values
+    found: dict[str, None] = {}
+    for flow in lib.flows.values():
+        for node in flow.nodes.values():
+            if isinstance(node, AskNode) and node.type == "choice" and concept in node.concepts:
+                found.update(dict.fromkeys(o.value for o in node.options))
+    return tuple(found)
 
 
 def asked_concepts(lib: Library, flow_id: str) -> set[str]:

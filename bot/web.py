@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -27,11 +28,12 @@ from bot.config import Config
 from bot.console import console_routes
 from bot.dispatch import Dispatcher, Sender
 from bot.errors import ChannelError
+from bot.headers import EXCEPTION_HANDLERS, SecurityHeaders
 from bot.messages import Inbound
 from bot.scheduler import SweepScheduler
 from channels.base import SignatureError
 from channels.simulator import SimulatorChannel
-from channels.telegram import TelegramChannel, callback_query_id, parse_telegram_update
+from channels.telegram import TelegramChannel, parse_telegram_update
 from channels.twilio import parse_twilio_status, parse_twilio_webhook
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,7 @@ def create_app(
                 also=(
                     bridge.tickets.sweep_deadlines,
                     build_broadcasts(config, bridge.store, bridge.clock).sweep,
+                    bridge.privacy.sweep,  # retention (docs/security.md)
                 ),
                 on_sweep=lambda report: (
                     report.outbox_ids and loop.call_soon_threadsafe(state.dispatcher.wake)
@@ -139,7 +142,12 @@ def create_app(
         Route("/webhooks/telegram", telegram_webhook, methods=["POST"]),
     ]
     console = console_routes(bridge, wake=state.dispatcher.wake, env=env)  # /console, /api
-    app = Starlette(routes=[*routes, *console], lifespan=lifespan)
+    app = Starlette(
+        routes=[*routes, *console],
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders)],  # CSP, nosniff, DENY on every response
+        exception_handlers=EXCEPTION_HANDLERS,  # error pages that name nothing internal
+    )
     app.state.web = state
     return app
 
@@ -161,8 +169,7 @@ def twilio_inbound(kind: str) -> Handler:
     async def endpoint(request: Request) -> Response:
         state = _state(request)
         if kind not in state.senders:
-            why = state.disabled.get(kind, "not configured")
-            return PlainTextResponse(f"{kind} channel is off: {why}", status_code=404)
+            return PlainTextResponse("not found", status_code=404)  # why: in the start-up log
         form = {k: str(v) for k, v in (await request.form()).items()}
         try:
             inbound = parse_twilio_webhook(
@@ -214,10 +221,8 @@ async def telegram_webhook(request: Request) -> Response:
     state = _state(request)
     sender = state.senders.get("telegram")
     if not isinstance(sender, TelegramChannel) or not state.env.get("TELEGRAM_WEBHOOK_SECRET"):
-        return PlainTextResponse(
-            "telegram webhook is not configured (TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET)",
-            status_code=404,
-        )
+        log.warning("telegram webhook refused: TELEGRAM_BOT_TOKEN/TELEGRAM_WEBHOOK_SECRET unset")
+        return PlainTextResponse("not found", status_code=404)
     try:
         payload = await request.json()
     except ValueError:
@@ -232,10 +237,8 @@ async def telegram_webhook(request: Request) -> Response:
         return PlainTextResponse("forbidden", status_code=403)
     except ChannelError as exc:
         return PlainTextResponse(f"bad request: {exc.code}", status_code=400)
-    query_id = callback_query_id(payload)
-    if query_id is not None:
-        with contextlib.suppress(ChannelError):
-            await sender.answer_callback(query_id)
+    if await sender.on_callback(payload):  # a tick on a multi-select keyboard, not a message
+        return JSONResponse({"ok": True})
     if inbound is not None:
         await state.handle(inbound)
     return JSONResponse({"ok": True})

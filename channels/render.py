@@ -3,7 +3,8 @@ Pure functions, no I/O; imports only the standard library and `bot.messages`.
 
     sms       plain text, typographic quotes/dashes made GSM-7, choices as `1. Yes` lines
     whatsapp  a trailing question in *bold*, a blank line, then `1. Yes` lines
-    telegram  the text as is; choices become buttons (callback data "1", "2", ...)
+    telegram  the text as is; choices become numbered buttons ("1. Fever", callback data "1",
+              "2", ...); a multi-select adds "None" (data "0") and "Done" (docs/channels.md)
     other     (cli, web, ...) text and `1. Yes` lines, nothing changed
 """
 
@@ -61,14 +62,30 @@ class Rendered:
     channel: str
     text: str
     buttons: tuple[Button, ...] = ()
+    multi: bool = False  # a multi-select: the last two buttons are None and Done
+
+
+NONE_DATA = "0"  # the None button sends what a patient would type for "none of these"
+DONE_EMPTY = (
+    "done"  # Done pressed with nothing ticked: not an answer, so the question is asked again
+)
+
+
+def select_multi(none_label: str, done_label: str) -> dict[str, str]:
+    """`Outbound.meta` for a multi-select question, with its None and Done button labels."""
+    return {"select": "multi", "none": none_label, "done": done_label}
 
 
 def render(msg: Outbound, channel: str | None = None) -> Rendered:
     """Render `msg` for `channel` (default: `msg.channel`) as one provider message."""
     channel = channel or msg.channel
     if channel == "telegram":
-        buttons = tuple(Button(c, str(i)) for i, c in enumerate(msg.choices, 1))
-        return Rendered(channel, msg.text.strip(), buttons)
+        buttons = [Button(f"{i}. {c}", str(i)) for i, c in enumerate(msg.choices, 1)]
+        multi = bool(msg.choices) and msg.meta.get("select") == "multi"
+        if multi:
+            buttons.append(Button(msg.meta.get("none") or "None", NONE_DATA))
+            buttons.append(Button(msg.meta.get("done") or "Done", DONE_EMPTY))
+        return Rendered(channel, msg.text.strip(), tuple(buttons), multi)
     if channel == "sms":
         text = to_gsm7_friendly(msg.text).strip()
         choices = [to_gsm7_friendly(c).strip() for c in msg.choices]

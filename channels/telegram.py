@@ -1,5 +1,6 @@
 """Telegram through python-telegram-bot: verify and parse webhook updates, send with inline
-keyboards, answer callback queries, set the webhook, and long-poll for development.
+keyboards (numbered options; a multi-select ticks options on the keyboard itself and sends
+them with Done), answer callback queries, set the webhook, and long-poll for development.
 Imports python-telegram-bot, `bot.messages`, `bot.errors` and the rest of `channels`.
 
 Addresses are chat ids as strings ("123456789"); only private chats are handled.
@@ -34,7 +35,7 @@ from bot.errors import (
 )
 from bot.messages import Inbound, Outbound
 from channels.base import SignatureError
-from channels.render import TELEGRAM_MAX_CHARS, render
+from channels.render import DONE_EMPTY, TELEGRAM_MAX_CHARS, Rendered, render
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +91,7 @@ class TelegramChannel:
                 "split it with channels.render.split_outbound",
                 code="too_long",
             )
-        keyboard = None
-        if rendered.buttons:
-            keyboard = InlineKeyboardMarkup(
-                [[InlineKeyboardButton(b.label, callback_data=b.data)] for b in rendered.buttons]
-            )
+        keyboard = keyboard_for(rendered) if rendered.buttons else None
         try:
             sent = await self.bot.send_message(
                 chat_id=msg.address, text=rendered.text, reply_markup=keyboard
@@ -105,6 +102,34 @@ class TelegramChannel:
             raise error from exc
         log.debug("telegram sent message %s", sent.message_id)  # no chat id: it names a person
         return f"{sent.chat.id}:{sent.message_id}"
+
+    async def on_callback(self, payload: Mapping[str, Any]) -> bool:
+        """Acknowledge a pressed button (answerCallbackQuery, for every press). A press on a
+        multi-select option only ticks or unticks it on the keyboard (editMessageReplyMarkup)
+        and returns True: it is not a patient message. Never raises: a failed call is logged."""
+        query = payload.get("callback_query")
+        if not isinstance(query, Mapping) or not isinstance(query.get("id"), str):
+            return False
+        data = str(query.get("data") or "")
+        toggle = data.startswith(TOGGLE)
+        message = query.get("message")
+        if toggle and isinstance(message, Mapping):
+            markup = toggled(message.get("reply_markup"), data)
+            chat = message.get("chat")
+            if markup is not None and isinstance(chat, Mapping):
+                try:
+                    await self.bot.edit_message_reply_markup(
+                        chat_id=chat.get("id"),
+                        message_id=message.get("message_id"),
+                        reply_markup=markup,
+                    )
+                except TelegramError as exc:
+                    log.warning("telegram keyboard edit failed: %s", _channel_error(exc, "edit"))
+        try:
+            await self.answer_callback(str(query["id"]))
+        except ChannelError as exc:
+            log.warning("telegram callback answer failed: %s", exc)
+        return toggle
 
     async def answer_callback(self, query_id: str) -> None:
         """Stop the pressed button's spinner; a stale query id raises PermanentChannelError."""
@@ -162,6 +187,63 @@ class TelegramChannel:
                         update.update_id,
                         type(exc).__name__,
                     )
+
+
+TOGGLE = "t:"  # callback data of a multi-select option: "t:3" ticks or unticks option 3
+TICK = "✓ "  # shown before a ticked option's label
+
+
+def keyboard_for(rendered: Rendered) -> InlineKeyboardMarkup:
+    """The inline keyboard: one button per row; a multi-select's options tick on press and
+    its None and Done buttons share the last row (Done sends the ticked numbers)."""
+    if not rendered.multi:
+        return InlineKeyboardMarkup(
+            [[InlineKeyboardButton(b.label, callback_data=b.data)] for b in rendered.buttons]
+        )
+    *options, none, done = rendered.buttons
+    rows = [[InlineKeyboardButton(b.label, callback_data=TOGGLE + b.data)] for b in options]
+    last = [InlineKeyboardButton(b.label, callback_data=b.data) for b in (none, done)]
+    return InlineKeyboardMarkup([*rows, last])
+
+
+def toggled(markup: Any, data: str) -> InlineKeyboardMarkup | None:
+    """The keyboard after a press on option `data` ("t:3"): that option ticked or unticked,
+    and Done's callback data the ticked numbers ("1 3", or "done" when none is ticked).
+    None when `markup` is not a multi-select keyboard of ours."""
+    rows = markup.get("inline_keyboard") if isinstance(markup, Mapping) else None
+    if not isinstance(rows, list) or len(rows) < 2 or not all(isinstance(r, list) for r in rows):
+        return None
+    buttons = [b for row in rows for b in row]
+    if not all(isinstance(b, Mapping) and isinstance(b.get("callback_data"), str) for b in buttons):
+        return None
+    picked: list[str] = []
+    options = []
+    for row in rows[:-1]:
+        new_row = []
+        for b in row:
+            label, key = str(b.get("text", "")), str(b["callback_data"])
+            if not key.startswith(TOGGLE):
+                return None
+            ticked = label.startswith(TICK)
+            if key == data:
+                ticked = not ticked
+            plain = label.removeprefix(TICK)
+            new_row.append(
+                InlineKeyboardButton(TICK + plain if ticked else plain, callback_data=key)
+            )
+            if ticked:
+                picked.append(key.removeprefix(TOGGLE))
+        options.append(new_row)
+    if len(rows[-1]) != 2:
+        return None
+    none, done = rows[-1]
+    last = [
+        InlineKeyboardButton(str(none.get("text", "")), callback_data=str(none["callback_data"])),
+        InlineKeyboardButton(
+            str(done.get("text", "")), callback_data=" ".join(picked) or DONE_EMPTY
+        ),
+    ]
+    return InlineKeyboardMarkup([*options, last])
 
 
 def _request(timeout: float, pool: int) -> HTTPXRequest:

@@ -58,7 +58,9 @@ _ids = count()
 class Patient:
     """Someone texting the bot on one channel; each message is a few seconds after the last."""
 
-    def __init__(self, app: CareBridge, address: str = "+15550001", channel: str = "sms") -> None:
+    def __init__(
+        self, app: CareBridge, address: str = "+919800000001", channel: str = "sms"
+    ) -> None:
         self.app = app
         self.address = address
         self.channel = channel

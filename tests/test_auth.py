@@ -1,5 +1,5 @@
-"""Console accounts: argon2id hashes, log-in with lock-out, expiring server-side sessions, CSRF
-tokens, the first-start admin and `carebridge users`."""
+"""Console accounts: argon2id hashes, log-in without lock-out, TOTP, expiring server-side
+sessions, CSRF tokens, the first-start admin and `carebridge users`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from argon2 import PasswordHasher
 from click.testing import CliRunner
 
 from bot.auth import (
+    WRONG,
     Auth,
     AuthError,
     ensure_admin,
@@ -63,9 +64,7 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
 
 @pytest.fixture
 def auth(store: SqliteStore, clock: Clock) -> Auth:
-    config = ConsoleConfig(
-        max_failed_logins=3, lockout_minutes=15, session_hours=8, idle_minutes=30
-    )
+    config = ConsoleConfig(session_hours=8, idle_minutes=30)
     return Auth(store, config, clock=clock, env={})
 
 
@@ -115,28 +114,22 @@ def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(auth: Auth) ->
         auth.authenticate("dr_rao", "nope")
     with pytest.raises(AuthError) as unknown:
         auth.authenticate("nobody", "nope")
-    assert str(wrong.value) == str(unknown.value) == "wrong username or password"
+    assert str(wrong.value) == str(unknown.value) == WRONG
 
 
-def test_repeated_failures_lock_the_account_for_a_while(auth: Auth, clock: Clock) -> None:
+def test_failures_never_lock_the_account(auth: Auth, clock: Clock) -> None:
     user, _ = auth.add_user("dr_rao", "clinician", password=GOOD)
-    for _ in range(3):
-        with pytest.raises(AuthError, match="wrong"):
+    for _ in range(50):
+        with pytest.raises(AuthError) as err:
             auth.authenticate("dr_rao", "guess")
-    with pytest.raises(AuthError) as err:
-        auth.authenticate("dr_rao", GOOD)
-    assert err.value.code == "locked"
-    clock.advance(minutes=15)
-    assert auth.authenticate("dr_rao", GOOD).id == user.id
-    actions = [e.action for e in auth.store.audit_log(user_id=user.id)]
-    assert actions.count("login_failed") == 4
+        assert err.value.code == "bad_credentials"
+    assert auth.authenticate("dr_rao", GOOD).id == user.id  # no lock: throttling is per client
+    actions = [e.action for e in auth.store.audit_log(user_id=user.id, limit=500)]
+    assert actions.count("login_failed") == 50
 
 
-def test_an_admin_reset_unlocks_and_gives_a_new_one_time_password(auth: Auth) -> None:
+def test_an_admin_reset_gives_a_new_one_time_password(auth: Auth) -> None:
     user, _ = auth.add_user("dr_rao", "clinician", password=GOOD)
-    for _ in range(3):
-        with pytest.raises(AuthError):
-            auth.authenticate("dr_rao", "guess")
     fresh = auth.reset_password(user.id)
     assert auth.authenticate("dr_rao", fresh).must_change_password
 

@@ -18,6 +18,7 @@ from fakes.telegram_server import FakeTelegram, callback_update, message_update
 from bot.errors import ChannelError, ConfigError, PermanentChannelError, TransientChannelError
 from bot.messages import Outbound
 from channels.base import Channel, SignatureError
+from channels.render import select_multi
 from channels.telegram import (
     TelegramChannel,
     callback_query_id,
@@ -72,10 +73,31 @@ async def test_choices_are_sent_as_an_inline_keyboard(
     assert (sent["chat_id"], sent["text"]) == (str(CHAT), "Do you have a fever?")
     assert sent["reply_markup"] == {
         "inline_keyboard": [
-            [{"text": "Yes", "callback_data": "1"}],
-            [{"text": "No", "callback_data": "2"}],
+            [{"text": "1. Yes", "callback_data": "1"}],
+            [{"text": "2. No", "callback_data": "2"}],
         ]
     }
+
+
+async def test_a_tick_edits_the_keyboard_and_is_not_a_message_a_plain_press_is(
+    fake: FakeTelegram, telegram: TelegramChannel
+) -> None:
+    multi = Outbound(
+        "telegram",
+        str(CHAT),
+        "Any of these?",
+        ("Fever", "Cough"),
+        meta=select_multi("None", "Done"),
+    )
+    message_id = int((await telegram.send(multi)).split(":")[1])
+    assert await telegram.on_callback(fake.press(message_id, "Cough", query_id="q-tick"))
+    assert fake.keyboard(message_id)[1][0]["text"] == "✓ 2. Cough"
+    assert fake.keyboard(message_id)[-1][1]["callback_data"] == "2"
+    assert not await telegram.on_callback(fake.press(message_id, "Done", query_id="q-done"))
+    assert fake.answered == ["q-tick", "q-done"]
+    plain = int((await telegram.send(QUESTION)).split(":")[1])
+    assert not await telegram.on_callback(fake.press(plain, "Yes", query_id="q-yes"))
+    assert len(fake.edits) == 1 and fake.answered[-1] == "q-yes"
 
 
 async def test_a_plain_message_has_no_keyboard(

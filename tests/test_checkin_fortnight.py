@@ -55,6 +55,7 @@ def test_two_weeks_of_daily_check_ins(tmp_config: Config) -> None:
     done = scheduler.enroll(app, request, clock())
     patient = Patient(app, "+919800000001")
     patient.say("yes")  # consent to care messages
+    patient.say("yes")  # consent to check-ins
     assert "you are enrolled" in patient.say("no")  # no broadcasts
 
     # Day 1: answered. Day 2: a low (3.3 mmol/L = 59 mg/dL), re-checked 15 minutes later.

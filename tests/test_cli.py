@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -50,7 +51,30 @@ def test_triage_reads_facts_from_stdin_and_rejects_unknown_concepts(
     code, out = run(["triage", "--flow", "covid_screening", "--facts", "-"], cfg, "{}\n")
     assert (code, out.strip()) == (0, "covid_screening: self_care")
     code, out = run(["triage", "--flow", "covid_screening", "--facts", "-"], cfg, "fevr: true\n")
-    assert code == 1 and "unknown concept id(s): fevr" in out
+    assert code == 1 and "fevr: unknown concept id (did you mean fever?)" in out
+
+
+@pytest.mark.parametrize(
+    ("facts", "problem"),
+    [
+        ("age_years: seventy\n", "age_years: 'seventy' is not a number"),
+        ("fever: maybe\n", "fever: 'maybe' is not true or false"),
+        ("spo2_percent: 150\n", "spo2_percent: 150 is out of range (50 to 100)"),
+        ("age_years: 700\n", "age_years: 700 is out of range (0 to 120)"),
+        ("sex: robot\n", "sex: 'robot' is not a valid choice (one of: female, male, other)"),
+        ("temprature_c: 39\n", "temprature_c: unknown concept id (did you mean temperature_c?)"),
+    ],
+)
+def test_triage_with_bad_facts_says_which_concept_and_why_in_one_line(
+    tmp_config: Config, tmp_path: Path, facts: str, problem: str
+) -> None:
+    cfg = write_config(tmp_config, tmp_path)
+    source = tmp_path / "vignette.yaml"
+    source.write_text(f"fever: true\n{facts}", encoding="utf-8")
+    code, out = run(["triage", "--flow", "covid_screening", "--facts", str(source)], cfg)
+    assert code == 1
+    assert out.strip() == f"Error: {source}: bad facts: {problem}"
+    assert "Traceback" not in out
 
 
 def test_flows_validate_names_file_node_and_field_and_fails(

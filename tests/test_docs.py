@@ -14,7 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def commands(group: click.Group, prefix: str = "carebridge") -> list[str]:
     out = []
-    for name, cmd in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # the lazily loaded groups too
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
         full = f"{prefix} {name}"
         if isinstance(cmd, click.Group):
             out += commands(cmd, full)

@@ -22,7 +22,7 @@ from bot.config import Config
 from bot.enrollment import EnrollmentError, EnrollRequest, from_answers
 from bot.store import CheckinStatus, EnrollmentStatus
 
-ADDRESS = "+15550001"
+ADDRESS = "+919800000001"
 
 
 @pytest.fixture
@@ -104,10 +104,42 @@ def test_enrolling_sends_only_the_consent_question_and_schedules_nothing(app: Ca
     assert len(app.store.outbox(contact_id=done.contact_id)) == 1  # no reminder to a stranger
 
 
+def test_a_new_contact_is_asked_the_check_in_consent_question_after_the_services(
+    app: CareBridge,
+) -> None:
+    done = enroll(app)  # a number the service has never seen
+    patient = Patient(app)
+    [first] = app.store.outbox(contact_id=done.contact_id)
+    assert first.outbound.text.endswith("Do you agree to continue?")  # the service's consent
+    assert "Do you agree to get check-in messages" in patient.say("yes")
+    run_until(app, ist(1, 10, 5))  # a yes to the service is not a yes to check-ins
+    assert app.store.get_enrollment(done.contact_id).status is EnrollmentStatus.INVITED  # type: ignore[union-attr]
+    assert app.store.schedules(done.contact_id) == []
+    assert "health advice to everyone" in patient.say("yes")  # check-ins, then broadcasts
+    assert "you are enrolled" in patient.say("no")
+    run_until(app, ist(1, 10, 10))
+    assert app.store.get_enrollment(done.contact_id).status is EnrollmentStatus.ACTIVE  # type: ignore[union-attr]
+
+
+def test_a_new_contact_who_declines_check_ins_keeps_the_service_but_gets_none(
+    app: CareBridge,
+) -> None:
+    done = enroll(app)
+    patient = Patient(app)
+    patient.say("yes")  # the service
+    assert "will not send you check-ins" in patient.say("no")
+    run_until(app, ist(3, 10))
+    assert app.store.get_enrollment(done.contact_id).status is EnrollmentStatus.INVITED  # type: ignore[union-attr]
+    assert app.store.schedules(done.contact_id) == []
+    contact = app.store.contact_row(done.contact_id)
+    assert contact is not None and contact.consent_care is True
+
+
 def test_check_ins_are_planned_in_the_patients_zone_once_they_agree(app: CareBridge) -> None:
     done = enroll(app)
     patient = Patient(app)
-    assert "health advice to everyone" in patient.say("yes")  # consent, then broadcasts
+    patient.say("yes")  # consent to the service
+    assert "health advice to everyone" in patient.say("yes")  # check-ins, then broadcasts
     assert "you are enrolled" in patient.say("no")
     run_until(app, ist(1, 10, 15))
     enrolled = app.store.get_enrollment(done.contact_id)
@@ -183,7 +215,8 @@ def test_opting_out_pauses_check_ins_and_start_resumes_them(app: CareBridge) -> 
 def test_an_enrollment_left_half_done_does_not_hold_up_the_check_ins(app: CareBridge) -> None:
     done = enroll(app, glucose_unit=None, checkin_time="11:00")  # the flow asks the unit
     patient = Patient(app)
-    patient.say("yes")
+    patient.say("yes")  # the service
+    patient.say("yes")  # check-ins
     assert "meter" in patient.say("no")  # ... and the patient never answers it
     run_until(app, ist(1, 11, 0))  # silent for an hour: not expired, no longer busy
     last = reminders(app, done.contact_id)[-1]
@@ -276,7 +309,7 @@ def cli(tmp_config: Config, tmp_path: Path) -> Iterator[tuple[CliRunner, click.G
 
 def test_the_patients_commands(cli: tuple[CliRunner, click.Group], tmp_config: Config) -> None:
     runner, root = cli
-    enroll_args = ["patients", "enroll", "--channel", "sms", "--address", "+15550123"]
+    enroll_args = ["patients", "enroll", "--channel", "sms", "--address", "+919800000123"]
     bad = runner.invoke(root, [*enroll_args, "--conditions", "gout", "--tz", "Nowhere"])
     assert bad.exit_code == 1
     assert "--conditions: unknown condition 'gout'" in bad.output
@@ -287,7 +320,7 @@ def test_the_patients_commands(cli: tuple[CliRunner, click.Group], tmp_config: C
     )
     assert ok.exit_code == 0, ok.output
     assert "patient 1 (sms …0123) enrolled" in ok.output
-    assert "+15550123" not in ok.output  # addresses are masked
+    assert "+919800000123" not in ok.output  # addresses are masked
     listed = runner.invoke(root, ["patients", "list", "--json"])
     [row] = json.loads(listed.output)
     assert (row["status"], row["conditions"], row["checkin_time"]) == (

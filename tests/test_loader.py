@@ -165,3 +165,15 @@ def test_every_configured_language_is_required_and_placeholders_must_match(
     text = "\n".join(err.value.problems)
     assert f"{d / 'tiny.yaml'}:ask_fever:ask: missing the 'hi' text" in text
     assert "hot:say.hi: placeholders [] differ from the 'en' text's ['emergency_number']" in text
+
+
+def test_end_exit_human_hands_over_and_a_wrong_exit_is_named(tmp_path: Path) -> None:
+    lib = load(flows_dir(tmp_path, tiny=TINY.replace("{say: {en: Bye.}}", "{exit: human}")))
+    done = lib.flows["tiny"].nodes["done"]  # type: ignore[attr-defined]
+    assert (done.exit_all, done.hand_over) == (True, True)
+    bad = TINY.replace("{say: {en: Bye.}}", "{exit: person}")
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(FlowError) as err:
+        load(flows_dir(tmp_path / "bad", tiny=bad))
+    path = tmp_path / "bad" / "flows" / "tiny.yaml"
+    assert f"{path}:done:end.exit: must be 'flow', 'all' or 'human'" in err.value.problems

@@ -58,7 +58,11 @@ def test_telegram_keeps_choices_as_buttons_and_out_of_the_text() -> None:
     rendered = render(_msg("telegram"))
 
     assert rendered.text == "Do you have a fever?"
-    assert rendered.buttons == (Button("Yes", "1"), Button("No", "2"), Button("Don't know", "3"))
+    assert rendered.buttons == (
+        Button("1. Yes", "1"),
+        Button("2. No", "2"),
+        Button("3. Don't know", "3"),
+    )
 
 
 def test_other_channels_get_numbered_text_unchanged() -> None:

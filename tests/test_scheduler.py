@@ -32,7 +32,7 @@ def enrolled(
     """A patient enrolled by a coordinator who has agreed (no broadcasts)."""
     req = EnrollRequest(
         "sms",
-        "+15550001",
+        "+919800000001",
         conditions,
         at,
         "Asia/Kolkata",
@@ -42,6 +42,7 @@ def enrolled(
     )
     scheduler.enroll(app, req, app.clock())
     patient = Patient(app)
+    assert "check-in messages" in patient.say("yes")  # consent to the service, then check-ins
     patient.say("yes")
     assert "you are enrolled" in patient.say("no")
     app.clock.advance(timedelta(minutes=1))  # type: ignore[attr-defined]

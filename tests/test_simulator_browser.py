@@ -65,4 +65,5 @@ def test_a_visitor_completes_the_screening_in_the_simulator(server: Served) -> N
         ]:
             say(text, expect)
         bubbles = page.locator(".msg.me").all_inner_texts()
-        assert bubbles[1] == "English" and bubbles[3] == "COVID-19 check" and bubbles[-1] == "0"
+        # Telegram's buttons carry their numbers (docs/channels.md)
+    assert bubbles[1] == "1. English" and bubbles[3] == "1. COVID-19 check" and bubbles[-1] == "0"

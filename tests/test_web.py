@@ -180,7 +180,7 @@ def test_a_complete_screening_over_telegram_with_buttons(stack: Stack) -> None:
     assert "q-menu" in stack.telegram.answered
     menu = stack.telegram.sent[1]
     buttons = menu["reply_markup"]["inline_keyboard"]
-    assert buttons[0][0]["text"] == "COVID-19 check"
+    assert buttons[0][0]["text"] == "1. COVID-19 check"
     assert "Stay home away from others" in stack.telegram.sent[-1]["text"]
 
 

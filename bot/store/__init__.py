@@ -42,6 +42,7 @@ from bot.store.base import (
     OutboxGate,
     OutboxRow,
     OutboxStatus,
+    PrivacyCounts,
     ReadingRow,
     Role,
     ScheduleRow,
@@ -51,6 +52,7 @@ from bot.store.base import (
     TranscriptEntry,
     UserRow,
     Variant,
+    forgotten_address,
 )
 from bot.store.sqlite import SqliteStore
 
@@ -90,6 +92,7 @@ __all__ = [
     "OutboxGate",
     "OutboxRow",
     "OutboxStatus",
+    "PrivacyCounts",
     "ReadingRow",
     "Role",
     "ScheduleRow",
@@ -100,6 +103,7 @@ __all__ = [
     "TranscriptEntry",
     "UserRow",
     "Variant",
+    "forgotten_address",
     "open_store",
 ]
 

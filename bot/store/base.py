@@ -204,6 +204,34 @@ class UserRow:
     last_login_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    totp_secret: str | None = None  # base32; set when the user enrolled a second factor
+
+
+def forgotten_address(contact_id: int) -> str:
+    """What replaces a forgotten contact's phone number or chat id (bot.privacy)."""
+    return f"forgotten-{contact_id}"
+
+
+@dataclass(frozen=True)
+class PrivacyCounts:
+    """Rows a retention sweep redacted, or an erasure erased, per table."""
+
+    inbox: int = 0
+    transcript: int = 0
+    outbox: int = 0
+    contacts: int = 0
+
+    def __add__(self, other: PrivacyCounts) -> PrivacyCounts:
+        return PrivacyCounts(
+            self.inbox + other.inbox,
+            self.transcript + other.transcript,
+            self.outbox + other.outbox,
+            self.contacts + other.contacts,
+        )
+
+    @property
+    def total(self) -> int:
+        return self.inbox + self.transcript + self.outbox
 
 
 @dataclass(frozen=True)
@@ -1242,4 +1270,26 @@ class Store(Protocol):
 
     def consents(self, contact_id: int) -> list[ConsentRow]:
         """A contact's consent record, oldest first."""
+        ...
+
+    # -- privacy (docs/security.md) ---------------------------------------------------------
+
+    def redact_messages(self, before: datetime, *, limit: int = 5000) -> PrivacyCounts:
+        """Redact message text older than `before` (inbox, transcript, sent outbox rows); at
+        most `limit` rows per table per call."""
+        ...
+
+    def forget_contact(
+        self, contact_id: int, now: datetime, *, free_text: tuple[str, ...] = ()
+    ) -> PrivacyCounts:
+        """Erase a person's identifiers and texts (this contact and its linked ones), keeping
+        de-identified counts, levels and readings."""
+        ...
+
+    def finish_forgetting(self, *, limit: int = 5000) -> int:
+        """Erase outbox rows of forgotten contacts that were sent after the erasure."""
+        ...
+
+    def set_user_totp(self, user_id: int, secret: str | None, now: datetime) -> None:
+        """Set or clear a console user's TOTP secret."""
         ...

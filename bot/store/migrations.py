@@ -1,15 +1,20 @@
 """Numbered schema migrations for the SQLite store, applied in order at open (see docs/storage.md).
 
-Imports only the standard library and sqlite_utils. Never edit a released migration: add one.
+Imports only the standard library, sqlite_utils and bot.phones (libphonenumber). Never edit a
+released migration: add one.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlite_utils import Database
+
+from bot.phones import canonical, region_of
 
 
 @dataclass(frozen=True)
@@ -616,10 +621,140 @@ def _language_set(db: Database) -> None:
     db.execute("UPDATE contacts SET language_set = 1 WHERE consent_care IS NOT NULL")
 
 
+def _privacy(db: Database) -> None:
+    """Privacy (docs/security.md): when a contact was forgotten, an optional TOTP secret per
+    console user, and partial indexes that keep the retention sweep to the rows it changes."""
+    db.execute('ALTER TABLE "contacts" ADD COLUMN "forgotten_at" TEXT')
+    db.execute('ALTER TABLE "users" ADD COLUMN "totp_secret" TEXT')
+    _index(db, "inbox", "channel, address")  # erasing one person finds their inbox rows
+    kept = "text NOT IN ('[redacted]', '[erased]')"
+    for table, column in (("inbox", "received_at"), ("transcript", "at"), ("outbox", "created_at")):
+        db.execute(f'CREATE INDEX "{table}_privacy_{column}" ON "{table}" ({column}) WHERE {kept}')
+
+
+# Tables whose rows may repeat once two contacts are one: the copy of the merged-away contact
+# is dropped (the same tag twice; the same check-in occurrence twice).
+_MERGE_DROPS_DUPLICATES = ("contact_tags", "checkins")
+_CONSENTS_NO_UPDATE = (
+    'CREATE TRIGGER "consents_no_update" BEFORE UPDATE ON "consents"'
+    " BEGIN SELECT RAISE(ABORT, 'consents is append-only'); END"
+)
+
+
+def _phone_merge(db: Database) -> None:
+    """SMS/WhatsApp addresses as E.164 (bot/phones.py), and contacts that were one number
+    written two ways ("09800000031" and "+919800000031") merged into one, history and all.
+
+    A number written without a country code is read in the region most of the database's
+    international numbers are from (none: it is left as it is). Of the contacts of one
+    number on one channel, the oldest stays; every row of the others (conversations,
+    transcript, outbox, tickets, readings, check-ins, enrollments, consents, audit) moves to
+    it; consent and language come from the most recently updated one; opted out if any was.
+    """
+    rows = db.execute(
+        "SELECT id, channel, address FROM contacts WHERE channel IN ('sms', 'whatsapp') ORDER BY id"
+    ).fetchall()
+    regions = Counter(r for _, _, address in rows if (r := region_of(address)))
+    region = regions.most_common(1)[0][0] if regions else "ZZ"
+    groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for contact_id, channel, address in rows:
+        groups.setdefault((channel, canonical(address, region)), []).append((contact_id, address))
+    tables = [
+        name
+        for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name <> 'contacts'"
+        ).fetchall()
+        if "contact_id" in {c.name for c in db[name].columns}
+    ]
+    for (_, number), members in groups.items():
+        keep = members[0][0]
+        for gone, _ in members[1:]:
+            _merge_contact(db, tables, keep, gone)
+        if any(address != number for _, address in members):  # queued messages too
+            db.execute("UPDATE outbox SET address = ? WHERE contact_id = ?", (number, keep))
+        if members[0][1] != number:
+            db.execute("UPDATE contacts SET address = ? WHERE id = ?", (number, keep))
+            db.execute(  # one number on SMS and on WhatsApp is one person
+                "UPDATE contacts SET person_id = coalesce((SELECT o.person_id FROM contacts o"
+                " WHERE o.channel IN ('sms', 'whatsapp') AND o.address = ? AND o.id <> ?"
+                " ORDER BY o.id LIMIT 1), person_id) WHERE id = ?",
+                (number, keep, keep),
+            )
+
+
+def _merge_contact(db: Database, tables: list[str], keep: int, gone: int) -> None:
+    """Move everything of contact `gone` to contact `keep`, then delete `gone`."""
+    latest = db.execute(
+        "SELECT id FROM contacts WHERE id IN (?, ?) ORDER BY updated_at DESC, id DESC LIMIT 1",
+        (keep, gone),
+    ).fetchone()[0]
+    if latest == gone:
+        db.execute(
+            "UPDATE contacts SET (language, language_set, consent_care, consent_care_at,"
+            " consent_broadcast, consent_broadcast_at, region, timezone, updated_at) ="
+            " (SELECT language, language_set, consent_care, consent_care_at, consent_broadcast,"
+            " consent_broadcast_at, region, timezone, updated_at FROM contacts WHERE id = ?)"
+            " WHERE id = ?",
+            (gone, keep),
+        )
+    db.execute(
+        "UPDATE contacts SET opted_out = max(contacts.opted_out, g.opted_out),"
+        " opted_out_at = CASE WHEN contacts.opted_out >= g.opted_out THEN contacts.opted_out_at"
+        " ELSE g.opted_out_at END,"
+        " last_inbound_at = max(coalesce(contacts.last_inbound_at, ''),"
+        " coalesce(g.last_inbound_at, '')),"
+        " created_at = min(contacts.created_at, g.created_at),"
+        " preferred = max(contacts.preferred, g.preferred)"
+        " FROM (SELECT * FROM contacts WHERE id = ?) AS g WHERE contacts.id = ?",
+        (gone, keep),
+    )
+    db.execute("UPDATE contacts SET last_inbound_at = NULL WHERE last_inbound_at = ''")
+    # One enrollment per contact: the most recently updated one stays.
+    db.execute(
+        "DELETE FROM enrollments WHERE contact_id IN (?, ?) AND id NOT IN (SELECT id FROM"
+        " enrollments WHERE contact_id IN (?, ?) ORDER BY updated_at DESC, id DESC LIMIT 1)",
+        (keep, gone, keep, gone),
+    )
+    # One open ticket per contact: the one opened first stays open; the other is resolved
+    # (its messages are in the merged transcript).
+    db.execute(
+        "UPDATE escalations SET status = 'resolved', closed_at = updated_at,"
+        " resolved_at = updated_at"
+        " WHERE contact_id IN (?, ?) AND status IN ('waiting', 'claimed') AND id NOT IN"
+        " (SELECT id FROM escalations WHERE contact_id IN (?, ?)"
+        " AND status IN ('waiting', 'claimed') ORDER BY opened_at, id LIMIT 1)",
+        (keep, gone, keep, gone),
+    )
+    db.execute('DROP TRIGGER IF EXISTS "consents_no_update"')  # the consent record moves
+    for table in tables:
+        db.execute(
+            f'UPDATE OR IGNORE "{table}" SET contact_id = ? WHERE contact_id = ?', (keep, gone)
+        )
+        left = db.execute(f'SELECT count(*) FROM "{table}" WHERE contact_id = ?', (gone,))
+        if not left.fetchone()[0]:
+            continue
+        if table not in _MERGE_DROPS_DUPLICATES:  # never drop what we do not understand
+            raise sqlite3.IntegrityError(
+                f"contacts {keep} and {gone} are one phone number, but their rows in {table} "
+                "cannot be merged (a unique constraint); merge them by hand, then restart"
+            )
+        db.execute(f'DELETE FROM "{table}" WHERE contact_id = ?', (gone,))
+    if "consents" in tables:
+        db.execute(_CONSENTS_NO_UPDATE)
+    db.execute(
+        "UPDATE contacts SET person_id = (SELECT person_id FROM contacts WHERE id = ?)"
+        " WHERE person_id = (SELECT person_id FROM contacts WHERE id = ?) AND id <> ?",
+        (keep, gone, gone),
+    )
+    db.execute("DELETE FROM contacts WHERE id = ?", (gone,))  # fails if any row still points
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "checkins", _checkins),
     Migration(3, "console", _console),
     Migration(4, "broadcasts", _broadcasts),
     Migration(5, "language_set", _language_set),
+    Migration(7, "privacy", _privacy),
+    Migration(8, "phone_merge", _phone_merge),
 )

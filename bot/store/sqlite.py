@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from bot.store.base import (
 from bot.store.codec import _dt, _json, _ts
 from bot.store.migrations import MIGRATIONS, Migration
 from bot.store.sqlite_broadcasts import BroadcastSql, record_consents
+from bot.store.sqlite_privacy import PrivacySql
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ _PRAGMAS = (
     "PRAGMA busy_timeout=5000",  # first, so switching to WAL waits for other writers
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
+    "PRAGMA secure_delete=ON",  # erased and redacted text is overwritten, not left in free pages
 )
 
 # Outbox statuses only move up this ranking; the final ones share the top rank.
@@ -91,7 +94,22 @@ def _checked(value: str, allowed: Any, what: str) -> str:
     return value
 
 
-class SqliteStore(BroadcastSql):
+def _private_file(path: Path) -> None:
+    """Create the missing folders of `path` as 0700 and the file as 0600 before SQLite opens
+    it (SQLite gives its -wal and -shm files the database file's mode); tighten an existing
+    file that others may read."""
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+                log.warning("store: %s was readable by others; now 0600", file.name)
+
+
+class SqliteStore(BroadcastSql, PrivacySql):
     """`Store` on one SQLite file. Thread-safe: one connection guarded by a re-entrant lock.
 
     The broadcast methods live in bot.store.sqlite_broadcasts (the `BroadcastSql` mixin).
@@ -106,7 +124,7 @@ class SqliteStore(BroadcastSql):
                 f"tables, RETURNING); this Python uses SQLite {sqlite3.sqlite_version}"
             )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private_file(self.path)  # health data: 0700 folders, 0600 files (WAL/SHM follow)
             self._conn = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False
             )
@@ -1704,6 +1722,7 @@ def _user_row(r: sqlite3.Row) -> UserRow:
         last_login_at=_dt(r["last_login_at"]),
         created_at=_dt_req(r["created_at"]),
         updated_at=_dt_req(r["updated_at"]),
+        totp_secret=r["totp_secret"],
     )
 
 

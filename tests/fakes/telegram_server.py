@@ -1,5 +1,7 @@
-"""A fake Telegram Bot API on loopback (getMe, sendMessage, answerCallbackQuery, setWebhook,
-deleteWebhook, getWebhookInfo, getUpdates), plus builders for update payloads.
+"""A fake Telegram Bot API on loopback (getMe, sendMessage, editMessageReplyMarkup,
+answerCallbackQuery, setWebhook, deleteWebhook, getWebhookInfo, getUpdates), plus builders for
+update payloads (`press` builds the callback query of a button on a sent message, carrying the
+message's current keyboard as Telegram does).
 Imports starlette and the fakes package. Accepts JSON, form and multipart bodies.
 
 Failure kinds for `fail_next`/`outage`: "429" (with `retry_after=` seconds), "403" (bot
@@ -49,6 +51,8 @@ class FakeTelegram(FakeServer):
         self.token = token
         self.sent: list[dict[str, Any]] = []  # sendMessage params, reply_markup decoded
         self.answered: list[str] = []  # callback query ids
+        self.messages: dict[int, dict[str, Any]] = {}  # sent messages by id, keyboards edited
+        self.edits: list[dict[str, Any]] = []  # editMessageReplyMarkup params
         self.webhook: dict[str, Any] = {}
         self._updates: list[dict[str, Any]] = []
         self._message_ids = itertools.count(100)
@@ -56,6 +60,7 @@ class FakeTelegram(FakeServer):
             "getMe": self._get_me,
             "sendMessage": self._send_message,
             "answerCallbackQuery": self._answer_callback_query,
+            "editMessageReplyMarkup": self._edit_message_reply_markup,
             "setWebhook": self._set_webhook,
             "deleteWebhook": self._delete_webhook,
             "getWebhookInfo": self._get_webhook_info,
@@ -134,7 +139,46 @@ class FakeTelegram(FakeServer):
             message["reply_markup"] = params["reply_markup"]
         with self.lock:
             self.sent.append(params)
+            self.messages[message["message_id"]] = message
         return _ok(message)
+
+    async def _edit_message_reply_markup(self, params: dict[str, Any]) -> Response:
+        with self.lock:
+            message = self.messages.get(int(params.get("message_id") or 0))
+            if message is None or int(params.get("chat_id") or 0) != message["chat"]["id"]:
+                return _error(400, "Bad Request: message to edit not found")
+            if params.get("reply_markup") == message.get("reply_markup"):
+                return _error(400, "Bad Request: message is not modified")
+            message["reply_markup"] = params.get("reply_markup")
+            self.edits.append(params)
+        return _ok(message)
+
+    def keyboard(self, message_id: int) -> list[list[dict[str, Any]]]:
+        """A sent message's inline keyboard as the patient sees it now."""
+        with self.lock:
+            markup = self.messages[message_id].get("reply_markup") or {}
+        return [list(row) for row in markup.get("inline_keyboard", [])]
+
+    def press(self, message_id: int, label: str, query_id: str | None = None) -> dict[str, Any]:
+        """The update Telegram sends when the patient taps the button labelled `label` (exactly,
+        or after its number: "Fever" finds "1. Fever") on message `message_id`."""
+        with self.lock:
+            message = json.loads(json.dumps(self.messages[message_id]))
+        buttons = [b for row in message["reply_markup"]["inline_keyboard"] for b in row]
+        [button] = [b for b in buttons if label in (b["text"], b["text"].split(". ", 1)[-1])]
+        chat_id = message["chat"]["id"]
+        update_id = _next_update_id()
+        sender = {"id": chat_id, "is_bot": False, "first_name": "Patient", "language_code": "en"}
+        return {
+            "update_id": update_id,
+            "callback_query": {
+                "id": query_id or f"q-{update_id}",
+                "from": sender,
+                "chat_instance": "-1234567890",
+                "data": button["callback_data"],
+                "message": message,
+            },
+        }
 
     async def _answer_callback_query(self, params: dict[str, Any]) -> Response:
         with self.lock:
