@@ -199,6 +199,7 @@ class Composer:
 
         self.vocab = Vocabulary(groups, not_typos)
         self._recent: dict[str, list[ComposedHit]] = {}
+        self._recent_groups: dict[str, frozenset[str]] = {}
         self.common = frozenset(str(w).lower() for w in doc.get("common_words") or ())
         self.rules: list[tuple[str, tuple[str, ...], bool]] = []
         self.unless: dict[str, tuple[str, ...]] = {}
@@ -366,13 +367,13 @@ _COMPOSERS: dict[Path, Composer] = {}
 
 def load_composer(data_dir: Path) -> Composer | None:
     """The composer of a data folder (cached); None when it has no compose.yml."""
-    path = data_dir / "nlu" / "redflags" / "compose" / "rules.yml"
-    found = _COMPOSERS.get(path)
+    found = _COMPOSERS.get(data_dir)
     if found is None:
+        path = data_dir / "nlu" / "redflags" / "compose" / "rules.yml"
         if not path.exists():
             return None
         doc = yaml.load(
             path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         )
-        found = _COMPOSERS[path] = Composer(doc, str(path))
+        found = _COMPOSERS[data_dir] = Composer(doc, str(path))
     return found

@@ -152,12 +152,19 @@ class Context:
 
     def mentions(self, folded: str, category: str) -> bool:
         """Whether any trigger of `category` occurs in the text (e.g. a negation)."""
+        return category in self.categories(folded)
+
+    def categories(self, folded: str) -> set[str]:
+        """The categories of every trigger in the text (pseudo-negations left out)."""
         toks = tokenize(folded, 0)
-        return any(
-            rule.category == category and self._at(toks, i, rule.words)
+        pseudo = self._stops(toks, self._pseudo, set())
+        return {
+            rule.category
             for i, tok in enumerate(toks)
+            if i not in pseudo
             for rule in self._candidates(tok)
-        )
+            if self._at(toks, i, rule.words)
+        }
 
     def _candidates(self, tok: Token) -> list[Rule]:
         """Rules whose first word this token may be (exact, or a typo from five letters)."""
@@ -214,11 +221,11 @@ _CACHE: dict[Path, Context] = {}
 
 def load_context(data_dir: Path) -> Context | None:
     """The ConText triggers of a data folder (cached); None without context.yml."""
-    path = data_dir / "nlu" / "redflags" / "compose" / "context.yml"
-    found = _CACHE.get(path)
+    found = _CACHE.get(data_dir)
     if found is None:
+        path = data_dir / "nlu" / "redflags" / "compose" / "context.yml"
         if not path.exists():
             return None
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        found = _CACHE[path] = Context(doc, str(path))
+        found = _CACHE[data_dir] = Context(doc, str(path))
     return found

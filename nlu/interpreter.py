@@ -204,9 +204,7 @@ class Interpreter:
         loose = {h.concept for h in composer.find(folded) if h.loose}
         vetoed = composer.vetoed(folded)
         context = load_context(self.data_dir)
-        denied = context is not None and any(
-            context.mentions(folded, cat) for cat in ("negated", "historical", "resolved")
-        )
+        denied = context is not None and bool(context.categories(folded))
         picked = [
             (p, f)
             for f, p in scores.items()
