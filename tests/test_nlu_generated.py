@@ -56,13 +56,23 @@ def test_heldout_false_alarms_at_most_2_percent(
     assert heldout[lang].false_alarm_rate <= 0.02
 
 
-@pytest.mark.xfail(
+SHORT_OF_TARGET = pytest.mark.xfail(
     strict=True,
-    reason="held-out recall is 99.0-99.8% (docs/nlu.md); the target is 100%. Strict: when "
-    "it is met this marker must go.",
+    reason="held-out recall en 99.7%, hi 99.0% (docs/nlu.md); the target is 100%. Strict: "
+    "when it is met this marker must go.",
 )
-def test_heldout_recall_is_100_percent(heldout: dict[str, RedFlagReport]) -> None:
-    assert all(heldout[lang].recall == 1.0 for lang in LANGS)
+
+
+@pytest.mark.parametrize(
+    "lang",
+    [
+        pytest.param("en", marks=SHORT_OF_TARGET),
+        pytest.param("hi", marks=SHORT_OF_TARGET),
+        "es",
+    ],
+)
+def test_heldout_recall_is_100_percent(heldout: dict[str, RedFlagReport], lang: str) -> None:
+    assert heldout[lang].recall == 1.0
 
 
 def test_heldout_halves_are_big_enough_to_measure(
