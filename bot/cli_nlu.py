@@ -88,7 +88,16 @@ def _print_intents(report: IntentReport, title: str) -> None:
     help="Language code (default: from the --data file name, hi_heldout.yml -> hi; else en).",
 )
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
-def test(data_file: Path | None, language: str | None, data_dir: Path | None) -> None:
+@click.option(
+    "--generated/--no-generated",
+    default=True,
+    show_default=True,
+    help="Also score the generated red-flag sets (tuning half with its errors, held-out "
+    "half as counts only).",
+)
+def test(
+    data_file: Path | None, language: str | None, data_dir: Path | None, generated: bool
+) -> None:
     """Score intents, entities, red flags and readings; fail on any missed red flag."""
     it = _interpreter(data_dir)
     folder = nlu_tests_dir(data_dir)
@@ -112,6 +121,8 @@ def test(data_file: Path | None, language: str | None, data_dir: Path | None) ->
         for text, got in rf.false_alarms:
             click.echo(f"  FALSE ALARM {text!r}: {list(got)}")
         failed = rf.recall < 1.0 or rf.false_alarm_rate > MAX_FALSE_ALARM_RATE
+    if generated:
+        _print_generated(it, folder, language)
     rd_path = folder / f"{language}_readings.yml"
     if rd_path.exists():
         rd = evaluate_readings(lambda t, day: it.interpret(t, None, language, today=day), rd_path)
@@ -122,6 +133,30 @@ def test(data_file: Path | None, language: str | None, data_dir: Path | None) ->
     if failed:
         click.echo("FAIL: red-flag recall below 100% or false alarms above 2%", err=True)
         sys.exit(1)
+
+
+def _print_generated(it: Interpreter, folder: Path, language: str) -> None:
+    """The generated sets (tests/nlu_gen): both halves side by side; errors of the tuning
+    half only. Held-out errors are never printed: no lexicon or model change may be made
+    by looking at them (docs/nlu.md)."""
+    for half in ("tuning", "heldout"):
+        path = folder / "generated" / f"{language}_{half}.yml"
+        if not path.exists():
+            continue
+        rf = evaluate_redflags(lambda t: it.interpret(t, None, language), path)
+        click.echo(
+            f"== generated red flags, {half} half: {path.name}\n"
+            f"recall {rf.recall:.3f} ({rf.positives} messages, {rf.confirmed} by a "
+            f"confirmation question)\nfalse alarms {rf.false_alarm_rate:.3f} ({rf.benign} "
+            f"benign messages, {rf.benign_asked} asked to confirm)"
+        )
+        if half == "tuning":
+            for text, want, got in rf.missed:
+                click.echo(f"  MISSED {text!r}: want {list(want)} got {list(got)}")
+            for text, got in rf.false_alarms:
+                click.echo(f"  FALSE ALARM {text!r}: {list(got)}")
+        else:
+            click.echo("  (held-out errors are not shown)")
 
 
 @nlu.command()

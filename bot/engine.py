@@ -274,6 +274,8 @@ def infer_language(inbound: Inbound | None, languages: tuple[str, ...]) -> str |
 
 def expectation(lib: Library, session: Session) -> Expectation | None:
     """What the session is waiting for, for the interpreter; None outside a question."""
+    if session.confirm_flag is not None:  # one yes/no question about a red flag
+        return Expectation(concept=session.confirm_flag, type=QuestionType.BOOL)
     node = _current_ask(lib, session)
     if node is None:
         return None
@@ -434,6 +436,15 @@ class _Run:
             self.s = self.s.evolve(confirming=None)
         if u.red_flags:
             self.red_flag(tuple(u.red_flags))
+            return
+        if self.s.confirm_flag is not None and word is None:
+            self.confirmed(u.answer)
+            return
+        if self.s.confirm_flag is not None:  # a keyword instead of yes/no: drop the question
+            self.s = self.s.evolve(confirm_flag=None, confirm_flow=None)
+        candidates = [c for c in u.red_flag_candidates if c in self.lib.interrupts.red_flags]
+        if candidates and word is None and self.s.status is not SessionStatus.HANDED_OFF:
+            self.confirm(candidates[0], u)
             return
         if self.privacy(word, confirming, inbound.text):
             return
@@ -637,22 +648,62 @@ class _Run:
 
     # --- red flags ------------------------------------------------
     def red_flag(self, flags: tuple[str, ...]) -> None:
+        """A red flag interrupts whatever was running: the most urgent level of the flags
+        (`red_flags:` in flows/_interrupts.yaml), its emergency message with the emergency
+        number in this reply, and an escalation."""
         for concept in flags:
             self.record(concept, True, "red_flag")
+        level = self.lib.interrupts.level_of(flags)
         self.events.append(RedFlagRaised(flags))
         flow = self.s.flow or "red_flag"
-        self.events.append(TriageDecided(flow, "emergency_ambulance", ()))
-        self.events.append(EscalationOpened("emergency_ambulance", "red_flag", self.s.flow, flags))
-        self.say(self.msg("red_flag"))
+        self.events.append(TriageDecided(flow, level, ()))
+        self.events.append(EscalationOpened(level, "red_flag", self.s.flow, flags))
+        self.say(self.msg("red_flag" if level == "emergency_ambulance" else "red_flag_emergency"))
         if "suicidal_thoughts" in flags:
             self.say(self.msg("crisis"))
         self.s = self.s.evolve(
             status=SessionStatus.COMPLETED,
             stack=(),
             node=None,
-            triage="emergency_ambulance",
+            triage=level,
             red_flags=tuple(dict.fromkeys((*self.s.red_flags, *flags))),
+            confirm_flag=None,
+            confirm_flow=None,
         )
+
+    def confirm(self, flag: str, u: Understanding) -> None:
+        """A message near a red flag: ask one plain yes/no question naming the sign; the
+        question that was open (or the flow this message would start) waits for the answer."""
+        open_question = _current_ask(self.lib, self.s) is not None
+        self.s = self.s.evolve(
+            confirm_flag=flag, confirm_flow=None if open_question else self.flow_for(u)
+        )
+        self.ask_confirmation()
+
+    def ask_confirmation(self) -> None:
+        flag = self.s.confirm_flag
+        assert flag is not None
+        question = self.t(self.lib.interrupts.red_flags[flag].ask)
+        self.say(self.msg("confirm_red_flag", question=question))
+
+    def confirmed(self, ans: Answer | None) -> None:
+        """The answer to the red-flag question: yes -> that red flag; no -> carry on with
+        the question that was open (or start the flow the first message asked for)."""
+        flag, next_flow = self.s.confirm_flag, self.s.confirm_flow
+        assert flag is not None
+        if ans is None or ans.status is not AnswerStatus.OK or not isinstance(ans.value, bool):
+            self.say(self.msg("hint_bool"))
+            self.ask_confirmation()
+            return
+        self.s = self.s.evolve(confirm_flag=None, confirm_flow=None)
+        if ans.value:
+            self.red_flag((flag,))
+            return
+        self.record(flag, False, "red_flag_confirmation")
+        if _current_ask(self.lib, self.s) is not None:
+            self.reask()
+        else:
+            self.begin(next_flow or self.lib.default_flow, None)
 
     # --- answering ------------------------------------------------
     def reask(self) -> None:

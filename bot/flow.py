@@ -34,7 +34,30 @@ GLOBAL_RED_FLAGS: tuple[str, ...] = (
     "stroke_signs",
     "convulsions",
     "suicidal_thoughts",
+    # general danger signs (issue 11; docs/nlu.md, /work/shared DANGER_SIGNS)
+    "severe_abdominal_pain",
+    "vomiting_blood",
+    "coughing_blood",
+    "heavy_bleeding",
+    "pregnancy_bleeding",
+    "pregnancy_headache_vision",
+    "reduced_fetal_movement",
+    "stiff_neck_fever",
+    "non_blanching_rash",
+    "thunderclap_headache",
+    "face_tongue_swelling",
+    "poisoning_overdose",
+    "severe_burn",
+    "major_injury",
+    "head_injury_danger",
+    "infant_fever",
+    "child_cannot_drink",
+    "child_vomits_everything",
+    "child_lethargic",
+    "chest_indrawing",
 )
+"""Every global red flag; its level and confirmation question are data
+(`red_flags:` in flows/_interrupts.yaml, checked by the loader)."""
 
 
 def keyword_form(text: str) -> str:
@@ -227,6 +250,21 @@ class Interrupts:
 
     keywords: dict[str, dict[str, tuple[str, ...]]]
     messages: dict[str, Text]
+    red_flags: dict[str, RedFlagSpec] = field(default_factory=dict)
+    """Per global red flag: its level and the yes/no question that confirms it."""
+
+    def level_of(self, flags: tuple[str, ...]) -> str:
+        """The most urgent level among `flags` (emergency_ambulance when one is unknown)."""
+        levels = [self.red_flags[f].level if f in self.red_flags else LEVELS[0] for f in flags]
+        return min(levels, key=urgency) if levels else LEVELS[0]
+
+
+@dataclass(frozen=True)
+class RedFlagSpec:
+    """One global red flag's outcome level and its confirmation question."""
+
+    level: str
+    ask: Text
 
 
 @dataclass(frozen=True)

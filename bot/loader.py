@@ -18,6 +18,7 @@ import yaml
 
 from bot.errors import FlowError
 from bot.flow import (
+    GLOBAL_RED_FLAGS,
     LEVELS,
     AllOf,
     Answered,
@@ -40,6 +41,7 @@ from bot.flow import (
     Not,
     Option,
     Outcome,
+    RedFlagSpec,
     RouteNode,
     Row,
     SayNode,
@@ -51,7 +53,15 @@ from bot.flow import (
 
 SPEC_VERSION = 2
 PLACEHOLDERS = frozenset(
-    {"emergency_number", "crisis_line", "service_name", "level_label", "items", "retention_days"}
+    {
+        "emergency_number",
+        "crisis_line",
+        "service_name",
+        "level_label",
+        "items",
+        "retention_days",
+        "question",
+    }
 )
 NODE_KINDS = ("say", "ask", "route", "triage", "classify", "escalate", "enter", "end")
 QUESTION_TYPES = ("bool", "number", "choice", "multi", "text", "bp")
@@ -65,6 +75,8 @@ OPTIONAL_INTERRUPT_KEYS = (
 )
 REQUIRED_MESSAGES = (
     "red_flag",
+    "red_flag_emergency",
+    "confirm_red_flag",
     "crisis",
     "emergency_instruction",
     "stopped",
@@ -779,6 +791,39 @@ def _load_interrupts(path: Path, languages: tuple[str, ...]) -> tuple[Interrupts
     for key in REQUIRED_MESSAGES:
         if key not in (raw.get("messages") or {}):
             problems.add("messages", key, "missing message")
-    if "red_flag" in messages and "{emergency_number}" not in messages["red_flag"].get("en", ""):
-        problems.add("messages", "red_flag.en", "must contain {emergency_number}")
-    return Interrupts(keywords, messages), problems.items
+    for key in ("red_flag", "red_flag_emergency"):
+        for lang, txt in messages.get(key, {}).items():
+            if "{emergency_number}" not in txt:
+                problems.add("messages", f"{key}.{lang}", "must contain {emergency_number}")
+    return Interrupts(keywords, messages, _red_flag_specs(raw, v, problems)), problems.items
+
+
+def _red_flag_specs(
+    raw: dict[str, Any], v: _Validator, problems: Problems
+) -> dict[str, RedFlagSpec]:
+    """`red_flags:`: a level in the two emergency levels and a confirmation question for
+    every global red flag (bot.flow.GLOBAL_RED_FLAGS), and no other id."""
+    section = raw.get("red_flags")
+    if not isinstance(section, dict):
+        problems.add("red_flags", "-", "missing: a mapping of red-flag id -> {level, ask}")
+        return {}
+    out: dict[str, RedFlagSpec] = {}
+    for flag, spec in section.items():
+        flag = str(flag)
+        if flag not in GLOBAL_RED_FLAGS:
+            problems.add("red_flags", flag, "not a global red flag (bot/flow.py GLOBAL_RED_FLAGS)")
+            continue
+        if not isinstance(spec, dict):
+            problems.add("red_flags", flag, "must be a mapping with 'level' and 'ask'")
+            continue
+        level = spec.get("level")
+        if level not in LEVELS[:2]:
+            problems.add("red_flags", f"{flag}.level", f"must be one of {', '.join(LEVELS[:2])}")
+            continue
+        ask = v.text("red_flags", f"{flag}.ask", spec.get("ask"))
+        if ask:
+            out[flag] = RedFlagSpec(str(level), ask)
+    for flag in GLOBAL_RED_FLAGS:
+        if flag not in section:
+            problems.add("red_flags", flag, "missing: every global red flag needs a level")
+    return out

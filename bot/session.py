@@ -56,6 +56,8 @@ class Session:
     pending_options: tuple[str, ...] = ()  # multi-select: the options still asked, in order
     triage: str | None = None
     red_flags: tuple[str, ...] = ()
+    confirm_flag: str | None = None  # a red flag asked about with one yes/no question
+    confirm_flow: str | None = None  # the flow to start after a "no", when none was open
     confirming: str | None = None  # a request waiting for the patient's yes (FORGET)
     id: int | None = None
     started_at: datetime | None = None
@@ -77,6 +79,8 @@ class Session:
             "pending_options": list(self.pending_options),
             "triage": self.triage,
             "red_flags": list(self.red_flags),
+            "confirm_flag": self.confirm_flag,
+            "confirm_flow": self.confirm_flow,
             "confirming": self.confirming,
         }
 
@@ -105,6 +109,8 @@ class Session:
             pending_options=tuple(state.get("pending_options", [])),
             triage=state.get("triage"),
             red_flags=tuple(state.get("red_flags", [])),
+            confirm_flag=state.get("confirm_flag"),
+            confirm_flow=state.get("confirm_flow"),
             confirming=state.get("confirming"),
             id=id,
             started_at=started_at,

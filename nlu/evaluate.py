@@ -184,6 +184,10 @@ class RedFlagReport:
     false_alarm_rate: float
     missed: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
     false_alarms: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    confirmed: int = 0
+    """Red-flag messages caught by a confirmation question rather than outright."""
+    benign_asked: int = 0
+    """Benign messages that got a confirmation question (counted as false alarms)."""
 
 
 def load_redflag_cases(path: Path) -> tuple[list[RedFlagCase], list[str]]:
@@ -197,14 +201,31 @@ def load_redflag_cases(path: Path) -> tuple[list[RedFlagCase], list[str]]:
 
 
 def evaluate_redflags(parse: Parse, path: Path) -> RedFlagReport:
-    """Red-flag recall (a case counts when all its flags are raised) and false alarms."""
+    """Red-flag recall and false alarms. A case is caught when all its flags are raised, or
+    when none is raised and the confirmation question the bot asks (the first of
+    `red_flag_candidates`) names one of them; a benign message is a false alarm when it
+    raises a red flag or gets a confirmation question."""
     cases, benign = load_redflag_cases(path)
     missed = []
+    confirmed = 0
     for c in cases:
-        got = parse(c.text).red_flags
-        if not set(c.flags) <= set(got):
-            missed.append((c.text, c.flags, got))
-    alarms = [(t, flags) for t in benign if (flags := parse(t).red_flags)]
+        u = parse(c.text)
+        got = u.red_flags
+        if set(c.flags) <= set(got):
+            continue
+        if not got and u.red_flag_candidates and u.red_flag_candidates[0] in c.flags:
+            confirmed += 1
+            continue
+        missed.append((c.text, c.flags, got + tuple(f"ask:{f}" for f in u.red_flag_candidates)))
+    alarms = []
+    asked = 0
+    for t in benign:
+        u = parse(t)
+        if u.red_flags:
+            alarms.append((t, u.red_flags))
+        elif u.red_flag_candidates:
+            asked += 1
+            alarms.append((t, tuple(f"ask:{f}" for f in u.red_flag_candidates)))
     return RedFlagReport(
         positives=len(cases),
         recall=1 - len(missed) / max(len(cases), 1),
@@ -212,6 +233,8 @@ def evaluate_redflags(parse: Parse, path: Path) -> RedFlagReport:
         false_alarm_rate=len(alarms) / max(len(benign), 1),
         missed=missed,
         false_alarms=alarms,
+        confirmed=confirmed,
+        benign_asked=asked,
     )
 
 

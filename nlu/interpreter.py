@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import replace
 from datetime import date
 from functools import lru_cache
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nlu.answers import AnswerReader
+from nlu.compose import load_composer
+from nlu.context import load_context
 from nlu.findings import EXTRACTOR as FINDINGS_EXTRACTOR
 from nlu.findings import finding_hits, subject
 from nlu.language import detect_language
@@ -30,19 +33,24 @@ from nlu.lexicon import (
 )
 from nlu.readings import extract_readings
 from nlu.redflags import EXTRACTOR as REDFLAGS_EXTRACTOR
-from nlu.redflags import GLOBAL_RED_FLAGS, flags_of, hit_entities, red_flag_hits
+from nlu.redflags import GLOBAL_RED_FLAGS, flags_of, hit_entities, near_flags, red_flag_hits
 from nlu.scope import Scope
 from nlu.text import fold
 from nlu.types import Entity, Expectation, Intent, Understanding
 
 if TYPE_CHECKING:
     from nlu.classifier import IntentClassifier
+    from nlu.redflag_model import RedFlagModel
 
 log = logging.getLogger(__name__)
 
 FALLBACK_INTENT = "out_of_scope"
 DEFAULT_THRESHOLD = 0.25
 """Below this confidence the intent is reported as `out_of_scope` (the bot asks again)."""
+CONFIRM_MODEL = 0.85
+"""The second opinion alone (no rule found the sign) asks from this probability on."""
+CONFIRM_NEAR = 0.5
+"""A near match (`near:` rule) asks when the second opinion gives it at least this."""
 
 
 class Interpreter:
@@ -72,6 +80,10 @@ class Interpreter:
         self._languages: tuple[str, ...] | None = None
         self._readers: dict[int, AnswerReader] = {}
         self._lock = threading.RLock()
+        self._rf_model: RedFlagModel | None = None
+        self._rf_loaded = False
+        self.ready = False
+        """True once `warm_all()` has built everything (for /readyz)."""
 
     # --- building blocks ---------------------------------------------------------------
 
@@ -142,13 +154,90 @@ class Interpreter:
             r = self._readers[id(lex)] = AnswerReader(lex)
         return r
 
+    def red_flag_model(self) -> RedFlagModel | None:
+        """The learned second opinion on red flags (None when unavailable), built once."""
+        if not self._rf_loaded:
+            with self._lock:
+                if not self._rf_loaded:
+                    self._rf_model = self._load_rf_model()
+                    self._rf_loaded = True
+        return self._rf_model
+
+    def _load_rf_model(self) -> RedFlagModel | None:
+        if not self.use_classifier:
+            return None
+        try:
+            from nlu.redflag_model import load_or_train
+            from nlu.training import load_training_data
+
+            files = sorted((self.data_dir / "nlu").glob("*.yml"))
+
+            def benign() -> list[str]:
+                return [ex.text for ex in load_training_data(*files).examples] if files else []
+
+            def is_red_flag(text: str) -> bool:
+                lex = self.lexicon(BASE_LANGUAGE)
+                folded = fold(text)
+                return bool(flags_of(self.entities(folded, lex, scan(lex, folded))))
+
+            return load_or_train(self.data_dir, files, benign, is_red_flag, self.cache_dir)
+        except (ImportError, OSError, ValueError) as exc:
+            log.warning("nlu: red-flag second opinion unavailable: %s", type(exc).__name__)
+            return None
+
+    def candidates(
+        self, text: str, folded: str, entities: list[Entity], red_flags: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        """Red flags to confirm with one yes/no question: none when a red flag was found;
+        else the signs the second opinion is confident of, and near matches it supports,
+        never one the rules read as denied or past ("no chest pain", "last year")."""
+        if red_flags or len(text.strip()) < 4:
+            return ()
+        model = self.red_flag_model()
+        composer = load_composer(self.data_dir)
+        if model is None or composer is None or composer.has_group(folded, "reassured"):
+            return ()  # no second opinion, or "I can breathe fine": nothing to confirm
+        if any(e.extractor == REDFLAGS_EXTRACTOR and e.negated for e in entities):
+            return ()  # the rules read a sign here and its negation or time
+        scores = model.scores(text)
+        near = set(near_flags(folded, self.data_dir))
+        loose = {h.concept for h in composer.find(folded) if h.loose}
+        vetoed = composer.vetoed(folded)
+        context = load_context(self.data_dir)
+        denied = context is not None and bool(context.categories(folded))
+        picked = [
+            (p, f)
+            for f, p in scores.items()
+            if f not in vetoed
+            and (
+                (p >= CONFIRM_MODEL and not denied)
+                or (f in near and p >= CONFIRM_NEAR)
+                or (f in loose and not denied)
+            )
+        ]
+        return tuple(f for _, f in sorted(picked, reverse=True))
+
     def warm(self, language: str = "en") -> None:
         """Build everything for `language` now instead of on the first message, and for
         every other language with data (a message is read in the language it is written
         in, see `reading_language`)."""
-        for lang in dict.fromkeys((language, *self.languages())):
-            self.lexicon(lang).matcher.warm()
+        self.warm_all((language,))
+
+    def warm_all(self, languages: tuple[str, ...] = ()) -> float:
+        """Build the lexicons, classifiers, composition rules, time triggers and the
+        red-flag second opinion of `languages` and of every language with data, then set
+        `ready`; returns the seconds it took. Cheap once models are cached on disk."""
+        started = time.perf_counter()
+        for lang in dict.fromkeys((*languages, *self.languages())):
+            lex = self.lexicon(lang)
+            lex.matcher.warm()
+            self.reader(lex)
             self.classifier(lang)
+        load_composer(self.data_dir)
+        load_context(self.data_dir)
+        self.red_flag_model()
+        self.ready = True
+        return time.perf_counter() - started
 
     # --- the one job ---------------------------------------------------------------------
 
@@ -176,13 +265,15 @@ class Interpreter:
             if expecting is not None
             else None
         )
+        flags = flags_of(entities)
         return Understanding(
             text=text,
             language=language,
             intent=intent,
             intent_ranking=ranking,
             entities=tuple(entities),
-            red_flags=flags_of(entities),
+            red_flags=flags,
+            red_flag_candidates=self.candidates(text, folded, entities, flags),
             answer=answer,
             subject=subject(matches),
             extra={"backend": self.name, "low_confidence": low},
@@ -198,7 +289,7 @@ class Interpreter:
         today: date | None = None,
     ) -> list[Entity]:
         """Red flags, findings and readings of a scanned message, in text order."""
-        rf = red_flag_hits(folded, lex, matches)
+        rf = red_flag_hits(folded, lex, matches, self.data_dir)
         fi = [
             replace(h, red_flag=h.concept in GLOBAL_RED_FLAGS)
             for h in finding_hits(folded, lex, matches)
@@ -206,8 +297,8 @@ class Interpreter:
         out: list[Entity] = []
         if rf or fi:
             scope = Scope(folded, lex, rf + fi, matches["cue"])
-            out.extend(hit_entities(rf, scope, REDFLAGS_EXTRACTOR))
-            out.extend(hit_entities(fi, scope, FINDINGS_EXTRACTOR))
+            out.extend(hit_entities(rf, scope, REDFLAGS_EXTRACTOR, self.data_dir))
+            out.extend(hit_entities(fi, scope, FINDINGS_EXTRACTOR, self.data_dir))
         out.extend(
             extract_readings(
                 folded,

@@ -93,6 +93,9 @@ class Understanding:
     intent_ranking: tuple[Intent, ...] = ()
     entities: tuple[Entity, ...] = ()
     red_flags: tuple[str, ...] = ()  # global red-flag concept ids, not negated
+    red_flag_candidates: tuple[str, ...] = ()
+    """Red flags the message is near but not clearly (rules and model disagree, or a
+    near match), most likely first: the bot asks one yes/no question about the first."""
     answer: Answer | None = None  # set when an Expectation was given
     subject: str | None = None  # who is ill, when said: "self", "child", "parent", ...
     extra: dict[str, Any] = field(default_factory=dict)
