@@ -164,8 +164,8 @@ class TwilioChannel:
 
 class _AiohttpTwilioClient(AsyncHttpClient):  # type: ignore[misc]
     """Twilio's async HTTP seam over one aiohttp session per channel (the HTTP library
-    twilio's own `AsyncTwilioHttpClient` uses, measured at about a third of httpx's CPU per
-    send: docs/benchmarks.md).
+    twilio's own `AsyncTwilioHttpClient` uses, measured at about a quarter of httpx's CPU
+    per send: docs/channels.md).
 
     Points requests at `api_base_url` when set (Twilio's documented way to reach a proxy or a
     mock) and turns HTTP and transport failures into carebridge's channel errors. Logs nothing:
