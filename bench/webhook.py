@@ -4,7 +4,7 @@ replaying its patients' precomputed signed requests in order; a LuaJIT script lo
 request went and its answer came), against `carebridge serve` (SQLite) with the fake Twilio on
 loopback, and against a bare Starlette form handler on the same stack in the same run.
 
-    .venv/bin/python bench/webhook.py [--patients 64] [--concurrency 32]
+    .venv/bin/python bench/webhook.py [--patients 64] [--concurrency 32] [--profile out.json]
 
 Reports messages/s and the ratio to the bare handler, webhook latency, the patient-visible
 latency (webhook POST -> the reply's arrival at the fake provider, p50 and p99), replies still
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import json
 import os
 import shutil
 import signal
@@ -405,6 +406,36 @@ def profile(out: str | None, pid: int) -> subprocess.Popen[bytes] | None:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+# Where a message's CPU goes, from the py-spy profile: each GIL sample goes to the first part
+# whose marker (a source path fragment) is on its stack, in this order; "other" is the
+# event loop itself.
+PARTS = (
+    ("NLU (nlu/)", ("/nlu/",)),
+    ("conversation engine and rendering", ("bot/engine.py", "channels/render.py")),
+    ("outbound send (twilio library + aiohttp)", ("/twilio/", "/aiohttp/", "channels/twilio.py")),
+    ("store queries (SQLite)", ("bot/store/sqlite", "/sqlite_utils/", "bot/store/codec.py")),
+    ("inbound HTTP (uvicorn, starlette, signature)", ("/uvicorn/", "/starlette/", "bot/web.py")),
+    ("message handling around them (bot/app.py)", ("bot/app.py",)),
+    ("dispatcher and store-thread hand-off", ("bot/dispatch.py", "bot/store/owner.py")),
+)
+
+
+def breakdown(path: str) -> list[tuple[str, float]]:
+    """Share of GIL samples per part of PARTS (and "other"), from a speedscope file."""
+    data = json.loads(Path(path).read_text())
+    files = [f.get("file", "") for f in data["shared"]["frames"]]
+    counts = dict.fromkeys([name for name, _ in PARTS] + ["other"], 0.0)
+    for prof in data["profiles"]:
+        for stack, weight in zip(prof["samples"], prof["weights"], strict=True):
+            on = [files[i] for i in stack]
+            part = next(
+                (n for n, marks in PARTS if any(m in f for f in on for m in marks)), "other"
+            )
+            counts[part] += weight
+    total = sum(counts.values()) or 1.0
+    return [(name, n / total) for name, n in counts.items()]
+
+
 def wrk_flat(base: str, tmp: Path) -> float:
     """wrk's own ceiling check: one signed request over and over, 2 threads, 32 connections."""
     first = (tmp / "lane1.txt").read_text().splitlines()[0].split("\t")
@@ -434,7 +465,10 @@ def main() -> None:
         type=float,
         help="seconds between ready and load (default: 0 after /readyz, 15 after /healthz)",
     )
-    ap.add_argument("--profile", help="write a py-spy profile of the server (speedscope JSON)")
+    ap.add_argument(
+        "--profile",
+        help="write a py-spy profile of the server (speedscope JSON) and report where the CPU goes",
+    )
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/ alone")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -474,6 +508,17 @@ def main() -> None:
         f"wrk against the bare handler with one request repeated (2 threads, 32 connections):"
         f" {bare['flat_req_per_s']:.0f} req/s, so the load generator is not the limit.",
     ]
+    if args.profile:
+        cpu = float(ours["cpu_ms_per_msg"])
+        lines += [
+            "",
+            f"Where the {cpu:.2f} ms of CPU per message goes (py-spy, GIL samples during the"
+            " load, `--profile`):",
+            "",
+            "| part | share | ms per message |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {n} | {100 * f:.0f}% | {f * cpu:.2f} |" for n, f in breakdown(args.profile)]
     if ours["probe"] != "/readyz":
         lines.append("This build has no /readyz yet: the ready column is /healthz.")
     text = "\n".join(lines)
