@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from twilio.base.exceptions import TwilioException  # type: ignore[import-untyped]
@@ -197,14 +197,20 @@ class _AiohttpTwilioClient(AsyncHttpClient):  # type: ignore[misc]
         limit = self._timeouts.get(seconds)
         if limit is None:
             limit = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        headers = dict(headers or {})
         if auth:
-            headers = {**(headers or {}), "Authorization": self._basic(auth)}
+            headers["Authorization"] = self._basic(auth)
+        body: bytes | None = None
+        if data:  # encoded here: aiohttp's FormData draws a random multipart boundary per
+            # request, and os.urandom cost 0.6 ms per call on the benchmark machine
+            body = urlencode(data, doseq=True).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
         try:
             async with self._session.request(
                 method,
                 self._rewrite(uri),
                 params=params,  # type: ignore[arg-type]
-                data=data,
+                data=body,
                 headers=headers,
                 timeout=limit,
                 allow_redirects=allow_redirects,
