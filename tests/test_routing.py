@@ -38,7 +38,7 @@ def test_pregnancy_goes_to_the_pregnancy_danger_signs(lib: Library) -> None:
     assert routed(lib, text)[0] == "pregnancy_checkin"
     sprint = first(lib, text)
     assert sprint.session.red_flags == ("pregnancy_headache_vision",)
-    assert sprint.session.triage == "emergency"
+    assert sprint.session.triage == "emergency_ambulance"
     assert "112" in sprint.replies[0].text
     text = "hi I'm 7 months pregnant and I have a headache"
     asked = first(lib, text)
