@@ -169,7 +169,7 @@ class _AiohttpTwilioClient(AsyncHttpClient):  # type: ignore[misc]
 
     Points requests at `api_base_url` when set (Twilio's documented way to reach a proxy or a
     mock) and turns HTTP and transport failures into carebridge's channel errors. Logs nothing:
-    twilio's own request and response logging (which would quote the body) is bypassed. The
+    twilio's own request and response logging (URLs and headers at INFO) is bypassed. The
     session is opened on first use, inside the event loop that sends.
     """
 
