@@ -4,7 +4,7 @@ governed by a `negated`, `historical` or `resolved` trigger is not current. Trig
 compared word by word with the typo tolerance of nlu/compose.py ("wihtout", "deneis").
 Data: data/nlu/redflags/compose/context.yml.
 
-Imports only the standard library, PyYAML and nlu.compose.
+Imports only the standard library, PyYAML, rapidfuzz and nlu.compose.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rapidfuzz.distance import OSA
 
-from nlu.compose import Token, Word, close_typo, skeleton
+from nlu.compose import Token, Word, close_typo, contraction, skeleton
 from nlu.text import DEVANAGARI_WORD
 
 _SENTENCE = re.compile(r"[!?;\n\u0964\u0965]+|\.(?!\d)")
@@ -25,10 +26,11 @@ _TOKEN = re.compile(rf"[\w'{DEVANAGARI_WORD}]+|,")
 
 def tokenize(text: str, offset: int) -> list[Token]:
     """Words and commas (a comma can end a negation's scope)."""
-    return [
-        Token(m.group(), _key(m.group()), offset + m.start(), offset + m.end())
-        for m in _TOKEN.finditer(text)
-    ]
+    out = []
+    for m in _TOKEN.finditer(text):
+        word = contraction(m.group())
+        out.append(Token(word, _key(word), offset + m.start(), offset + m.end()))
+    return out
 
 
 CATEGORIES = ("negated", "historical", "resolved")
@@ -100,8 +102,9 @@ class Context:
             return False
         for k, w in enumerate(words):
             tok = toks[i + k]
-            exact = tok.key == w[0] or tok.text.replace("'", "") == w[1]
-            if not exact and (len(w[1]) < 4 or not close_typo(tok.text.replace("'", ""), w[1])):
+            raw = tok.text.replace("'", "")
+            exact = tok.key == w[0] or raw == w[1]
+            if not exact and (len(w[1]) < 4 or not _slip(raw, w[1])):
                 return False
         return True
 
@@ -205,6 +208,19 @@ class Context:
                 ):
                     out.update(range(i, i + len(words)))
         return out
+
+
+def _slip(typed: str, known: str) -> bool:
+    """A typo of a trigger word (nlu.compose.close_typo), or a letter dropped from a word
+    of five letters or more ("yeas ago", "ya esoy bien")."""
+    if close_typo(typed, known):
+        return True
+    return (
+        len(known) >= 5
+        and len(typed) == len(known) - 1
+        and typed[0] == known[0]
+        and OSA.distance(typed, known) == 1
+    )
 
 
 def _key(word: str) -> str:
