@@ -33,6 +33,7 @@ _LATIN_RULES = (
     (re.compile(r"ee|ii"), "i"),
     (re.compile(r"oo|uu"), "u"),
     (re.compile(r"ph"), "f"),
+    (re.compile(r"(?<=[bdgjk])h"), ""),  # Hinglish aspirates: "bhram"/"bram", "khoon"/"koon"
     (re.compile(r"w"), "v"),
     (re.compile(r"z"), "j"),
     (re.compile(r"sh"), "s"),
@@ -124,6 +125,7 @@ class Vocabulary:
                 or (
                     typo_ok and len(first[1]) >= 4 and len(raw) >= 5 and _prefix_typo(raw, first[1])
                 )
+                or (typo_ok and len(raw) == 4 and _short_prefix_typo(raw, first[1]))
             ):
                 out.append((group, words))
         if key not in self.exact and typo_ok and len(raw) >= 4:
@@ -147,6 +149,14 @@ def _prefix_typo(raw: str, prefix: str) -> bool:
     return any(OSA.distance(raw[:m], prefix) <= 1 for m in (n - 1, n, n + 1) if m <= len(raw))
 
 
+def _short_prefix_typo(raw: str, prefix: str) -> bool:
+    """A four-letter word that is a prefix term with two letters swapped ("apin" for pain*)
+    or with a letter dropped from a five-letter one ("dele" for duele*)."""
+    if len(prefix) == 4:
+        return raw != prefix and sorted(raw) == sorted(prefix) and OSA.distance(raw, prefix) == 1
+    return _dropped(raw, prefix)
+
+
 def close_typo(typed: str, known: str) -> bool:
     """A typo of a known word: one edit for words of 5+ letters with the same first letter,
     two for 9+, and only a swap of two letters for 4-letter words ("chets", "hcest")."""
@@ -158,7 +168,21 @@ def close_typo(typed: str, known: str) -> bool:
         return d <= 1 and (
             typed[0] == known[0] or sorted(typed) == sorted(known) or _vowel_slip(typed, known)
         )
+    if n == 4 and d == 1 and _dropped(typed, known):
+        return True
     return n == 4 and d == 1 and len(typed) == len(known) and sorted(typed) == sorted(known)
+
+
+def _dropped(typed: str, known: str) -> bool:
+    """A letter dropped inside a five-letter word, first and last kept ("dele" for "duele",
+    "psos" for "posos", "bram" for "bhram"; "seen" is not "seena")."""
+    return (
+        len(typed) == 4
+        and len(known) == 5
+        and typed[0] == known[0]
+        and typed[-1] == known[-1]
+        and OSA.distance(typed, known) == 1
+    )
 
 
 _VOWELS = frozenset("aeiou")
