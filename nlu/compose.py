@@ -232,7 +232,16 @@ def word_fits(tok: Token, word: Word | str) -> bool:
     key, raw = tok.key, tok.text.replace("'", "")
     skel, spelled, prefix = word
     if prefix:
-        return key.startswith(skel) or raw.startswith(spelled)
+        if key.startswith(skel) or raw.startswith(spelled):
+            return True
+        # a slip inside a later word's stem ("nahi motte" for "nahi mit*")
+        n = len(spelled)
+        return (
+            n >= 3
+            and len(raw) > n
+            and raw[0] == spelled[0]
+            and OSA.distance(raw[:n], spelled) <= 1
+        )
     if key == skel or raw == spelled:
         return True
     if len(raw) < 4 or len(spelled) < 4:
