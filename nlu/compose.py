@@ -237,10 +237,7 @@ def word_fits(tok: Token, word: Word | str) -> bool:
         # a slip inside a later word's stem ("nahi motte" for "nahi mit*")
         n = len(spelled)
         return (
-            n >= 3
-            and len(raw) > n
-            and raw[0] == spelled[0]
-            and OSA.distance(raw[:n], spelled) <= 1
+            n >= 3 and len(raw) > n and raw[0] == spelled[0] and OSA.distance(raw[:n], spelled) <= 1
         )
     if key == skel or raw == spelled:
         return True
