@@ -91,6 +91,8 @@ class Context:
             for p in doc.get("tight_terminators") or []
         ]
         self._terminators = self._index(self.terminators)
+        self._fuzzy_terminators = [p for p in self.terminators if len(p[0][1]) >= 5]
+        self._fuzzy_tight = [p for p in self.tight if len(p[0][1]) >= 5]
         self._tight = self._index(self.tight)
         self._pseudo = self._index(self.pseudo)
 
@@ -104,7 +106,7 @@ class Context:
             tok = toks[i + k]
             raw = tok.text.replace("'", "")
             exact = tok.key == w[0] or raw == w[1]
-            if not exact and (len(w[1]) < 4 or not _slip(raw, w[1])):
+            if not exact and (len(w[1]) < 4 or not _slip(raw, w[1], len(words) > 1)):
                 return False
         return True
 
@@ -133,8 +135,8 @@ class Context:
         pseudo = self._stops(toks, self._pseudo, set())
         triggers = [t for t in triggers if not any(k in pseudo for k in range(t[1], t[2] + 1))]
         used = {k for _, a, b in triggers for k in range(a, b + 1)}
-        stops = self._stops(toks, self._terminators, used)
-        tight = stops | self._stops(toks, self._tight, used)
+        stops = self._stops(toks, self._terminators, used, self._fuzzy_terminators)
+        tight = stops | self._stops(toks, self._tight, used, self._fuzzy_tight)
         for rule, a, b in triggers:
             if a <= last and first <= b:
                 continue  # the trigger is part of the sign's own words
@@ -193,30 +195,41 @@ class Context:
 
     @staticmethod
     def _stops(
-        toks: list[Token], index: dict[str, list[tuple[Word, ...]]], used: set[int]
+        toks: list[Token],
+        index: dict[str, list[tuple[Word, ...]]],
+        used: set[int],
+        fuzzy: list[tuple[Word, ...]] | None = None,
     ) -> set[int]:
-        """Token positions inside one of the phrases (exact words: no typos here)."""
+        """Token positions inside one of the phrases: exact words, or with `fuzzy` (the
+        terminators) a typo of a word of five letters or more ("agian", "currenty")."""
         out: set[int] = set()
         for i, tok in enumerate(toks):
             if i in used:
                 continue
             raw = tok.text.replace("'", "")
-            for words in index.get(tok.key, []) + index.get(raw, []):
+            found = index.get(tok.key, []) + index.get(raw, [])
+            if fuzzy and len(raw) >= 5:
+                found = found + [p for p in fuzzy if close_typo(raw, p[0][1])]
+            for words in found:
                 if i + len(words) <= len(toks) and all(
-                    toks[i + k].key == w[0] or toks[i + k].text.replace("'", "") == w[1]
+                    toks[i + k].key == w[0]
+                    or toks[i + k].text.replace("'", "") == w[1]
+                    or (fuzzy and len(w[1]) >= 5 and close_typo(toks[i + k].text, w[1]))
                     for k, w in enumerate(words)
                 ):
                     out.update(range(i, i + len(words)))
         return out
 
 
-def _slip(typed: str, known: str) -> bool:
-    """A typo of a trigger word (nlu.compose.close_typo), or a letter dropped from a word
-    of five letters or more ("yeas ago", "ya esoy bien")."""
+def _slip(typed: str, known: str, anchored: bool) -> bool:
+    """A typo of a trigger word (nlu.compose.close_typo), or, in a trigger of several words
+    (the others anchor it), a letter dropped from a word of five letters or more ("5 yeas
+    ago", "ya esoy bien"; a lone "nuca" is not "nunca")."""
     if close_typo(typed, known):
         return True
     return (
-        len(known) >= 5
+        anchored
+        and len(known) >= 5
         and len(typed) == len(known) - 1
         and typed[0] == known[0]
         and OSA.distance(typed, known) == 1
