@@ -442,7 +442,11 @@ class _Run:
             return
         if self.s.confirm_flag is not None:  # a keyword instead of yes/no: drop the question
             self.s = self.s.evolve(confirm_flag=None, confirm_flow=None)
-        candidates = [c for c in u.red_flag_candidates if c in self.lib.interrupts.red_flags]
+        candidates = [  # a sign the patient already said no to is not asked about again
+            c
+            for c in u.red_flag_candidates
+            if c in self.lib.interrupts.red_flags and self.answers.get(c) is not False
+        ]
         if candidates and word is None and self.s.status is not SessionStatus.HANDED_OFF:
             self.confirm(candidates[0], u)
             return
@@ -563,10 +567,6 @@ class _Run:
             return True
         return False
 
-    def flow_for(self, u: Understanding) -> str:
-        """The first flow a message outside a conversation starts (see `route`)."""
-        return route(self.lib, u, self.known_conditions())[0]
-
     def begin(
         self,
         flow_id: str,
@@ -580,14 +580,7 @@ class _Run:
         `then`: flows that follow this one in the same conversation (complaint routing);
         `known`: conditions known from enrollment or earlier answers, pre-filled as true."""
         if fresh:
-            self.answers = {} if u is None else self.answers_from(u)
-            for concept in sorted(known):
-                if concept not in self.answers:
-                    self.answers[concept] = True
-                    self.events.append(AnswerRecorded(concept, True, "known"))
-            self.s = self.s.evolve(
-                id=None, started_at=self.now, triage=None, red_flags=(), failures=0
-            )
+            self.fresh(u, known)
         stack: tuple[Frame, ...] = tuple(Frame(f, FLOW_START) for f in reversed(then))
         if self.contact.consent_care is not True and flow_id != self.lib.first_flow:
             stack = (*stack, Frame(flow_id, FLOW_START))
@@ -600,6 +593,15 @@ class _Run:
         if u is not None:
             self.confirm_prefill(u)
         self.enter(flow_id)
+
+    def fresh(self, u: Understanding | None, known: frozenset[str]) -> None:
+        """A new conversation's answers: what the message said, and the known conditions."""
+        self.answers = {} if u is None else self.answers_from(u)
+        for concept in sorted(known):
+            if concept not in self.answers:
+                self.answers[concept] = True
+                self.events.append(AnswerRecorded(concept, True, "known"))
+        self.s = self.s.evolve(id=None, started_at=self.now, triage=None, red_flags=(), failures=0)
 
     def language_known(self) -> bool:
         """Whether a first contact's language is settled: one language configured, or one
@@ -674,10 +676,19 @@ class _Run:
     def confirm(self, flag: str, u: Understanding) -> None:
         """A message near a red flag: ask one plain yes/no question naming the sign; the
         question that was open (or the flow this message would start) waits for the answer."""
-        open_question = _current_ask(self.lib, self.s) is not None
-        self.s = self.s.evolve(
-            confirm_flag=flag, confirm_flow=None if open_question else self.flow_for(u)
-        )
+        if _current_ask(self.lib, self.s) is not None:
+            self.s = self.s.evolve(confirm_flag=flag, confirm_flow=None)
+        else:  # a first message: the conversation it routes to starts after the answer
+            known = self.known_conditions()
+            flows = route(self.lib, u, known)
+            self.fresh(u, known)
+            self.s = self.s.evolve(
+                status=SessionStatus.ACTIVE,  # a question waits for an answer
+                stack=(),
+                node=None,
+                confirm_flag=flag,
+                confirm_flow=" ".join(flows),
+            )
         self.ask_confirmation()
 
     def ask_confirmation(self) -> None:
@@ -699,14 +710,19 @@ class _Run:
         if ans.value:
             self.red_flag((flag,))
             return
-        self.record(flag, False, "red_flag_confirmation")
         if _current_ask(self.lib, self.s) is not None:
+            self.record(flag, False, "red_flag_confirmation")
             self.reask()
-        else:
-            self.begin(next_flow or self.lib.default_flow, None)
+        else:  # the routed conversation, with what the first message said, starts now
+            self.record(flag, False, "red_flag_confirmation")
+            first, *then = (next_flow or self.lib.default_flow).split()
+            self.begin(first, None, fresh=False, then=tuple(then))
 
     # --- answering ------------------------------------------------
     def reask(self) -> None:
+        if self.s.confirm_flag is not None:  # a nudge while the red-flag question waits
+            self.ask_confirmation()
+            return
         node = _current_ask(self.lib, self.s)
         if node is not None:
             self.ask(node, pending=self.s.pending_options)

@@ -57,7 +57,7 @@ class Session:
     triage: str | None = None
     red_flags: tuple[str, ...] = ()
     confirm_flag: str | None = None  # a red flag asked about with one yes/no question
-    confirm_flow: str | None = None  # the flow to start after a "no", when none was open
+    confirm_flow: str | None = None  # the flows to start after a "no" (space-separated ids)
     confirming: str | None = None  # a request waiting for the patient's yes (FORGET)
     id: int | None = None
     started_at: datetime | None = None

@@ -32,9 +32,22 @@ def routed(
 
 
 def test_pregnancy_goes_to_the_pregnancy_danger_signs(lib: Library) -> None:
+    """The issue's example is a WHO/FIGO danger sign: the emergency answer comes first; a plain
+    headache in pregnancy is asked about once, and a "no" goes on to the pregnancy questions."""
     text = "hi I'm 7 months pregnant, bad headache and my vision is blurry"
     assert routed(lib, text)[0] == "pregnancy_checkin"
-    assert first(lib, text).session.flow == "pregnancy_checkin"
+    sprint = first(lib, text)
+    assert sprint.session.red_flags == ("pregnancy_headache_vision",)
+    assert sprint.session.triage == "emergency_ambulance"
+    assert "112" in sprint.replies[0].text
+    text = "hi I'm 7 months pregnant and I have a headache"
+    asked = first(lib, text)
+    assert asked.session.confirm_flag == "pregnancy_headache_vision"
+    no = Inbound("sms", "p", "2", NOW, "m2")
+    expecting = engine.expectation(lib, asked.session)
+    u = default_interpreter().interpret("2", expecting, "en")
+    after = engine.resume(lib, asked.session, no, u, NOW)
+    assert after.session.flow == "pregnancy_checkin"
 
 
 def test_a_stated_condition_with_symptoms_goes_to_its_check_in(lib: Library) -> None:
