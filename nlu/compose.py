@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 from rapidfuzz.distance import OSA
-from rapidfuzz.process import extractOne
+from rapidfuzz.process import extract
 
 from nlu.text import DEVANAGARI_WORD
 
@@ -33,6 +33,7 @@ _LATIN_RULES = (
     (re.compile(r"ee|ii"), "i"),
     (re.compile(r"oo|uu"), "u"),
     (re.compile(r"ph"), "f"),
+    (re.compile(r"(?<=[bdgjk])h"), ""),  # Hinglish aspirates: "bhram"/"bram", "khoon"/"koon"
     (re.compile(r"w"), "v"),
     (re.compile(r"z"), "j"),
     (re.compile(r"sh"), "s"),
@@ -124,12 +125,16 @@ class Vocabulary:
                 or (
                     typo_ok and len(first[1]) >= 4 and len(raw) >= 5 and _prefix_typo(raw, first[1])
                 )
+                or (typo_ok and len(raw) == 4 and _short_prefix_typo(raw, first[1]))
             ):
                 out.append((group, words))
         if key not in self.exact and typo_ok and len(raw) >= 4:
-            found = extractOne(raw, self.spellings, scorer=OSA.distance, score_cutoff=2)
-            if found is not None and close_typo(raw, found[0]):
-                out.extend(self.spelled[found[0]])
+            # every spelling a typo may be ("vomiti": "vomito" as well as "vomita")
+            for spelling, _, _ in extract(
+                raw, self.spellings, scorer=OSA.distance, score_cutoff=2, limit=None
+            ):
+                if close_typo(raw, spelling):
+                    out.extend(self.spelled[spelling])
         return tuple(out)
 
 
@@ -139,9 +144,17 @@ def _prefix_typo(raw: str, prefix: str) -> bool:
     swap = sorted(raw[:n]) == sorted(prefix)
     if n < 5 and not swap:
         return False  # four letters: only two letters swapped ("hruts" for hurt*)
-    if raw[0] != prefix[0] and not swap:
+    if raw[0] != prefix[0] and not swap and not (raw[0] in _VOWELS and prefix[0] in _VOWELS):
         return False
     return any(OSA.distance(raw[:m], prefix) <= 1 for m in (n - 1, n, n + 1) if m <= len(raw))
+
+
+def _short_prefix_typo(raw: str, prefix: str) -> bool:
+    """A four-letter word that is a prefix term with two letters swapped ("apin" for pain*)
+    or with a letter dropped from a five-letter one ("dele" for duele*)."""
+    if len(prefix) == 4:
+        return raw != prefix and sorted(raw) == sorted(prefix) and OSA.distance(raw, prefix) == 1
+    return _dropped(raw, prefix)
 
 
 def close_typo(typed: str, known: str) -> bool:
@@ -152,16 +165,64 @@ def close_typo(typed: str, known: str) -> bool:
     if n >= 11:
         return d <= 2
     if n >= 5:
-        return d <= 1 and (typed[0] == known[0] or sorted(typed) == sorted(known))
+        return d <= 1 and (
+            typed[0] == known[0] or sorted(typed) == sorted(known) or _vowel_slip(typed, known)
+        )
+    if n == 4 and d == 1 and _dropped(typed, known):
+        return True
     return n == 4 and d == 1 and len(typed) == len(known) and sorted(typed) == sorted(known)
+
+
+def _dropped(typed: str, known: str) -> bool:
+    """A letter dropped inside a five-letter word, first and last kept ("dele" for "duele",
+    "psos" for "posos", "bram" for "bhram"; "seen" is not "seena")."""
+    return (
+        len(typed) == 4
+        and len(known) == 5
+        and typed[0] == known[0]
+        and typed[-1] == known[-1]
+        and OSA.distance(typed, known) == 1
+    )
+
+
+_VOWELS = frozenset("aeiou")
+
+
+def _vowel_slip(typed: str, known: str) -> bool:
+    """A wrong first vowel, the rest the same ("otaques", "antenso", "ombarazo")."""
+    return (
+        len(typed) == len(known)
+        and typed[0] in _VOWELS
+        and known[0] in _VOWELS
+        and typed[1:] == known[1:]
+    )
+
+
+CONTRACTIONS = (
+    "don't", "doesn't", "didn't", "won't", "can't", "isn't", "aren't", "wasn't", "weren't",
+    "haven't", "hasn't", "hadn't", "couldn't", "wouldn't", "shouldn't",
+)  # fmt: skip
+
+
+@lru_cache(maxsize=4096)
+def contraction(word: str) -> str:
+    """A slip in a typed "n't" contraction mended ("wan't" -> "won't", "dun't"/"do't" ->
+    "don't"): the closest contraction one edit away, a same-length one first; else the word."""
+    if "'" not in word or not word.endswith("'t") or word in CONTRACTIONS:
+        return word
+    best = [c for c in CONTRACTIONS if c[0] == word[0] and OSA.distance(word, c) <= 1]
+    best.sort(key=lambda c: (len(c) != len(word), c))
+    return best[0] if best else word
 
 
 def tokenize(text: str, offset: int = 0) -> list[Token]:
     """The words of a folded text with their skeletons and offsets (+ `offset`)."""
-    return [
-        Token(m.group(), skeleton(m.group().replace("'", "")), offset + m.start(), offset + m.end())
-        for m in _TOKEN.finditer(text)
-    ]
+    out = []
+    for m in _TOKEN.finditer(text):
+        word = contraction(m.group())
+        key = skeleton(word.replace("'", ""))
+        out.append(Token(word, key, offset + m.start(), offset + m.end()))
+    return out
 
 
 def word_fits(tok: Token, word: Word | str) -> bool:
@@ -171,7 +232,13 @@ def word_fits(tok: Token, word: Word | str) -> bool:
     key, raw = tok.key, tok.text.replace("'", "")
     skel, spelled, prefix = word
     if prefix:
-        return key.startswith(skel) or raw.startswith(spelled)
+        if key.startswith(skel) or raw.startswith(spelled):
+            return True
+        # a slip inside a later word's stem ("nahi motte" for "nahi mit*")
+        n = len(spelled)
+        return (
+            n >= 3 and len(raw) > n and raw[0] == spelled[0] and OSA.distance(raw[:n], spelled) <= 1
+        )
     if key == skel or raw == spelled:
         return True
     if len(raw) < 4 or len(spelled) < 4:
@@ -359,7 +426,29 @@ class Composer:
                     hits.append(
                         ComposedHit(concept, at + toks[best[0]].start, at + toks[best[1]].end, near)
                     )
-        return hits
+        return _joined(folded, hits)
+
+
+_OR = frozenset(("or", "nor", "o", "ni", "ya", "या", "u", "and/or"))
+
+
+def _joined(folded: str, hits: list[ComposedHit]) -> list[ComposedHit]:
+    """Two findings of one sign joined by "or" are one ("no inability to drink or
+    breastfeed"): a cue before the first then governs both, as in ConText."""
+    out: list[ComposedHit] = []
+    for h in sorted(hits, key=lambda h: (h.start, h.end)):
+        for k, prev in enumerate(out):
+            if (
+                prev.concept == h.concept
+                and prev.near == h.near
+                and prev.end <= h.start
+                and folded[prev.end : h.start].strip() in _OR
+            ):
+                out[k] = ComposedHit(h.concept, prev.start, h.end, h.near, prev.loose or h.loose)
+                break
+        else:
+            out.append(h)
+    return out
 
 
 _COMPOSERS: dict[Path, Composer] = {}

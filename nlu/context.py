@@ -4,7 +4,7 @@ governed by a `negated`, `historical` or `resolved` trigger is not current. Trig
 compared word by word with the typo tolerance of nlu/compose.py ("wihtout", "deneis").
 Data: data/nlu/redflags/compose/context.yml.
 
-Imports only the standard library, PyYAML and nlu.compose.
+Imports only the standard library, PyYAML, rapidfuzz and nlu.compose.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rapidfuzz.distance import OSA
 
-from nlu.compose import Token, Word, close_typo, skeleton
+from nlu.compose import Token, Word, close_typo, contraction, skeleton
 from nlu.text import DEVANAGARI_WORD
 
 _SENTENCE = re.compile(r"[!?;\n\u0964\u0965]+|\.(?!\d)")
@@ -25,10 +26,11 @@ _TOKEN = re.compile(rf"[\w'{DEVANAGARI_WORD}]+|,")
 
 def tokenize(text: str, offset: int) -> list[Token]:
     """Words and commas (a comma can end a negation's scope)."""
-    return [
-        Token(m.group(), _key(m.group()), offset + m.start(), offset + m.end())
-        for m in _TOKEN.finditer(text)
-    ]
+    out = []
+    for m in _TOKEN.finditer(text):
+        word = contraction(m.group())
+        out.append(Token(word, _key(word), offset + m.start(), offset + m.end()))
+    return out
 
 
 CATEGORIES = ("negated", "historical", "resolved")
@@ -89,6 +91,8 @@ class Context:
             for p in doc.get("tight_terminators") or []
         ]
         self._terminators = self._index(self.terminators)
+        self._fuzzy_terminators = [p for p in self.terminators if len(p[0][1]) >= 5]
+        self._fuzzy_tight = [p for p in self.tight if len(p[0][1]) >= 5]
         self._tight = self._index(self.tight)
         self._pseudo = self._index(self.pseudo)
 
@@ -100,8 +104,9 @@ class Context:
             return False
         for k, w in enumerate(words):
             tok = toks[i + k]
-            exact = tok.key == w[0] or tok.text.replace("'", "") == w[1]
-            if not exact and (len(w[1]) < 4 or not close_typo(tok.text.replace("'", ""), w[1])):
+            raw = tok.text.replace("'", "")
+            exact = tok.key == w[0] or raw == w[1]
+            if not exact and (len(w[1]) < 4 or not _slip(raw, w[1], len(words) > 1)):
                 return False
         return True
 
@@ -130,8 +135,8 @@ class Context:
         pseudo = self._stops(toks, self._pseudo, set())
         triggers = [t for t in triggers if not any(k in pseudo for k in range(t[1], t[2] + 1))]
         used = {k for _, a, b in triggers for k in range(a, b + 1)}
-        stops = self._stops(toks, self._terminators, used)
-        tight = stops | self._stops(toks, self._tight, used)
+        stops = self._stops(toks, self._terminators, used, self._fuzzy_terminators)
+        tight = stops | self._stops(toks, self._tight, used, self._fuzzy_tight)
         for rule, a, b in triggers:
             if a <= last and first <= b:
                 continue  # the trigger is part of the sign's own words
@@ -190,21 +195,45 @@ class Context:
 
     @staticmethod
     def _stops(
-        toks: list[Token], index: dict[str, list[tuple[Word, ...]]], used: set[int]
+        toks: list[Token],
+        index: dict[str, list[tuple[Word, ...]]],
+        used: set[int],
+        fuzzy: list[tuple[Word, ...]] | None = None,
     ) -> set[int]:
-        """Token positions inside one of the phrases (exact words: no typos here)."""
+        """Token positions inside one of the phrases: exact words, or with `fuzzy` (the
+        terminators) a typo of a word of five letters or more ("agian", "currenty")."""
         out: set[int] = set()
         for i, tok in enumerate(toks):
             if i in used:
                 continue
             raw = tok.text.replace("'", "")
-            for words in index.get(tok.key, []) + index.get(raw, []):
+            found = index.get(tok.key, []) + index.get(raw, [])
+            if fuzzy and len(raw) >= 5:
+                found = found + [p for p in fuzzy if close_typo(raw, p[0][1])]
+            for words in found:
                 if i + len(words) <= len(toks) and all(
-                    toks[i + k].key == w[0] or toks[i + k].text.replace("'", "") == w[1]
+                    toks[i + k].key == w[0]
+                    or toks[i + k].text.replace("'", "") == w[1]
+                    or (fuzzy and len(w[1]) >= 5 and close_typo(toks[i + k].text, w[1]))
                     for k, w in enumerate(words)
                 ):
                     out.update(range(i, i + len(words)))
         return out
+
+
+def _slip(typed: str, known: str, anchored: bool) -> bool:
+    """A typo of a trigger word (nlu.compose.close_typo), or, in a trigger of several words
+    (the others anchor it), a letter dropped from a word of five letters or more ("5 yeas
+    ago", "ya esoy bien"; a lone "nuca" is not "nunca")."""
+    if close_typo(typed, known):
+        return True
+    return (
+        anchored
+        and len(known) >= 5
+        and len(typed) == len(known) - 1
+        and typed[0] == known[0]
+        and OSA.distance(typed, known) == 1
+    )
 
 
 def _key(word: str) -> str:

@@ -125,10 +125,21 @@ def test_near_a_sign_the_bot_asks_once_and_a_yes_gets_the_emergency(
     """The real interpreter: a slip in the one word that is missing from a sign asks one
     yes/no question naming the sign; "1" (yes) gets the emergency instruction."""
     chat, _, number = setup
-    state = chat.first_reply("near-1", "my neck is siff and i have a fever")
+    state = chat.first_reply("near-1", "i have a deep bun on my arm")
     assert not state["red_flags"]
-    assert "fever with a stiff neck" in state["replies"][0]
+    assert "large or deep burn" in state["replies"][0]
     assert state["expecting"]["type"] == "bool"
     state = chat.first_reply("near-1", "1")
     assert emergency_instruction(state, number), state
+    assert state["red_flags"] == ["severe_burn"]
+
+
+def test_a_letter_dropped_inside_a_five_letter_word_is_a_typo(
+    setup: tuple[Chat, Path, str],
+) -> None:
+    """"siff" keeps the first and last letters of "stiff": read as the word, so the sign is
+    raised at once (no question)."""
+    chat, _, number = setup
+    state = chat.first_reply("drop-1", "my neck is siff and i have a fever")
     assert state["red_flags"] == ["stiff_neck_fever"]
+    assert emergency_instruction(state, number), state
