@@ -8,19 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bot.flow import (
-    GLOBAL_RED_FLAGS,
-    LEVELS,
-    AllOf,
-    Answered,
-    AnyOf,
-    Compare,
-    Condition,
-    Count,
-    Not,
-    Row,
-    Truthy,
-)
+from bot.flow import LEVELS, AllOf, Answered, AnyOf, Compare, Condition, Count, Not, Row, Truthy
+from nlu.types import GLOBAL_RED_FLAGS
 
 
 def _compare(value: Any, ops: tuple[tuple[str, Any], ...]) -> bool:

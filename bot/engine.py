@@ -32,7 +32,6 @@ from bot.events import (
 from bot.flow import (
     EMERGENCY_LEVELS,
     ESCALATING_LEVELS,
-    GLOBAL_RED_FLAGS,
     LEVELS,
     AskNode,
     Case,
@@ -53,6 +52,7 @@ from bot.messages import Inbound
 from bot.session import Contact, Frame, Session, SessionStatus
 from nlu.findings import unread_words
 from nlu.types import (
+    GLOBAL_RED_FLAGS,
     Answer,
     AnswerStatus,
     Expectation,

@@ -25,39 +25,8 @@ LEVELS: tuple[str, ...] = (
 ESCALATING_LEVELS = frozenset(LEVELS[:3])
 EMERGENCY_LEVELS = frozenset(LEVELS[:2])
 
-GLOBAL_RED_FLAGS: tuple[str, ...] = (
-    "severe_dyspnea",
-    "chest_pain",
-    "confusion",
-    "hard_to_wake",
-    "cyanosis",
-    "stroke_signs",
-    "convulsions",
-    "suicidal_thoughts",
-    # general danger signs (issue 11; docs/nlu.md, /work/shared DANGER_SIGNS)
-    "severe_abdominal_pain",
-    "vomiting_blood",
-    "coughing_blood",
-    "heavy_bleeding",
-    "pregnancy_bleeding",
-    "pregnancy_headache_vision",
-    "reduced_fetal_movement",
-    "stiff_neck_fever",
-    "non_blanching_rash",
-    "thunderclap_headache",
-    "face_tongue_swelling",
-    "poisoning_overdose",
-    "severe_burn",
-    "major_injury",
-    "head_injury_danger",
-    "infant_fever",
-    "child_cannot_drink",
-    "child_vomits_everything",
-    "child_lethargic",
-    "chest_indrawing",
-)
-"""Every global red flag; its level and confirmation question are data
-(`red_flags:` in flows/_interrupts.yaml, checked by the loader)."""
+# GLOBAL_RED_FLAGS lives in nlu.types (the NLU finds them; their levels and confirmation
+# questions are data in `red_flags:` of flows/_interrupts.yaml, checked by the loader).
 
 
 def keyword_form(text: str) -> str:

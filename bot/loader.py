@@ -18,7 +18,6 @@ import yaml
 
 from bot.errors import FlowError
 from bot.flow import (
-    GLOBAL_RED_FLAGS,
     LEVELS,
     AllOf,
     Answered,
@@ -50,6 +49,7 @@ from bot.flow import (
     Truthy,
     keyword_form,
 )
+from nlu.types import GLOBAL_RED_FLAGS
 
 SPEC_VERSION = 2
 PLACEHOLDERS = frozenset(

@@ -14,10 +14,18 @@ from typing import Any
 
 from bot import engine
 from bot.events import EscalationOpened, MsgCreated, RedFlagRaised
-from bot.flow import GLOBAL_RED_FLAGS, AskNode, EnterNode, Library
+from bot.flow import AskNode, Library
 from bot.messages import Inbound
 from bot.session import Contact, Session, SessionStatus
-from nlu.types import Answer, AnswerStatus, Expectation, Intent, QuestionType, Understanding
+from nlu.types import (
+    GLOBAL_RED_FLAGS,
+    Answer,
+    AnswerStatus,
+    Expectation,
+    Intent,
+    QuestionType,
+    Understanding,
+)
 
 SIM_TIME = datetime(2020, 4, 1, 9, 0, tzinfo=UTC)
 MAX_TURNS = 200
@@ -139,23 +147,6 @@ def _values_of(lib: Library, concept: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-def asked_concepts(lib: Library, flow_id: str) -> set[str]:
-    """Every concept a flow (and the flows it enters) can ask about."""
-    seen: set[str] = set()
-    todo, done = [flow_id], set()
-    while todo:
-        fid = todo.pop()
-        if fid in done or fid not in lib.flows:
-            continue
-        done.add(fid)
-        for node in lib.flows[fid].nodes.values():
-            if isinstance(node, AskNode):
-                seen.update(node.concepts)
-            elif isinstance(node, EnterNode):
-                todo.append(node.flow)
-    return seen
-
-
 def simulate(lib: Library, flow_id: str, facts: dict[str, Any], language: str = "en") -> SimResult:
     """Run `flow_id` to the end as a patient who answers from `facts`."""
     if flow_id not in lib.flows:
@@ -180,7 +171,9 @@ def simulate(lib: Library, flow_id: str, facts: dict[str, Any], language: str = 
     take(sprint.events)
     session = sprint.session
     volunteered = tuple(
-        rf for rf in GLOBAL_RED_FLAGS if facts.get(rf) and rf not in asked_concepts(lib, flow_id)
+        rf
+        for rf in GLOBAL_RED_FLAGS
+        if facts.get(rf) and rf not in engine.asked_concepts(lib, flow_id)
     )
     if volunteered:  # a red flag the flow never asks about is said in free text
         typed = "I have " + " and ".join(rf.replace("_", " ") for rf in volunteered)

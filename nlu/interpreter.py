@@ -33,10 +33,10 @@ from nlu.lexicon import (
 )
 from nlu.readings import extract_readings
 from nlu.redflags import EXTRACTOR as REDFLAGS_EXTRACTOR
-from nlu.redflags import GLOBAL_RED_FLAGS, flags_of, hit_entities, near_flags, red_flag_hits
+from nlu.redflags import flags_of, hit_entities, near_flags, red_flag_hits
 from nlu.scope import Scope
 from nlu.text import fold
-from nlu.types import Entity, Expectation, Intent, Understanding
+from nlu.types import GLOBAL_RED_FLAGS, Entity, Expectation, Intent, Understanding
 
 if TYPE_CHECKING:
     from nlu.classifier import IntentClassifier

@@ -16,42 +16,9 @@ from nlu.findings import finding_hits
 from nlu.lexicon import DATA_DIR, Lexicon, Matches, load_lexicon, scan
 from nlu.scope import Hit, Scope, find_hits
 from nlu.text import fold
-from nlu.types import Entity
+from nlu.types import GLOBAL_RED_FLAGS, Entity
 
 EXTRACTOR = "carebridge_redflags"
-
-GLOBAL_RED_FLAGS: tuple[str, ...] = (
-    "severe_dyspnea",
-    "chest_pain",
-    "confusion",
-    "hard_to_wake",
-    "cyanosis",
-    "stroke_signs",
-    "convulsions",
-    "suicidal_thoughts",
-    # general danger signs (issue 11)
-    "severe_abdominal_pain",
-    "vomiting_blood",
-    "coughing_blood",
-    "heavy_bleeding",
-    "pregnancy_bleeding",
-    "pregnancy_headache_vision",
-    "reduced_fetal_movement",
-    "stiff_neck_fever",
-    "non_blanching_rash",
-    "thunderclap_headache",
-    "face_tongue_swelling",
-    "poisoning_overdose",
-    "severe_burn",
-    "major_injury",
-    "head_injury_danger",
-    "infant_fever",
-    "child_cannot_drink",
-    "child_vomits_everything",
-    "child_lethargic",
-    "chest_indrawing",
-)
-"""The global red-flag concept ids: PROTOCOLS.md order, then the issue-11 danger signs."""
 
 
 def red_flag_hits(

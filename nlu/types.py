@@ -108,3 +108,38 @@ class Understanding:
                 continue
             out[ent.entity] = False if ent.negated else ent.value
         return out
+
+
+GLOBAL_RED_FLAGS: tuple[str, ...] = (
+    "severe_dyspnea",
+    "chest_pain",
+    "confusion",
+    "hard_to_wake",
+    "cyanosis",
+    "stroke_signs",
+    "convulsions",
+    "suicidal_thoughts",
+    # general danger signs (issue 11; docs/nlu.md)
+    "severe_abdominal_pain",
+    "vomiting_blood",
+    "coughing_blood",
+    "heavy_bleeding",
+    "pregnancy_bleeding",
+    "pregnancy_headache_vision",
+    "reduced_fetal_movement",
+    "stiff_neck_fever",
+    "non_blanching_rash",
+    "thunderclap_headache",
+    "face_tongue_swelling",
+    "poisoning_overdose",
+    "severe_burn",
+    "major_injury",
+    "head_injury_danger",
+    "infant_fever",
+    "child_cannot_drink",
+    "child_vomits_everything",
+    "child_lethargic",
+    "chest_indrawing",
+)
+"""Every global red flag; its level and confirmation question are data
+(`red_flags:` in flows/_interrupts.yaml, checked by the loader)."""

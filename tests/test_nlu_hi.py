@@ -20,10 +20,9 @@ from nlu.interpreter import Interpreter, default_interpreter
 from nlu.language import detect_language
 from nlu.lexicon import DATA_DIR
 from nlu.matcher import first_literals
-from nlu.redflags import GLOBAL_RED_FLAGS
 from nlu.text import fold_spelling
 from nlu.training import load_training_data
-from nlu.types import AnswerStatus, Entity, Expectation, Option, QuestionType
+from nlu.types import GLOBAL_RED_FLAGS, AnswerStatus, Entity, Expectation, Option, QuestionType
 
 TESTS = nlu_tests_dir()
 

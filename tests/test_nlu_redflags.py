@@ -9,7 +9,8 @@ import pytest
 
 from nlu.evaluate import evaluate_redflags, load_redflag_cases, nlu_tests_dir
 from nlu.interpreter import Interpreter
-from nlu.redflags import GLOBAL_RED_FLAGS, detect, red_flags
+from nlu.redflags import detect, red_flags
+from nlu.types import GLOBAL_RED_FLAGS
 
 TEST_SET = nlu_tests_dir() / "en_redflags.yml"
 

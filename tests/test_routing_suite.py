@@ -14,7 +14,8 @@ import yaml
 from chat_driver import InProcess, Subprocess, write_config
 
 from bot.config import Config
-from bot.flow import EMERGENCY_LEVELS, GLOBAL_RED_FLAGS
+from bot.flow import EMERGENCY_LEVELS
+from nlu.types import GLOBAL_RED_FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = yaml.safe_load((ROOT / "tests" / "data" / "routing_messages.yml").read_text("utf-8"))
