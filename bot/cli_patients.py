@@ -307,12 +307,7 @@ def where_to_see(config: Config, channel: str, address: str) -> str:
 @click.pass_context
 def sweep_cmd(ctx: click.Context, at: str | None) -> None:
     """Run one scheduler sweep now (for cron, or when `serve` is not running)."""
-    try:
-        when = datetime.fromisoformat(at) if at else None
-    except ValueError:
-        raise click.ClickException(f"--at: not an ISO time: {at!r}") from None
-    if when is not None and when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
+    when = _when(at)
     with _bridge(ctx) as bridge:
         report = scheduler.sweep(bridge, when or bridge.clock())
     counts = report.counts()
@@ -359,6 +354,7 @@ def purge(ctx: click.Context, at: str | None) -> None:
 
 
 def _when(at: str | None) -> datetime | None:
+    """`--at` as an aware time (UTC when no zone is given), or None for now."""
     try:
         when = datetime.fromisoformat(at) if at else None
     except ValueError:
