@@ -434,7 +434,8 @@ def mermaid(flow: Flow) -> str:
 @click.option("--port", type=int, default=None, help="Port (default server.port, 8000).")
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
-    """Run the web app: webhooks, the simulator at /, and the outbox dispatcher.
+    """Run the web app: webhooks, the console, the simulator at /, and (unless
+    `carebridge worker` processes do: processes.worker) the dispatcher and the sweeps.
 
     Prints that it is ready only when /readyz would answer 200."""
     import asyncio
@@ -453,8 +454,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     try:
         library = _library(cfg)  # fail fast, with every flow problem listed
         store = _open_store(cfg, probe=True)
+        inline = not cfg.separate_worker()  # else `carebridge worker` dispatches and sweeps
         try:
-            app = create_app(cfg, bridge=CareBridge(cfg, library=library, store=store))
+            bridge = CareBridge(cfg, library=library, store=store)
+            app = create_app(cfg, bridge=bridge, dispatch=inline, schedule=inline)
         except CarebridgeError as exc:
             store.close()
             raise click.ClickException(str(exc)) from None
@@ -470,6 +473,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
         hint = f"the console is at {url}console"
         click.echo(f"the browser simulator is off: {channels_off(cfg, {}).get('web', '')}")
+    if not inline:
+        click.echo("replies and sweeps are left to `carebridge worker` (processes.worker)")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     try:
         with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
@@ -513,9 +518,15 @@ async def _serve(server: Any, sock: socket.socket, app: Any, hint: str) -> None:
     import time
 
     from bot.readiness import not_ready
+    from bot.worker import Heartbeat
 
     readiness = app.state.web.readiness
+    bridge = app.state.web.bridge
+    beating = asyncio.Event()
+    heart = Heartbeat(bridge, "serve", bridge.config.processes.heartbeat_s)
     task = asyncio.create_task(server.serve(sockets=[sock]))
+    task.add_done_callback(lambda _: beating.set())
+    beats = asyncio.create_task(heart.run(beating))
     started, warned = time.monotonic(), False
     while not task.done():
         await asyncio.wait({task}, timeout=0.1)
@@ -530,7 +541,113 @@ async def _serve(server: Any, sock: socket.socket, app: Any, hint: str) -> None:
             shown = "; ".join(f"{name}: {checks[name]}" for name in waiting)
             click.echo(f"carebridge is not ready yet: {shown}", err=True)
             warned = True
-    await task
+    try:
+        await task
+    finally:
+        beating.set()
+        await beats
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Also answer /healthz and /readyz here.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address for --port.")
+@click.option("--status", is_flag=True, help="Print the processes, sweeps and queues; exit.")
+@click.pass_context
+def worker(ctx: click.Context, port: int | None, host: str, status: bool) -> None:
+    """Run the outbox dispatcher, the scheduled sweeps and the broadcast fan-out without the
+    web app; any number beside any number of `serve` processes (docs/deploy.md)."""
+    import asyncio
+    import signal
+
+    cfg = _config(ctx)
+    if status:
+        store = _open_store(cfg)
+        try:
+            click.echo(json.dumps(work_status(store), indent=2))
+        finally:
+            store.close()
+        return
+    from bot.app import CareBridge
+    from bot.worker import Worker, serve_health
+
+    sock = _listen(host, port) if port is not None else None
+    try:
+        library = _library(cfg)
+        store = _open_store(cfg, probe=True)
+        try:
+            bridge = CareBridge(cfg, library=library, store=store)
+        except CarebridgeError as exc:
+            store.close()
+            raise click.ClickException(str(exc)) from None
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+    if not cfg.separate_worker():
+        click.echo(
+            "note: processes.worker is inline here, so `carebridge serve` dispatches and "
+            "sweeps as well (safe: both claim their work in the store)"
+        )
+
+    async def run() -> None:
+        job = Worker(bridge)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, job.stop.set)
+        web = asyncio.create_task(serve_health(job, sock)) if sock is not None else None
+        try:
+            await job.run(lambda: click.echo("carebridge worker is ready (Ctrl-C to stop)"))
+        finally:
+            if web is not None:
+                await web
+
+    try:
+        asyncio.run(run())
+    finally:
+        bridge.close()
+    click.echo("carebridge worker stopped")
+
+
+def work_status(store: Any) -> dict[str, Any]:
+    """The processes' heartbeats, the sweep leases and the outbox depth per channel and lane
+    (what `carebridge worker --status` prints; ids and times only)."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    return {
+        "processes": [
+            {
+                "name": w.name,
+                "kind": w.kind,
+                "seen_s_ago": round((now - w.seen_at).total_seconds(), 1),
+                "stopped": w.stopped_at is not None,
+            }
+            for w in store.workers()
+        ],
+        "sweeps": [
+            {
+                "name": s.name,
+                "holder": s.holder,
+                "runs": s.runs,
+                "running": s.finished_at is None and s.expires_at > now,
+                "last_finished": s.finished_at.isoformat() if s.finished_at else None,
+            }
+            for s in store.sweep_leases()
+        ],
+        "queues": [
+            {
+                "channel": q.channel,
+                "lane": q.lane.name.lower(),
+                "waiting": q.waiting,
+                "oldest_due_s_ago": (
+                    round(max(0.0, (now - q.oldest_due_at).total_seconds()), 1)
+                    if q.oldest_due_at
+                    else None
+                ),
+            }
+            for q in store.queue_depth()
+        ],
+    }
 
 
 @main.command("telegram-poll")

@@ -331,6 +331,18 @@ class PhonesConfig(_Model):
         return value.upper()
 
 
+class ProcessesConfig(_Model):
+    """Which processes run the outbox dispatcher and the scheduled sweeps (docs/deploy.md).
+
+    `inline`: `carebridge serve` runs them (one process; the SQLite default). `separate`:
+    `serve` runs only webhooks and the console, and `carebridge worker` processes do the rest.
+    `auto`: inline on SQLite, separate on PostgreSQL."""
+
+    worker: Literal["auto", "inline", "separate"] = "auto"
+    poll_s: float = Field(0.2, ge=0.01, le=10)  # a worker looks for due replies this often
+    heartbeat_s: float = Field(5.0, ge=0.5, le=300)  # each process says it is alive this often
+
+
 class Config(_Model):
     service_name: str = "carebridge"
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
@@ -350,6 +362,13 @@ class Config(_Model):
     phones: PhonesConfig = PhonesConfig()
     retention: RetentionConfig = RetentionConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    processes: ProcessesConfig = ProcessesConfig()
+
+    def separate_worker(self) -> bool:
+        """Whether `carebridge worker` processes, not `serve`, dispatch and sweep."""
+        if self.processes.worker == "auto":
+            return self.storage.url.split("://", 1)[0].lower().startswith("postgres")
+        return self.processes.worker == "separate"
 
     def simulator_on(self) -> bool:
         """Whether the browser simulator runs: `simulator.enabled`, or when that is null, only

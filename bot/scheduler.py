@@ -616,6 +616,11 @@ class SweepScheduler:
     `also` are further sweeps to run on the same tick (e.g. the escalation deadline sweep,
     `bridge.tickets.sweep_deadlines`); `on_sweep` receives each report (e.g. to wake the outbox
     dispatcher: `lambda r: r.outbox_ids and loop.call_soon_threadsafe(dispatcher.wake)`).
+
+    APScheduler is only the trigger: each sweep (`checkins`, then each of `also` by its name)
+    first claims its lease row in the store (bot.store.sqlite_work), so of many processes
+    ticking at once only one runs a given sweep, and after a run nobody runs it again within
+    about one interval. A holder that crashes loses the lease after `lease_s`.
     """
 
     def __init__(
@@ -626,14 +631,20 @@ class SweepScheduler:
         interval_s: float | None = None,
         also: Sequence[Callable[[datetime], object]] = (),
         on_sweep: Callable[[SweepReport], object] | None = None,
+        holder: str | None = None,
     ) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.sweeper = Sweeper(bridge)
+        self.store = bridge.store
         self.clock = clock or bridge.clock
         self.interval_s = interval_s or bridge.config.checkins.sweep_every_s
         self.also = tuple(also)
         self.on_sweep = on_sweep
+        self.holder = holder or self.sweeper.worker
+        self.lease = timedelta(seconds=max(120.0, 5 * self.interval_s))
+        self.ran: dict[str, int] = {}  # sweeps this process ran, by name (tests, logs)
+        self._started: dict[str, datetime] = {}
         self._aps: Any = BackgroundScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -661,15 +672,51 @@ class SweepScheduler:
         return bool(self._aps.running)
 
     def tick(self) -> SweepReport | None:
-        """One sweep now; never raises (the scheduler thread must keep ticking)."""
+        """One round of sweeps now, each only if this process wins its lease; never raises
+        (the scheduler thread must keep ticking). The report is empty when another process
+        holds the check-in sweep."""
         try:
-            now = self.clock()
-            report = self.sweeper.sweep(now)
+            report = SweepReport()
+            if self._leased("checkins"):
+                try:
+                    report = self.sweeper.sweep(self.clock())
+                finally:
+                    self._release("checkins")
             for extra in self.also:
-                extra(now)
+                name = sweep_name(extra)
+                if not self._leased(name):
+                    continue
+                try:
+                    extra(self.clock())
+                finally:
+                    self._release(name)
             if self.on_sweep is not None:
                 self.on_sweep(report)
             return report
         except Exception as exc:
             _log_failure("tick", 0, exc)
             return None
+
+    def _leased(self, name: str) -> bool:
+        claim = getattr(self.store, "claim_sweep", None)
+        if claim is None:  # a store without leases (a test double): run every tick
+            return True
+        now = self.clock()
+        won = bool(claim(name, self.holder, now, self.lease))
+        if won:
+            self.ran[name] = self.ran.get(name, 0) + 1
+            self._started[name] = now
+        return won
+
+    def _release(self, name: str) -> None:
+        release = getattr(self.store, "release_sweep", None)
+        if release is not None:
+            now = self.clock()
+            # due again a little before the next tick, so the winner's own tick may take it
+            started = self._started.pop(name, now)
+            release(name, self.holder, now, started + timedelta(seconds=self.interval_s * 0.9))
+
+
+def sweep_name(fn: Callable[..., object]) -> str:
+    """The lease name of a sweep callable: its qualified name (`Tickets.sweep_deadlines`)."""
+    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn))

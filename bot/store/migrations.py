@@ -773,6 +773,42 @@ def _test_contacts(db: Database) -> None:
     )
 
 
+def _workers(db: Database) -> None:
+    """Scale-out (docs/deploy.md): a lease row per scheduled sweep, so only one worker runs a
+    sweep at a time, and a heartbeat row per `serve`/`worker` process, for /readyz and
+    monitoring."""
+    _table(
+        db,
+        "sweep_leases",
+        {
+            "name": str,
+            "holder": str,
+            "claimed_at": str,
+            "expires_at": str,
+            "finished_at": str,
+            "runs": int,
+        },
+        not_null=("name", "holder", "claimed_at", "expires_at", "runs"),
+    )
+    _index(db, "sweep_leases", "name", unique=True)
+    _table(
+        db,
+        "workers",
+        {
+            "name": str,
+            "kind": str,
+            "host": str,
+            "pid": int,
+            "started_at": str,
+            "seen_at": str,
+            "stopped_at": str,
+        },
+        not_null=("name", "kind", "host", "pid", "started_at", "seen_at"),
+    )
+    _index(db, "workers", "name", unique=True)
+    _index(db, "workers", "kind, seen_at")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "checkins", _checkins),
@@ -783,4 +819,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "privacy", _privacy),
     Migration(8, "phone_merge", _phone_merge),
     Migration(9, "test_contacts", _test_contacts),
+    Migration(12, "workers", _workers),  # issue 15; 10 and 11 belong to issues 16 and 17
 )
