@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -105,9 +107,18 @@ def test_open_store_creates_the_parent_directory(
     assert (tmp_path / "deep" / "er" / "x.db").exists()
 
 
-def test_open_store_rejects_postgres_and_other_urls_naming_the_setting() -> None:
-    with pytest.raises(ConfigError, match=r"^storage\.url: PostgreSQL is not available yet"):
-        open_store("postgresql://bot:secret@db/carebridge")
+def test_open_store_names_the_setting_for_bad_urls_and_unreachable_servers() -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConfigError, match=r"^storage\.url: cannot connect to PostgreSQL") as info:
+        open_store(f"postgresql://bot:secret@127.0.0.1:{port}/carebridge")
+    assert "secret" not in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"^storage\.url: not a valid PostgreSQL URL") as info:
+        open_store("postgresql://bot:secret@db/carebridge?nosuchoption=1")
+    assert "secret" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"^storage\.url: write the PostgreSQL URL as"):
+        open_store("postgresql+psycopg2://bot:secret@db/carebridge")
     with pytest.raises(ConfigError, match=r"^storage\.url: expected sqlite:///") as info:
         open_store("mysql://bot:secret@db/carebridge")
     assert "secret" not in str(info.value)

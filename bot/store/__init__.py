@@ -1,6 +1,7 @@
-"""Persistent state behind one `Store` protocol; `open_store(url)` picks the backend.
+"""Persistent state behind one `Store` protocol; `open_store(url)` picks the engine.
 
-Imports the standard library, sqlite_utils, bot.messages, bot.session and bot.errors.
+Imports the standard library, sqlite_utils, psycopg (only for a postgresql:// URL),
+bot.messages, bot.session and bot.errors.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from bot.store.base import (
     Variant,
     forgotten_address,
 )
-from bot.store.sqlite import SqliteStore
+from bot.store.sqlite import SqliteStore, SqlStore
 
 __all__ = [
     "BULK_KINDS",
@@ -100,6 +101,7 @@ __all__ = [
     "ScheduleRow",
     "ScheduleStatus",
     "SessionMark",
+    "SqlStore",
     "SqliteStore",
     "Store",
     "TranscriptEntry",
@@ -117,20 +119,25 @@ def open_store(url: str) -> Store:
     """Open (creating and migrating as needed) the store that `storage.url` names.
 
     `sqlite:///data/carebridge.db` is relative to the working directory;
-    `sqlite:////var/lib/carebridge/carebridge.db` (four slashes) is absolute.
+    `sqlite:////var/lib/carebridge/carebridge.db` (four slashes) is absolute;
+    `postgresql://user:password@host:port/database` opens a PostgreSQL store.
     """
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+    if scheme in ("postgresql", "postgres"):
+        from bot.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    if scheme.startswith("postgresql+"):
         raise ConfigError(
-            "storage.url: PostgreSQL is not available yet in this version of carebridge; "
-            f"use a SQLite file such as {DEFAULT_URL}"
+            f"storage.url: write the PostgreSQL URL as postgresql://... (not {scheme}://); "
+            "carebridge always uses psycopg"
         )
     if not url.startswith(_SQLITE):
         # Never echo the whole URL: a database URL may carry a password.
         shown = f"a {scheme}:// URL" if scheme else "a value without a scheme"
         raise ConfigError(
-            f"storage.url: expected sqlite:///path/to/file.db (for example {DEFAULT_URL}), "
-            f"got {shown}"
+            f"storage.url: expected sqlite:///path/to/file.db (for example {DEFAULT_URL}) "
+            f"or postgresql://user:password@host:port/database, got {shown}"
         )
     path = url[len(_SQLITE) :]
     if not path or path == ":memory:" or path.endswith("/"):

@@ -10,11 +10,11 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from sqlite_utils import Database
 
@@ -53,7 +53,8 @@ from bot.store.base import (
     UserRow,
 )
 from bot.store.codec import _dt, _json, _ts
-from bot.store.migrations import MIGRATIONS, Migration
+from bot.store.migrations import MIGRATION_LOCK, MIGRATIONS, Migration, ledger_sql
+from bot.store.sql import NO_LIMIT, SQLITE, Connection, Dialect, Row
 from bot.store.sqlite_broadcasts import BroadcastSql, record_consents
 from bot.store.sqlite_privacy import PrivacySql
 from bot.store.sqlite_work import WorkSql
@@ -111,75 +112,67 @@ def _private_file(path: Path) -> None:
                 log.warning("store: %s was readable by others; now 0600", file.name)
 
 
-class SqliteStore(BroadcastSql, PrivacySql, WorkSql):
-    """`Store` on one SQLite file. Thread-safe: one connection guarded by a re-entrant lock.
+class SqlStore(BroadcastSql, PrivacySql, WorkSql):
+    """`Store` in SQL written once (docs/storage.md, "One SQL, two engines"): every query
+    method lives here and in its mixins; an engine subclass (`SqliteStore`, `PostgresStore`)
+    supplies the connection, the transactions and its `dialect`.
 
-    The broadcast methods live in bot.store.sqlite_broadcasts (the `BroadcastSql` mixin).
+    The broadcast methods live in bot.store.sqlite_broadcasts (the `BroadcastSql` mixin), the
+    privacy ones in bot.store.sqlite_privacy (`PrivacySql`).
     """
 
-    def __init__(self, path: str | Path, *, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
-        self.path = Path(path)
-        self._lock = threading.RLock()
-        if sqlite3.sqlite_version_info < _MIN_SQLITE:
-            raise StoreError(
-                f"carebridge needs SQLite {'.'.join(map(str, _MIN_SQLITE))} or newer (STRICT "
-                f"tables, RETURNING); this Python uses SQLite {sqlite3.sqlite_version}"
-            )
-        try:
-            _private_file(self.path)  # health data: 0700 folders, 0600 files (WAL/SHM follow)
-            self._conn = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
-        try:
-            # For DDL, migrations and introspection only: writes go through SQL (docs/storage.md).
-            self.db = Database(self._conn, execute_plugins=False)
-            for pragma in _PRAGMAS:
-                self._conn.execute(pragma)
-            self.db.enable_wal()
-            if self.db.journal_mode != "wal":
-                log.warning("store: %s cannot use WAL; readers will block writers", self.path)
-            self._migrate(migrations)
-        except sqlite3.Error as exc:  # e.g. the file is not a database
-            self._conn.close()
-            raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
-        except BaseException:
-            self._conn.close()
-            raise
+    dialect: Dialect = SQLITE
 
-    # -- plumbing -------------------------------------------------------------
+    # -- plumbing: what an engine provides ---------------------------------------
+
+    def _connection(self) -> AbstractContextManager[Connection]:
+        """Hold this thread's connection for the block (an engine guards it its own way)."""
+        raise NotImplementedError
+
+    def _describe(self) -> str:
+        """The database, for error messages (never a password)."""
+        raise NotImplementedError
+
+    def _schema(self, conn: Connection) -> Any:
+        """What a migration function receives (see bot.store.migrations)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the connection(s) (idempotent)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing: shared -------------------------------------------------------
 
     def _migrate(self, migrations: tuple[Migration, ...]) -> None:
         """Apply the missing migrations in one transaction; refuse a newer schema."""
         known = max((m.version for m in migrations), default=0)
         with self._atomic("migrate") as conn:
-            conn.execute(
-                self.db.create_table_sql(
-                    "schema_migrations",
-                    {"version": int, "name": str, "applied_at": str},
-                    pk="version",
-                    not_null=("name", "applied_at"),
-                    if_not_exists=True,
-                    strict=True,
-                )
-            )
+            # Two processes starting together: the second waits, then finds it all applied.
+            self.dialect.advisory_lock(conn, MIGRATION_LOCK)
+            conn.execute(ledger_sql(self.dialect))
             applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
             newest = max(applied, default=0)
             if newest > known:
                 raise StoreError(
-                    f"the database {self.path} has schema version {newest}, but this version "
-                    f"of carebridge knows only up to {known}: upgrade carebridge, or set "
-                    "storage.url to another file"
+                    f"the database {self._describe()} has schema version {newest}, but this "
+                    f"version of carebridge knows only up to {known}: upgrade carebridge, or set "
+                    "storage.url to another database"
                 )
+            schema = self._schema(conn)
             for migration in sorted(migrations, key=lambda m: m.version):
                 if migration.version in applied:
                     continue
                 try:
-                    migration.apply(self.db)
-                except sqlite3.Error as exc:
+                    migration.apply(schema)
+                except self.dialect.driver_errors() as exc:
                     raise StoreError(
-                        f"cannot migrate the database {self.path} to version "
+                        f"cannot migrate the database {self._describe()} to version "
                         f"{migration.version} ({migration.name}): {exc}"
                     ) from exc
                 conn.execute(
@@ -189,77 +182,80 @@ class SqliteStore(BroadcastSql, PrivacySql, WorkSql):
                 log.info("store: applied migration %d (%s)", migration.version, migration.name)
 
     @contextmanager
-    def _atomic(self, op: str) -> Iterator[sqlite3.Connection]:
-        """Hold the lock; run the block in BEGIN IMMEDIATE, or join the open transaction.
+    def _atomic(self, op: str) -> Iterator[Connection]:
+        """Run the block in one write transaction, or join the one this thread has open.
 
         One store call inside a `transaction()` joins it as is (no savepoint per call: it
         cost 2 statements per call and the message transaction makes ~17 calls); an error
         propagates and the transaction block rolls everything back. Only a nested
         `transaction()` opens a savepoint."""
-        with self._lock:
-            conn = self._conn
+        with self._connection() as conn:
             if conn.in_transaction:
-                with _translated(op):
+                with self._translated(op):
                     yield conn
                 return
-            with self._begun(op):
+            with self._begun(conn, op):
                 yield conn
 
     @contextmanager
     def _savepoint(self, op: str) -> Iterator[None]:
-        """A `transaction()`: BEGIN IMMEDIATE, or a savepoint that rolls back on its own when
-        one is already open."""
-        with self._lock:
-            conn = self._conn
+        """A `transaction()`: a new write transaction, or a savepoint that rolls back on its
+        own when one is already open."""
+        with self._connection() as conn:
             if not conn.in_transaction:
-                with self._begun(op):
+                with self._begun(conn, op):
                     yield
                 return
             conn.execute("SAVEPOINT store_op")
             try:
-                with _translated(op):
+                with self._translated(op):
                     yield
             except BaseException:
                 if conn.in_transaction:  # an error may have ended the whole transaction
-                    conn.execute("ROLLBACK TO store_op")
-                    conn.execute("RELEASE store_op")
+                    conn.execute("ROLLBACK TO SAVEPOINT store_op")
+                    conn.execute("RELEASE SAVEPOINT store_op")
                 raise
-            conn.execute("RELEASE store_op")
+            conn.execute("RELEASE SAVEPOINT store_op")
 
     @contextmanager
-    def _begun(self, op: str) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on an exception (the caller holds the lock)."""
-        conn = self._conn
-        with _translated(op):
-            conn.execute("BEGIN IMMEDIATE")
+    def _begun(self, conn: Connection, op: str) -> Iterator[Connection]:
+        """BEGIN (IMMEDIATE on SQLite) ... COMMIT, rolled back on an exception."""
+        with self._translated(op):
+            conn.execute(self.dialect.begin)
         try:
-            with _translated(op):
+            with self._translated(op):
                 yield conn
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         try:
-            with _translated(op):
+            with self._translated(op):
                 conn.execute("COMMIT")
         finally:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
 
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock, _translated("read"):
-            cursor = self._conn.cursor()
+    @contextmanager
+    def _translated(self, op: str) -> Iterator[None]:
+        """Turn a driver error into StoreError naming the operation (never the values)."""
+        try:
+            yield
+        except self.dialect.driver_errors() as exc:
+            raise StoreError(f"store.{op}: {exc}") from exc
+
+    def _rows(self, sql: str, params: Any = ()) -> list[Row]:
+        with self._connection() as conn, self._translated("read"):
+            return self._write_rows(conn, sql, params)
+
+    def _write_rows(self, conn: Connection, sql: str, params: Any = ()) -> list[Row]:
+        if isinstance(conn, sqlite3.Connection):
+            cursor = conn.cursor()
             cursor.row_factory = sqlite3.Row
             return cursor.execute(sql, params).fetchall()
+        return list(conn.execute(sql, params).fetchall())
 
-    def _write_rows(
-        self, conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()
-    ) -> list[sqlite3.Row]:
-        cursor = conn.cursor()
-        cursor.row_factory = sqlite3.Row
-        return cursor.execute(sql, params).fetchall()
-
-    def _require(self, conn: sqlite3.Connection, table: str, row_id: int) -> sqlite3.Row:
+    def _require(self, conn: Connection, table: str, row_id: int) -> Row:
         rows = self._write_rows(conn, f'SELECT * FROM "{table}" WHERE id = ?', (row_id,))
         if not rows:
             raise KeyError(f"no {table} row with id {row_id}")
@@ -269,31 +265,20 @@ class SqliteStore(BroadcastSql, PrivacySql, WorkSql):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One write transaction (BEGIN IMMEDIATE); nested blocks become savepoints."""
+        """One write transaction; nested blocks become savepoints."""
         with self._savepoint("transaction"):
             yield
 
     def check_writable(self) -> None:
         """Commit one tiny real write (the readiness probe): a row is added to the migration
-        ledger and removed again in one transaction, so a page goes to the WAL and the commit
-        must reach the disk; nothing is left behind."""
+        ledger and removed again in one transaction, so the commit must reach the disk;
+        nothing is left behind."""
         with self._atomic("check_writable") as conn:
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at)"
                 " VALUES (-1, 'readiness probe', '')"
             )
             conn.execute("DELETE FROM schema_migrations WHERE version = -1")
-
-    def close(self) -> None:
-        """Close the connection (idempotent)."""
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> SqliteStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- inbox ----------------------------------------------------------------
 
@@ -473,7 +458,7 @@ class SqliteStore(BroadcastSql, PrivacySql, WorkSql):
         """Record when the contact last wrote to us."""
         with self._atomic("touch_inbound") as conn:
             cursor = conn.execute(
-                "UPDATE contacts SET last_inbound_at = max(coalesce(last_inbound_at, ''), ?)"
+                "UPDATE contacts SET last_inbound_at = greatest(coalesce(last_inbound_at, ''), ?)"
                 " WHERE id = ?",
                 (_ts(now), contact_id),
             )
@@ -548,7 +533,7 @@ class SqliteStore(BroadcastSql, PrivacySql, WorkSql):
         """A contact's transcript, oldest first; with `limit`, only the latest entries."""
         rows = self._rows(
             "SELECT * FROM transcript WHERE contact_id = ? ORDER BY at DESC, id DESC LIMIT ?",
-            (contact_id, -1 if limit is None else limit),
+            (contact_id, NO_LIMIT if limit is None else limit),
         )
         return [
             TranscriptEntry(
@@ -639,10 +624,10 @@ class SqliteStore(BroadcastSql, PrivacySql, WorkSql):
         rows = self._filtered("escalations", status=checked, contact_id=contact_id)
         return [_escalation_row(r) for r in rows]
 
-    def _filtered(self, table: str, **equal: Any) -> list[sqlite3.Row]:
+    def _filtered(self, table: str, **equal: Any) -> list[Row]:
         """Rows of `table` whose columns equal the given values (None: any), by id."""
         given = {column: value for column, value in equal.items() if value is not None}
-        where = " AND ".join([f'"{column}" = ?' for column in given] or ["1"])
+        where = " AND ".join([f'"{column}" = ?' for column in given] or ["1 = 1"])
         return self._rows(
             f'SELECT * FROM "{table}" WHERE {where} ORDER BY id', tuple(given.values())
         )
@@ -704,12 +689,12 @@ class SqliteStore(BroadcastSql, PrivacySql, WorkSql):
 
         False if the ticket is final, or claimed by someone else and not `take_over`.
         """
-        claimable = "status = 'waiting' OR (status = 'claimed' AND (assignee_id = ? OR ?))"
+        claimable = "status = 'waiting' OR (status = 'claimed' AND (assignee_id = ? OR ? = 1))"
         with self._atomic("claim_escalation") as conn:
             self._require(conn, "escalations", escalation_id)
             cursor = conn.execute(
                 "UPDATE escalations SET status = 'claimed', assignee_id = ?, claimed_by = ?,"
-                " claimed_at = CASE WHEN assignee_id IS ? THEN coalesce(claimed_at, ?) ELSE ? END,"
+                " claimed_at = CASE WHEN assignee_id = ? THEN coalesce(claimed_at, ?) ELSE ? END,"
                 f" updated_at = ? WHERE id = ? AND ({claimable})",
                 (
                     user_id,
@@ -926,7 +911,7 @@ class SqliteStore(BroadcastSql, PrivacySql, WorkSql):
         """Record activity on a log-in (for the idle timeout)."""
         with self._atomic("touch_auth_session") as conn:
             conn.execute(
-                "UPDATE auth_sessions SET last_seen_at = max(last_seen_at, ?) WHERE id = ?",
+                "UPDATE auth_sessions SET last_seen_at = greatest(last_seen_at, ?) WHERE id = ?",
                 (_ts(now), session_id),
             )
 
@@ -1156,7 +1141,7 @@ class SqliteStore(BroadcastSql, PrivacySql, WorkSql):
         with self._atomic("release_outbox") as conn:
             conn.execute(
                 "UPDATE outbox SET status = ?, next_attempt_at = ?,"
-                " attempts = max(0, attempts - 1) WHERE id = ? AND status = ?",
+                " attempts = greatest(0, attempts - 1) WHERE id = ? AND status = ?",
                 (OutboxStatus.QUEUED, _ts(now), outbox_id, OutboxStatus.SENDING),
             )
 
@@ -1276,7 +1261,7 @@ class SqliteStore(BroadcastSql, PrivacySql, WorkSql):
         if concept is not None:
             where += " AND concept = ?"
             params.append(concept)
-        params.append(-1 if limit is None else limit)
+        params.append(NO_LIMIT if limit is None else limit)
         rows = self._rows(
             f"SELECT * FROM readings WHERE {where} ORDER BY at DESC, id DESC LIMIT ?",
             tuple(params),
@@ -1563,7 +1548,7 @@ class SqliteStore(BroadcastSql, PrivacySql, WorkSql):
         if kind is not None:
             where.append("kind = ?")
             params.append(_checked(kind, CheckinKind, "kind"))
-        params.append(-1 if limit is None else limit)
+        params.append(NO_LIMIT if limit is None else limit)
         rows = self._rows(
             f"SELECT * FROM checkins WHERE {' AND '.join(where)}"
             " ORDER BY due_at DESC, id DESC LIMIT ?",
@@ -1710,7 +1695,9 @@ class SqliteStore(BroadcastSql, PrivacySql, WorkSql):
         """Mark an active session unchanged since `last_activity` as expired (answers kept)."""
         with self._atomic("expire_session") as conn:
             cursor = conn.execute(
-                "UPDATE sessions SET status = ?, state = json_set(state, '$.status', ?),"
+                "UPDATE sessions SET status = ?, state = "
+                + self.dialect.json_set("state", "status")
+                + ","
                 " expired_at = ? WHERE id = ? AND status = ? AND updated_at = ?",
                 ("expired", "expired", _ts(now), session_id, "active", _ts(last_activity)),
             )
@@ -1728,16 +1715,70 @@ class SqliteStore(BroadcastSql, PrivacySql, WorkSql):
         return cursor.rowcount == 1
 
 
-@contextmanager
-def _translated(op: str) -> Iterator[None]:
-    """Turn a driver error into StoreError naming the operation (never the values)."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise StoreError(f"store.{op}: {exc}") from exc
+class SqliteStore(SqlStore):
+    """`Store` on one SQLite file. Thread-safe: one connection guarded by a re-entrant lock."""
+
+    def __init__(self, path: str | Path, *, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise StoreError(
+                f"carebridge needs SQLite {'.'.join(map(str, _MIN_SQLITE))} or newer (STRICT "
+                f"tables, RETURNING); this Python uses SQLite {sqlite3.sqlite_version}"
+            )
+        try:
+            _private_file(self.path)  # health data: 0700 folders, 0600 files (WAL/SHM follow)
+            self._conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
+        try:
+            # For DDL, migrations and introspection only: writes go through SQL (docs/storage.md).
+            self.db = Database(self._conn, execute_plugins=False)
+            for pragma in _PRAGMAS:
+                self._conn.execute(pragma)
+            for name, pick in (("greatest", max), ("least", min)):  # as PostgreSQL's
+                self._conn.create_function(name, -1, _ignoring_nulls(pick), deterministic=True)
+            self.db.enable_wal()
+            if self.db.journal_mode != "wal":
+                log.warning("store: %s cannot use WAL; readers will block writers", self.path)
+            self._migrate(migrations)
+        except sqlite3.Error as exc:  # e.g. the file is not a database
+            self._conn.close()
+            raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        with self._lock:
+            yield self._conn
+
+    def _describe(self) -> str:
+        return str(self.path)
+
+    def _schema(self, conn: Connection) -> Any:
+        return self.db
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
 
 
-def _contact_row(r: sqlite3.Row) -> ContactRow:
+def _ignoring_nulls(pick: Callable[..., Any]) -> Callable[..., Any]:
+    """SQLite's greatest()/least(): PostgreSQL's, which skip NULL arguments."""
+
+    def chosen(*values: Any) -> Any:
+        given = [v for v in values if v is not None]
+        return pick(given) if given else None
+
+    return chosen
+
+
+def _contact_row(r: Row) -> ContactRow:
     return ContactRow(
         id=r["id"],
         channel=r["channel"],
@@ -1761,7 +1802,7 @@ def _contact_row(r: sqlite3.Row) -> ContactRow:
     )
 
 
-def _escalation_row(r: sqlite3.Row) -> EscalationRow:
+def _escalation_row(r: Row) -> EscalationRow:
     return EscalationRow(
         id=r["id"],
         contact_id=r["contact_id"],
@@ -1789,7 +1830,7 @@ def _escalation_row(r: sqlite3.Row) -> EscalationRow:
     )
 
 
-def _user_row(r: sqlite3.Row) -> UserRow:
+def _user_row(r: Row) -> UserRow:
     return UserRow(
         id=r["id"],
         username=r["username"],
@@ -1806,7 +1847,7 @@ def _user_row(r: sqlite3.Row) -> UserRow:
     )
 
 
-def _outbox_row(r: sqlite3.Row) -> OutboxRow:
+def _outbox_row(r: Row) -> OutboxRow:
     return OutboxRow(
         id=r["id"],
         outbound=Outbound(
@@ -1832,7 +1873,7 @@ def _outbox_row(r: sqlite3.Row) -> OutboxRow:
     )
 
 
-def _job_row(r: sqlite3.Row) -> JobRow:
+def _job_row(r: Row) -> JobRow:
     return JobRow(
         id=r["id"],
         contact_id=r["contact_id"],
@@ -1856,7 +1897,7 @@ _MARK_COLUMNS = (
 )
 
 
-def _enrollment_row(r: sqlite3.Row) -> EnrollmentRow:
+def _enrollment_row(r: Row) -> EnrollmentRow:
     return EnrollmentRow(
         id=r["id"],
         contact_id=r["contact_id"],
@@ -1874,7 +1915,7 @@ def _enrollment_row(r: sqlite3.Row) -> EnrollmentRow:
     )
 
 
-def _schedule_row(r: sqlite3.Row) -> ScheduleRow:
+def _schedule_row(r: Row) -> ScheduleRow:
     return ScheduleRow(
         id=r["id"],
         contact_id=r["contact_id"],
@@ -1889,7 +1930,7 @@ def _schedule_row(r: sqlite3.Row) -> ScheduleRow:
     )
 
 
-def _checkin_row(r: sqlite3.Row) -> CheckinRow:
+def _checkin_row(r: Row) -> CheckinRow:
     return CheckinRow(
         id=r["id"],
         contact_id=r["contact_id"],
@@ -1906,7 +1947,7 @@ def _checkin_row(r: sqlite3.Row) -> CheckinRow:
     )
 
 
-def _session_mark(r: sqlite3.Row) -> SessionMark:
+def _session_mark(r: Row) -> SessionMark:
     return SessionMark(
         id=r["id"],
         contact_id=r["contact_id"],

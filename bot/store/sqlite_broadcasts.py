@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
@@ -31,6 +30,7 @@ from bot.store.base import (
     OutboxStatus,
 )
 from bot.store.codec import _dt, _json, _ts
+from bot.store.sql import Connection, Dialect, Row
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,11 @@ def _marks(prefix: str, values: tuple[str, ...], params: dict[str, Any]) -> str:
     return ", ".join(names) or "NULL"
 
 
-def _match(audience: AudienceFilter, channels: tuple[str, ...], params: dict[str, Any]) -> str:
+def _match(
+    audience: AudienceFilter, channels: tuple[str, ...], params: dict[str, Any], dialect: Dialect
+) -> str:
     """The audience filters on contact `c` (not consent: see `_ELIGIBLE`)."""
-    where = [f"+c.channel IN ({_marks('ch', channels, params)})"]  # (+: walk person_id)
+    where = [f"{dialect.unindexed('c.channel')} IN ({_marks('ch', channels, params)})"]
     if not audience.include_test:
         where.append("c.test = 0")
     if audience.languages:
@@ -69,7 +71,7 @@ def _match(audience: AudienceFilter, channels: tuple[str, ...], params: dict[str
     if audience.conditions:
         where.append(
             "EXISTS (SELECT 1 FROM contacts m JOIN enrollments e ON e.contact_id = m.id,"
-            " json_each(e.conditions) j WHERE m.person_id = c.person_id"
+            f" {dialect.json_each('e.conditions', 'j')} WHERE m.person_id = c.person_id"
             f" AND j.value IN ({_marks('cond', audience.conditions, params)}))"
         )
     return " AND ".join(where)
@@ -96,7 +98,7 @@ def _rank(channels: tuple[str, ...], params: dict[str, Any]) -> str:
     )
 
 
-def _candidates(plan: FanOutPlan, params: dict[str, Any], *, ranged: bool) -> str:
+def _candidates(plan: FanOutPlan, params: dict[str, Any], *, ranged: bool, dialect: Dialect) -> str:
     """The CTE `cand(id, person_id, channel, address, language, tz, ord, rn)`: rn = 1 is the
     one contact per person that receives the broadcast."""
     params["default_tz"] = plan.default_timezone
@@ -106,14 +108,15 @@ def _candidates(plan: FanOutPlan, params: dict[str, Any], *, ranged: bool) -> st
         return (
             f"cand AS (SELECT c.id, c.person_id, c.channel, c.address, c.language, {_TZ} AS tz,"
             " o.id AS ord, 1 AS rn FROM outbox o JOIN contacts c ON c.id = o.contact_id"
-            f" WHERE +o.broadcast_id = :original AND o.status IN {_REACHED}{span}"
-            f" AND {_ELIGIBLE} AND +c.channel IN ({_marks('ch', plan.channels, params)}))"
+            f" WHERE {dialect.unindexed('o.broadcast_id')} = :original"
+            f" AND o.status IN {_REACHED}{span} AND {_ELIGIBLE}"
+            f" AND {dialect.unindexed('c.channel')} IN ({_marks('ch', plan.channels, params)}))"
         )
     span = "c.person_id > :lo AND c.person_id <= :hi AND " if ranged else ""
     return (
         f"cand AS (SELECT c.id, c.person_id, c.channel, c.address, c.language, {_TZ} AS tz,"
         f" c.person_id AS ord, {_rank(plan.channels, params)} AS rn FROM contacts c"
-        f" WHERE {span}{_ELIGIBLE} AND {_match(plan.audience, plan.channels, params)})"
+        f" WHERE {span}{_ELIGIBLE} AND {_match(plan.audience, plan.channels, params, dialect)})"
     )
 
 
@@ -122,7 +125,7 @@ def _values(name: str, columns: str, rows: list[tuple[Any, ...]], params: dict[s
     width = len(columns.split(","))
     if not rows:
         nulls = ", ".join("NULL" for _ in range(width))
-        return f"{name}({columns}) AS (SELECT {nulls} WHERE 0)"
+        return f"{name}({columns}) AS (SELECT {nulls} WHERE 1 = 0)"
     tuples = []
     for i, row in enumerate(rows):
         names = []
@@ -133,7 +136,7 @@ def _values(name: str, columns: str, rows: list[tuple[Any, ...]], params: dict[s
     return f"{name}({columns}) AS (VALUES {', '.join(tuples)})"
 
 
-def _fan_out_sql(plan: FanOutPlan, now: datetime, params: dict[str, Any]) -> str:
+def _fan_out_sql(plan: FanOutPlan, now: datetime, params: dict[str, Any], dialect: Dialect) -> str:
     rel = _values("rel", "tz, at", [(tz, _ts(at)) for tz, at in plan.releases.items()], params)
     var = _values(
         "var",
@@ -148,11 +151,12 @@ def _fan_out_sql(plan: FanOutPlan, now: datetime, params: dict[str, Any]) -> str
         now=_ts(now),
     )
     return (
-        f"WITH {rel}, {var}, {_candidates(plan, params, ranged=True)}"
+        f"WITH {rel}, {var}, {_candidates(plan, params, ranged=True, dialect=dialect)}"
         " INSERT INTO outbox (contact_id, channel, address, text, choices, kind, meta, status,"
         " attempts, next_attempt_at, created_at, priority, broadcast_id)"
         " SELECT cand.id, cand.channel, cand.address, coalesce(v.text, d.text), '[]',"
-        " 'broadcast', json_set(coalesce(v.meta, d.meta), '$.tz', coalesce(rel.tz, :default_tz)),"
+        " 'broadcast',"
+        f" {dialect.json_set('coalesce(v.meta, d.meta)', 'tz', 'coalesce(rel.tz, :default_tz)')},"
         " 'queued', 0, coalesce(rel.at, :default_release), :now, 1, :broadcast"
         " FROM cand JOIN var d ON d.language = :default_language AND d.channel = cand.channel"
         " LEFT JOIN var v ON v.language = cand.language AND v.channel = cand.channel"
@@ -163,17 +167,17 @@ def _fan_out_sql(plan: FanOutPlan, now: datetime, params: dict[str, Any]) -> str
 class BroadcastSql:
     """Broadcast methods of `SqliteStore`, using its connection, lock and transactions."""
 
-    # -- provided by SqliteStore ------------------------------------------------------
+    # -- provided by SqlStore ---------------------------------------------------------
 
-    def _atomic(self, op: str) -> AbstractContextManager[sqlite3.Connection]:
+    dialect: Dialect
+
+    def _atomic(self, op: str) -> AbstractContextManager[Connection]:
         raise NotImplementedError
 
-    def _rows(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+    def _rows(self, sql: str, params: Any = ()) -> list[Row]:
         raise NotImplementedError
 
-    def _write_rows(
-        self, conn: sqlite3.Connection, sql: str, params: Any = ()
-    ) -> list[sqlite3.Row]:
+    def _write_rows(self, conn: Connection, sql: str, params: Any = ()) -> list[Row]:
         raise NotImplementedError
 
     # -- campaigns ----------------------------------------------------------------------
@@ -419,7 +423,7 @@ class BroadcastSql:
             inserted = 0
             if hi > lo:
                 params: dict[str, Any] = {"lo": lo, "hi": hi}
-                conn.execute(_fan_out_sql(plan, now, params), params)
+                conn.execute(_fan_out_sql(plan, now, params, self.dialect), params)
                 inserted = int(conn.execute("SELECT changes()").fetchone()[0])
             done = hi >= last
             if done:
@@ -436,7 +440,7 @@ class BroadcastSql:
         """Count who the plan reaches (per channel, language, time zone) and who is left out."""
         params: dict[str, Any] = {}
         rows = self._rows(
-            f"WITH {_candidates(plan, params, ranged=False)}"
+            f"WITH {_candidates(plan, params, ranged=False, dialect=self.dialect)}"
             " SELECT channel, language, tz, count(*) AS n FROM cand WHERE rn = 1"
             " GROUP BY channel, language, tz ORDER BY channel, language, tz",
             params,
@@ -453,7 +457,8 @@ class BroadcastSql:
                 f" WHERE o.broadcast_id = :original AND o.status IN {_REACHED}"
             )
         else:
-            source = f"FROM contacts c WHERE {_match(plan.audience, plan.channels, excluded)}"
+            match = _match(plan.audience, plan.channels, excluded, self.dialect)
+            source = f"FROM contacts c WHERE {match}"
         left = self._rows(
             "SELECT coalesce(sum(c.opted_out = 1), 0) AS stopped,"
             f" coalesce(sum(c.opted_out = 0 AND coalesce({_CONSENT}, 0) = 0), 0) AS nc,"
@@ -587,7 +592,8 @@ class BroadcastSql:
         with self._atomic("defer_outbox") as conn:
             cursor = conn.execute(
                 "UPDATE outbox SET status = ?, next_attempt_at = ?,"
-                " attempts = max(attempts - 1, 0), claimed_at = NULL WHERE id = ? AND status = ?",
+                " attempts = greatest(attempts - 1, 0), claimed_at = NULL"
+                " WHERE id = ? AND status = ?",
                 (OutboxStatus.QUEUED, _ts(until), outbox_id, OutboxStatus.SENDING),
             )
         return cursor.rowcount == 1
@@ -691,7 +697,7 @@ class BroadcastSql:
 
 
 def record_consents(
-    conn: sqlite3.Connection,
+    conn: Connection,
     contact_id: int,
     changes: dict[str, Any],
     source: str | None,
@@ -714,7 +720,7 @@ def record_consents(
     )
 
 
-def _broadcast_row(r: sqlite3.Row) -> BroadcastRow:
+def _broadcast_row(r: Row) -> BroadcastRow:
     return BroadcastRow(
         id=r["id"],
         name=r["name"],

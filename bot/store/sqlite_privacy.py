@@ -6,13 +6,13 @@ of `SqliteStore`. Imports the standard library and bot.store.base.
 from __future__ import annotations
 
 import json
-import sqlite3
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 from bot.store.base import PrivacyCounts, forgotten_address
 from bot.store.codec import _ts
+from bot.store.sql import Connection, Row
 
 REDACTED = "[redacted]"  # message text past the retention period
 ERASED = "[erased]"  # message text of a person who asked to be forgotten
@@ -23,10 +23,10 @@ _UNFINISHED = "('queued', 'sending')"  # outbox rows still to be sent keep their
 class PrivacySql:
     """Mixin: needs `_atomic` and `_rows` from SqliteStore."""
 
-    def _atomic(self, op: str) -> AbstractContextManager[sqlite3.Connection]:
+    def _atomic(self, op: str) -> AbstractContextManager[Connection]:
         raise NotImplementedError
 
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
         raise NotImplementedError
 
     def redact_messages(self, before: datetime, *, limit: int = 5000) -> PrivacyCounts:
@@ -139,9 +139,7 @@ class PrivacySql:
         return totals
 
     @staticmethod
-    def _erase_answers(
-        conn: sqlite3.Connection, contact_id: int, concepts: tuple[str, ...]
-    ) -> None:
+    def _erase_answers(conn: Connection, contact_id: int, concepts: tuple[str, ...]) -> None:
         """Drop the answers to `concepts` (typed in the patient's own words) from the contact's
         sessions and its tickets' summaries; numbers, yes/no and choices stay."""
         if not concepts:

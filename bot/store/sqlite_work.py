@@ -7,7 +7,6 @@ Imports the standard library and bot.store.base/codec.
 
 from __future__ import annotations
 
-import sqlite3
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,8 +14,10 @@ from typing import Any, Protocol
 
 from bot.store.base import Lane, OutboxStatus
 from bot.store.codec import _dt, _ts
+from bot.store.sql import SQLITE, Connection, Dialect, Row
 
 PRUNE_AFTER = timedelta(days=1)  # heartbeat rows of processes gone this long are dropped
+CONTACT_LOCK_BASE = 15 << 48  # advisory lock keys of contacts, clear of other keys
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,14 @@ class WorkStore(Protocol):
 
 
 class WorkSql:
-    """Mixin: needs `_atomic` and `_rows` from the store."""
+    """Mixin: needs `_atomic`, `_rows` and `dialect` from the store (bot.store.sql)."""
 
-    def _atomic(self, op: str) -> AbstractContextManager[sqlite3.Connection]:
+    dialect: Dialect = SQLITE
+
+    def _atomic(self, op: str) -> AbstractContextManager[Connection]:
         raise NotImplementedError
 
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
         raise NotImplementedError
 
     # -- sweep leases ------------------------------------------------------------------------
@@ -164,9 +167,11 @@ class WorkSql:
 
     def lock_contact(self, contact_id: int) -> None:
         """Inside a transaction: hold the contact's turn until it ends, so no other process
-        saves this patient's conversation meanwhile. On SQLite the transaction's write lock
-        (BEGIN IMMEDIATE) already holds every other writer off, so there is nothing to do."""
-        del contact_id
+        saves this patient's conversation meanwhile (PostgreSQL: a transaction-scoped advisory
+        lock keyed by the contact; SQLite: the transaction's write lock already holds every
+        other writer off)."""
+        with self._atomic("lock_contact") as conn:
+            self.dialect.advisory_lock(conn, CONTACT_LOCK_BASE + contact_id)
 
     # -- monitoring ----------------------------------------------------------------------------
 
