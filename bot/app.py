@@ -197,6 +197,14 @@ class CareBridge:
             log.warning("inbox: handled %d messages a crash had left unhandled", done)
         return done
 
+    def _lock(self, contact_id: int) -> None:
+        """Inside a transaction: hold the contact's turn until it ends, so no other process
+        (a second `serve`, a worker's sweep) saves this patient's conversation meanwhile
+        (docs/deploy.md). A store without the lock (a test double) relies on its own."""
+        lock = getattr(self.store, "lock_contact", None)
+        if lock is not None:
+            lock(contact_id)
+
     def _turn(self, inbound: Inbound) -> threading.Lock:
         """One lock per address (striped) for callers off the owner thread; the owner thread
         takes none (it never waits for another thread, so it can never deadlock with one)."""
@@ -250,6 +258,7 @@ class CareBridge:
         changed since `_begin` read it (a check-in, a clinician), so think again."""
         now = begun.now
         with self.store.transaction():
+            self._lock(begun.contact.id)  # one message of a patient at a time, on any process
             if self.store.pending_inbound(inbound.channel, inbound.provider_id) is None:
                 return Handled(duplicate=True)  # handled meanwhile by another thread
             if self.store.current_session(begun.contact) != begun.own:
@@ -323,6 +332,7 @@ class CareBridge:
         """Begin a flow for a contact on the bot's initiative (check-ins, follow-ups)."""
         now = self.clock()
         with self.store.transaction():
+            self._lock(contact_id)
             contact = self.store.get_contact(contact_id)
             if contact is None or contact.opted_out:
                 return Handled(contact_id=contact_id)
@@ -442,6 +452,7 @@ class CareBridge:
         read the patient's units; joins the caller's transaction. An opted-out contact gets
         nothing (`Handled.session` is None)."""
         with self.store.transaction():
+            self._lock(contact_id)
             contact = self.store.get_contact(contact_id)
             if contact is None or contact.opted_out:
                 return Handled(contact_id=contact_id)

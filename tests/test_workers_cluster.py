@@ -8,14 +8,27 @@ duplicates within the documented bound (docs/channels.md, Delivery).
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from fakes import wait_for
 from fakes.twilio_server import FakeTwilio
 from patients import COVID_SCREENING
-from workers_cluster import cluster, number, run_patients, settled, tally
+from workers_cluster import (
+    Load,
+    Tally,
+    cluster,
+    number,
+    pg_bin,
+    postgres,
+    run_patients,
+    settled,
+    tally,
+)
 
 from bot.app import CareBridge
 from bot.config import Config
@@ -47,32 +60,26 @@ def reference_answers(tmp_config: Config, lib: Library) -> dict[str, object]:
         bridge.close()
 
 
+@contextlib.contextmanager
+def database(engine: str, tmp_path: Path) -> Iterator[str]:
+    """The store's URL: a SQLite file, or a throw-away PostgreSQL cluster."""
+    if engine == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cluster.db'}"
+        return
+    if pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed (scripts/install-system-deps.sh installs it)")
+    with postgres() as url:
+        yield url
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "sqlite"])
 def test_two_serves_two_workers_and_a_kill_9_lose_nothing_and_double_nothing(
-    tmp_path: Path, tmp_config: Config, lib: Library
+    engine: str, tmp_path: Path, tmp_config: Config, lib: Library
 ) -> None:
     expected = reference_answers(tmp_config, lib)
-    url = f"sqlite:///{tmp_path / 'cluster.db'}"
+    with database(engine, tmp_path) as url:
+        counts, load = scenario(tmp_path, url)
     total = PATIENTS * len(COVID_SCREENING)
-    killed = threading.Event()
-    with FakeTwilio() as twilio, cluster(tmp_path, twilio, url, 2, 2, SETTINGS) as running:
-        victim = running.of("worker")[0]
-
-        def kill_mid_run(sent: int) -> None:
-            if sent >= total * 0.4 and not killed.is_set():
-                killed.set()
-                victim.kill9()  # whatever it had claimed stays claimed until its lease ends
-                running.start("worker")  # and a new one takes its place
-
-        load = run_patients(
-            running, PATIENTS, COVID_SCREENING, pairs=PAIRS, on_message=kill_mid_run
-        )
-        assert killed.is_set() and victim.proc.returncode == -9
-        wait_for(lambda: settled(url), timeout=120)
-        counts = tally(url, twilio, load, PAIRS)
-        workers = running.of("worker")
-        assert len(workers) == 2
-        running.wait_ready(workers)
-
     assert load.ok == total and load.refused == 0
     assert counts.as_dict() | {"duplicates": 0} == {
         "messages": total,
@@ -87,3 +94,30 @@ def test_two_serves_two_workers_and_a_kill_9_lose_nothing_and_double_nothing(
     assert counts.replies >= total  # every message had at least one reply
     assert counts.duplicates <= BOUND
     assert all(answers == expected for answers in counts.answers.values()), counts.answers
+
+
+def scenario(tmp_path: Path, url: str) -> tuple[Tally, Load]:
+    """2 serves + 2 workers; the patients; a worker kill -9ed at 40 % and replaced."""
+    total = PATIENTS * len(COVID_SCREENING)
+    killed = threading.Event()
+    once = threading.Lock()
+    with FakeTwilio() as twilio, cluster(tmp_path, twilio, url, 2, 2, SETTINGS) as running:
+        victim = running.of("worker")[0]
+
+        def kill_mid_run(sent: int) -> None:
+            if sent < total * 0.4 or not once.acquire(blocking=False):
+                return
+            killed.set()
+            victim.kill9()  # whatever it had claimed stays claimed until its lease ends
+            running.start("worker")  # and a new one takes its place
+
+        load = run_patients(
+            running, PATIENTS, COVID_SCREENING, pairs=PAIRS, on_message=kill_mid_run
+        )
+        assert killed.is_set() and victim.proc.returncode == -9
+        wait_for(lambda: settled(url), timeout=120)
+        counts = tally(url, twilio, load, PAIRS)
+        workers = running.of("worker")
+        assert len(workers) == 2
+        running.wait_ready(workers)
+    return counts, load
