@@ -965,7 +965,7 @@ class SqlStore(BroadcastSql, PrivacySql):
         limit: int = 200,
     ) -> list[AuditRow]:
         """Audit entries, newest first, optionally about one contact or by one user."""
-        where: list[str] = ["1"]
+        where: list[str] = ["1 = 1"]
         params: list[Any] = []
         if contact_id is not None:
             where.append("contact_id = ?")
@@ -1076,7 +1076,9 @@ class SqlStore(BroadcastSql, PrivacySql):
                 # held back by a row in flight or waiting to be retried; a due one is claimed
                 # in this same statement (the dispatcher sends one contact's rows in id order)
                 " AND (older.status = ? OR (older.attempts > 0 AND older.next_attempt_at > ?))))"
-                " ORDER BY priority, next_attempt_at, id LIMIT ?) RETURNING *",
+                f" ORDER BY priority, next_attempt_at, id LIMIT ?{self.dialect.skip_locked})"
+                # re-checked on the locked row: a concurrent claimer (PostgreSQL) may have won
+                " AND status = ? RETURNING *",
                 (
                     OutboxStatus.SENDING,
                     stamp,
@@ -1090,6 +1092,7 @@ class SqlStore(BroadcastSql, PrivacySql):
                     OutboxStatus.SENDING,
                     stamp,
                     limit,
+                    OutboxStatus.QUEUED,
                 ),
             )
         if expired:
@@ -1199,7 +1202,7 @@ class SqlStore(BroadcastSql, PrivacySql):
 
     def outbox(self, contact_id: int | None = None, status: str | None = None) -> list[OutboxRow]:
         """Outbox rows, optionally for one contact and/or one status, oldest first."""
-        where: list[str] = ["1"]
+        where: list[str] = ["1 = 1"]
         params: list[Any] = []
         if contact_id is not None:
             where.append("contact_id = ?")
@@ -1315,8 +1318,17 @@ class SqlStore(BroadcastSql, PrivacySql):
                 conn,
                 "UPDATE jobs SET status = ?, worker = ?, claimed_at = ?"
                 " WHERE id IN (SELECT id FROM jobs WHERE status = ? AND due_at <= ?"
-                " ORDER BY due_at, id LIMIT ?) RETURNING *",
-                (JobStatus.RUNNING, worker, _ts(now), JobStatus.PENDING, _ts(now), limit),
+                f" ORDER BY due_at, id LIMIT ?{self.dialect.skip_locked}) AND status = ?"
+                " RETURNING *",
+                (
+                    JobStatus.RUNNING,
+                    worker,
+                    _ts(now),
+                    JobStatus.PENDING,
+                    _ts(now),
+                    limit,
+                    JobStatus.PENDING,
+                ),
             )
         return sorted((_job_row(r) for r in rows), key=lambda j: (j.due_at, j.id))
 
@@ -1454,7 +1466,7 @@ class SqlStore(BroadcastSql, PrivacySql):
         self, contact_id: int | None = None, status: str | None = "active"
     ) -> list[ScheduleRow]:
         """Schedules (active ones by default), optionally of one contact, by id."""
-        where: list[str] = ["1"]
+        where: list[str] = ["1 = 1"]
         params: list[Any] = []
         if contact_id is not None:
             where.append("contact_id = ?")
@@ -1536,7 +1548,7 @@ class SqlStore(BroadcastSql, PrivacySql):
         limit: int | None = None,
     ) -> list[CheckinRow]:
         """Check-in occurrences, latest due first (then latest id)."""
-        where: list[str] = ["1"]
+        where: list[str] = ["1 = 1"]
         params: list[Any] = []
         if contact_id is not None:
             where.append("contact_id = ?")
@@ -1602,7 +1614,7 @@ class SqlStore(BroadcastSql, PrivacySql):
         self, contact_id: int | None = None, kind: str | None = None, status: str | None = None
     ) -> list[JobRow]:
         """Jobs, optionally of one contact, kind and/or status, earliest due first."""
-        where: list[str] = ["1"]
+        where: list[str] = ["1 = 1"]
         params: list[Any] = []
         if contact_id is not None:
             where.append("contact_id = ?")
