@@ -11,6 +11,7 @@ from bot.config import Config, load_config
 from bot.flow import Library
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["pg"]  # tests/pg.py: the throw-away PostgreSQL cluster, engine fixtures
 
 
 @pytest.fixture(scope="session")

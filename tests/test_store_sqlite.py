@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import socket
-
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,13 +37,19 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[SqliteStore]:
+def store(any_store: Store) -> Store:
+    """Once per engine (tests/pg.py): SQLite and PostgreSQL."""
+    return any_store
+
+
+@pytest.fixture
+def sqlite_store(db_path: Path) -> Iterator[SqliteStore]:
     with SqliteStore(db_path) as s:
         yield s
 
 
 @pytest.fixture
-def contact(store: SqliteStore) -> Contact:
+def contact(store: Store) -> Contact:
     return store.get_or_create_contact("sms", "+15550001", T0)
 
 
@@ -58,7 +64,7 @@ def inbound(provider_id: str, text: str = "yes") -> Inbound:
 # -- opening, migrations, pragmas -----------------------------------------------
 
 
-def test_sqlite_store_satisfies_the_protocol(store: SqliteStore) -> None:
+def test_sqlite_store_satisfies_the_protocol(store: Store) -> None:
     typed: Store = store  # mypy checks the structural match
     assert typed is store
 
@@ -85,7 +91,9 @@ def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
         SqliteStore(not_a_db)
 
 
-def test_wal_and_pragmas_are_on(store: SqliteStore) -> None:
+def test_wal_and_pragmas_are_on(sqlite_store: Store) -> None:
+    store = sqlite_store
+
     def pragma(name: str) -> object:
         return store.db.execute(f"PRAGMA {name}").fetchone()[0]
 
@@ -127,7 +135,7 @@ def test_open_store_names_the_setting_for_bad_urls_and_unreachable_servers() -> 
             open_store(url)
 
 
-def test_naive_datetimes_are_refused(store: SqliteStore) -> None:
+def test_naive_datetimes_are_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         store.get_or_create_contact("sms", "+15550009", datetime(2024, 5, 1, 9, 0))
 
@@ -135,7 +143,7 @@ def test_naive_datetimes_are_refused(store: SqliteStore) -> None:
 # -- inbox ------------------------------------------------------------------------
 
 
-def test_a_duplicate_inbound_returns_none_and_stores_nothing(store: SqliteStore) -> None:
+def test_a_duplicate_inbound_returns_none_and_stores_nothing(store: Store) -> None:
     first = store.record_inbound(inbound("SM1"), raw="Body=yes")
     assert first is not None
     assert store.record_inbound(inbound("SM1")) is None
@@ -152,35 +160,35 @@ def test_a_duplicate_inbound_returns_none_and_stores_nothing(store: SqliteStore)
 # -- transactions -----------------------------------------------------------------
 
 
-def test_rollback_leaves_nothing(store: SqliteStore, contact: Contact, db_path: Path) -> None:
+def test_rollback_leaves_nothing(store: Store, contact: Contact, store_url: str) -> None:
     session = Session(contact=contact, flow="covid_screening", node="ask_fever")
     with pytest.raises(RuntimeError, match="boom"), store.transaction():
         store.save_session(session, T0)
         store.enqueue(sms(contact), T0)
         store.record_inbound(inbound("SM1"))
         raise RuntimeError("boom")
-    with SqliteStore(db_path) as other:
+    with closing(open_store(store_url)) as other:
         assert other.outbox() == []
         assert other.current_session(contact).id is None
         assert other.record_inbound(inbound("SM1")) is not None
 
 
 def test_commit_makes_all_writes_visible_to_another_connection(
-    store: SqliteStore, contact: Contact, db_path: Path
+    store: Store, contact: Contact, store_url: str
 ) -> None:
     with store.transaction():
         store.save_session(Session(contact=contact, flow="covid_screening"), T0)
         store.enqueue(sms(contact), T0)
         with store.transaction():  # nested: a savepoint, not a second BEGIN
             store.add_transcript(contact.id, None, "out", "Hello", "sms", T0)
-    with SqliteStore(db_path) as other:
+    with closing(open_store(store_url)) as other:
         assert len(other.outbox()) == 1
         assert other.current_session(contact).flow == "covid_screening"
         assert len(other.transcript(contact.id)) == 1
 
 
 def test_another_thread_waits_for_the_transaction_instead_of_joining_it(
-    store: SqliteStore, contact: Contact
+    store: Store, contact: Contact
 ) -> None:
     inside = threading.Event()
 
@@ -202,7 +210,7 @@ def test_another_thread_waits_for_the_transaction_instead_of_joining_it(
 # -- contacts and sessions ----------------------------------------------------------
 
 
-def test_contacts_are_created_once_and_updated(store: SqliteStore) -> None:
+def test_contacts_are_created_once_and_updated(store: Store) -> None:
     assert store.find_contact("telegram", "42") is None
     first = store.get_or_create_contact("telegram", "42", T0, language="fr")
     assert store.find_contact("telegram", "42") == first
@@ -231,8 +239,8 @@ def test_contacts_are_created_once_and_updated(store: SqliteStore) -> None:
     assert (row.opted_out, row.opted_out_at, row.language) == (False, None, "sw")
 
 
-def test_a_session_survives_a_process_restart(db_path: Path) -> None:
-    with SqliteStore(db_path) as first_process:
+def test_a_session_survives_a_process_restart(store_url: str) -> None:
+    with closing(open_store(store_url)) as first_process:
         contact = first_process.get_or_create_contact("sms", "+15550001", T0)
         assert first_process.current_session(contact) == Session(contact=contact)
         session = Session(
@@ -250,14 +258,14 @@ def test_a_session_survives_a_process_restart(db_path: Path) -> None:
         assert (saved.started_at, saved.updated_at) == (T0, T0)
         saved = first_process.save_session(saved.evolve(node="ask_spo2", failures=1), at(3))
 
-    with SqliteStore(db_path) as second_process:
+    with closing(open_store(store_url)) as second_process:
         restored = second_process.current_session(contact)
     assert restored == saved
     assert (restored.started_at, restored.updated_at) == (T0, at(3))
     assert restored.answers["symptoms"] == ("cough", "fatigue")
 
 
-def test_a_new_session_row_becomes_the_current_one(store: SqliteStore, contact: Contact) -> None:
+def test_a_new_session_row_becomes_the_current_one(store: Store, contact: Contact) -> None:
     old = store.save_session(Session(contact=contact, flow="covid_screening"), T0)
     new = store.save_session(Session(contact=contact, flow="diabetes_checkin"), at(60))
     assert new.id != old.id
@@ -270,7 +278,7 @@ def test_a_new_session_row_becomes_the_current_one(store: SqliteStore, contact: 
 
 
 def test_transcript_is_oldest_first_and_limit_keeps_the_latest(
-    store: SqliteStore, contact: Contact
+    store: Store, contact: Contact
 ) -> None:
     for minute, (direction, text) in enumerate([("in", "hi"), ("out", "Fever?"), ("in", "yes")]):
         store.add_transcript(contact.id, None, direction, text, "sms", at(minute))
@@ -280,7 +288,7 @@ def test_transcript_is_oldest_first_and_limit_keeps_the_latest(
         store.add_transcript(contact.id, None, "sideways", "?", "sms", T0)
 
 
-def test_readings_are_newest_first(store: SqliteStore, contact: Contact) -> None:
+def test_readings_are_newest_first(store: Store, contact: Contact) -> None:
     store.add_reading(contact.id, None, "temperature_c", 38.5, "Cel", at(0))
     store.add_reading(contact.id, None, "spo2", 93, "%", at(1))
     store.add_reading(contact.id, None, "temperature_c", 37.9, "Cel", at(2))
@@ -292,7 +300,7 @@ def test_readings_are_newest_first(store: SqliteStore, contact: Contact) -> None
 
 
 def test_a_second_escalation_is_folded_into_the_open_ticket(
-    store: SqliteStore, contact: Contact
+    store: Store, contact: Contact
 ) -> None:
     first = store.open_escalation(
         contact.id,
@@ -350,7 +358,7 @@ def test_a_second_escalation_is_folded_into_the_open_ticket(
 # -- outbox -----------------------------------------------------------------------
 
 
-def test_outbox_claim_retry_and_final_status(store: SqliteStore, contact: Contact) -> None:
+def test_outbox_claim_retry_and_final_status(store: Store, contact: Contact) -> None:
     other = store.get_or_create_contact("sms", "+15550002", T0)
     first = store.enqueue(sms(contact, "one"), T0)
     later = store.enqueue(sms(other, "reminder"), T0, not_before=at(60))
@@ -385,7 +393,7 @@ def test_outbox_claim_retry_and_final_status(store: SqliteStore, contact: Contac
 
 
 def test_status_callbacks_by_provider_id_never_go_backwards(
-    store: SqliteStore, contact: Contact
+    store: Store, contact: Contact
 ) -> None:
     outbox_id = store.enqueue(sms(contact), T0)
     store.claim_outbox(T0, limit=1)
@@ -418,7 +426,7 @@ def test_status_callbacks_by_provider_id_never_go_backwards(
 
 
 def test_two_stores_claiming_from_two_threads_never_share_a_row(
-    db_path: Path, store: SqliteStore, contact: Contact
+    store_url: str, store: Store, contact: Contact
 ) -> None:
     people = [store.get_or_create_contact("sms", f"+1555010{n:02d}", T0) for n in range(30)]
     with store.transaction():
@@ -429,7 +437,7 @@ def test_two_stores_claiming_from_two_threads_never_share_a_row(
 
     def dispatcher(name: str) -> None:
         try:
-            with SqliteStore(db_path) as own:
+            with closing(open_store(store_url)) as own:
                 start.wait(5)
                 mine: list[int] = []
                 while batch := own.claim_outbox(at(1), limit=7):
@@ -454,7 +462,7 @@ def test_two_stores_claiming_from_two_threads_never_share_a_row(
 # -- jobs -------------------------------------------------------------------------
 
 
-def test_jobs_dedupe_claim_and_finish(store: SqliteStore, contact: Contact) -> None:
+def test_jobs_dedupe_claim_and_finish(store: Store, contact: Contact) -> None:
     key = f"followup:{contact.id}:covid_screening:2024-05-02"
     job = store.schedule_job(contact.id, "follow_up", "covid_screening", at(60), {"n": 1}, key)
     assert job is not None
@@ -478,7 +486,7 @@ def test_jobs_dedupe_claim_and_finish(store: SqliteStore, contact: Contact) -> N
 
 
 def test_claim_keeps_a_contacts_messages_in_order_behind_a_retry(
-    store: SqliteStore, contact: Contact
+    store: Store, contact: Contact
 ) -> None:
     now, hold = T0, timedelta(minutes=5)
     someone = store.get_or_create_contact("sms", "+15550002", T0)

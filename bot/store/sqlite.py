@@ -966,7 +966,7 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
         limit: int = 200,
     ) -> list[AuditRow]:
         """Audit entries, newest first, optionally about one contact or by one user."""
-        where: list[str] = ["1"]
+        where: list[str] = ["1 = 1"]
         params: list[Any] = []
         if contact_id is not None:
             where.append("contact_id = ?")
@@ -1077,7 +1077,9 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
                 # held back by a row in flight or waiting to be retried; a due one is claimed
                 # in this same statement (the dispatcher sends one contact's rows in id order)
                 " AND (older.status = ? OR (older.attempts > 0 AND older.next_attempt_at > ?))))"
-                " ORDER BY priority, next_attempt_at, id LIMIT ?) RETURNING *",
+                f" ORDER BY priority, next_attempt_at, id LIMIT ?{self.dialect.skip_locked})"
+                # re-checked on the locked row: a concurrent claimer (PostgreSQL) may have won
+                " AND status = ? RETURNING *",
                 (
                     OutboxStatus.SENDING,
                     stamp,
@@ -1091,6 +1093,7 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
                     OutboxStatus.SENDING,
                     stamp,
                     limit,
+                    OutboxStatus.QUEUED,
                 ),
             )
         if expired:
@@ -1200,7 +1203,7 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
 
     def outbox(self, contact_id: int | None = None, status: str | None = None) -> list[OutboxRow]:
         """Outbox rows, optionally for one contact and/or one status, oldest first."""
-        where: list[str] = ["1"]
+        where: list[str] = ["1 = 1"]
         params: list[Any] = []
         if contact_id is not None:
             where.append("contact_id = ?")
@@ -1316,8 +1319,17 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
                 conn,
                 "UPDATE jobs SET status = ?, worker = ?, claimed_at = ?"
                 " WHERE id IN (SELECT id FROM jobs WHERE status = ? AND due_at <= ?"
-                " ORDER BY due_at, id LIMIT ?) RETURNING *",
-                (JobStatus.RUNNING, worker, _ts(now), JobStatus.PENDING, _ts(now), limit),
+                f" ORDER BY due_at, id LIMIT ?{self.dialect.skip_locked}) AND status = ?"
+                " RETURNING *",
+                (
+                    JobStatus.RUNNING,
+                    worker,
+                    _ts(now),
+                    JobStatus.PENDING,
+                    _ts(now),
+                    limit,
+                    JobStatus.PENDING,
+                ),
             )
         return sorted((_job_row(r) for r in rows), key=lambda j: (j.due_at, j.id))
 
@@ -1455,7 +1467,7 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
         self, contact_id: int | None = None, status: str | None = "active"
     ) -> list[ScheduleRow]:
         """Schedules (active ones by default), optionally of one contact, by id."""
-        where: list[str] = ["1"]
+        where: list[str] = ["1 = 1"]
         params: list[Any] = []
         if contact_id is not None:
             where.append("contact_id = ?")
@@ -1537,7 +1549,7 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
         limit: int | None = None,
     ) -> list[CheckinRow]:
         """Check-in occurrences, latest due first (then latest id)."""
-        where: list[str] = ["1"]
+        where: list[str] = ["1 = 1"]
         params: list[Any] = []
         if contact_id is not None:
             where.append("contact_id = ?")
@@ -1603,7 +1615,7 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
         self, contact_id: int | None = None, kind: str | None = None, status: str | None = None
     ) -> list[JobRow]:
         """Jobs, optionally of one contact, kind and/or status, earliest due first."""
-        where: list[str] = ["1"]
+        where: list[str] = ["1 = 1"]
         params: list[Any] = []
         if contact_id is not None:
             where.append("contact_id = ?")

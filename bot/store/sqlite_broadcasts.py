@@ -230,7 +230,7 @@ class BroadcastSql:
         self, status: str | None = None, parent_id: int | None = None, limit: int = 100
     ) -> list[BroadcastRow]:
         """Broadcasts, newest first, optionally with one status or of one recurring parent."""
-        where: list[str] = ["1"]
+        where: list[str] = ["1 = 1"]
         params: list[Any] = []
         if status is not None:
             where.append("status = ?")
@@ -460,9 +460,9 @@ class BroadcastSql:
             match = _match(plan.audience, plan.channels, excluded, self.dialect)
             source = f"FROM contacts c WHERE {match}"
         left = self._rows(
-            "SELECT coalesce(sum(c.opted_out = 1), 0) AS stopped,"
-            f" coalesce(sum(c.opted_out = 0 AND coalesce({_CONSENT}, 0) = 0), 0) AS nc,"
-            f" coalesce(sum({_ELIGIBLE}), 0) AS eligible {source}",
+            "SELECT count(*) FILTER (WHERE c.opted_out = 1) AS stopped,"
+            f" count(*) FILTER (WHERE c.opted_out = 0 AND coalesce({_CONSENT}, 0) = 0) AS nc,"
+            f" count(*) FILTER (WHERE {_ELIGIBLE}) AS eligible {source}",
             excluded,
         )[0]
         return AudienceCensus(

@@ -1,0 +1,145 @@
+"""pytest plugin: a throw-away PostgreSQL cluster for the test session, and store fixtures
+parametrized over both engines (SQLite and PostgreSQL).
+
+The cluster is Debian's `postgresql` (scripts/install-system-deps.sh installs it), started
+with initdb + pg_ctl in a temporary folder on a free loopback port, as the unprivileged
+`postgres` user when the tests run as root (PostgreSQL refuses to run as root), and stopped
+at the end of the session. Migrations run once into a template database; every test gets a
+fresh copy (CREATE DATABASE ... TEMPLATE), dropped afterwards.
+`CB_TEST_ENGINES=sqlite` runs the engine-parametrized tests on SQLite only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bot.store import open_store
+from bot.store.base import Store
+
+ENGINES = tuple(os.environ.get("CB_TEST_ENGINES", "sqlite,postgresql").split(","))
+_TEMPLATE = "cb_template"
+
+
+def _pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: p.parts)
+    if not found:
+        pytest.fail(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): run "
+            "scripts/install-system-deps.sh, or set CB_TEST_ENGINES=sqlite"
+        )
+    return found[-1].parent
+
+
+class Cluster:
+    """One throw-away PostgreSQL cluster on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.bin = _pg_bin()
+        self.root = Path(tempfile.mkdtemp(prefix="carebridge-pg-"))
+        self.data = self.root / "data"
+        self._as: list[str] = []
+        if os.geteuid() == 0:  # PostgreSQL refuses root: run it as the postgres user
+            shutil.chown(self.root, "postgres", "postgres")
+            self._as = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._names = itertools.count(1)
+
+    def _run(self, *args: str) -> None:
+        subprocess.run(
+            [*self._as, *args], check=True, capture_output=True, cwd=self.root, timeout=120
+        )
+
+    def start(self) -> None:
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "carebridge",
+            "--auth=trust",
+            "--locale=C",
+            "--encoding=UTF8",
+            "--no-sync",
+        )
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        )
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        try:
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(self, database: str) -> str:
+        return f"postgresql://carebridge@127.0.0.1:{self.port}/{database}"
+
+    def admin(self, sql: str) -> None:
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(sql)  # type: ignore[arg-type]
+
+    def fresh_database(self) -> str:
+        """A new database with every migration applied (a copy of the template); its URL."""
+        name = f"t{os.getpid()}_{next(self._names)}"
+        self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{_TEMPLATE}"')
+        return name
+
+    def drop(self, name: str) -> None:
+        self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A running cluster with a migrated template database."""
+    cluster = Cluster()
+    cluster.start()
+    try:
+        cluster.admin(f'CREATE DATABASE "{_TEMPLATE}"')
+        open_store(cluster.url(_TEMPLATE)).close()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=ENGINES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A `storage.url` for an empty, migrated store: once per engine."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    name = cluster.fresh_database()
+    yield cluster.url(name)
+    cluster.drop(name)
+
+
+@pytest.fixture
+def any_store(store_url: str) -> Iterator[Store]:
+    """An empty store on each engine in turn."""
+    store = open_store(store_url)
+    yield store
+    store.close()
