@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 from checkin_helpers import Clock
@@ -23,7 +23,8 @@ from bot.config import Config
 from bot.flow import Library
 from bot.messages import Inbound, Outbound
 from bot.scheduler import SweepScheduler, sweep_name
-from bot.store import Lane, SqliteStore
+from bot.store import Lane, Store
+from bot.store.sqlite_work import WorkStore
 from bot.worker import RECOVER_AFTER, InboxRecovery, work_store
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -31,17 +32,16 @@ LEASE = timedelta(minutes=5)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "work.db")
-    yield s
-    s.close()
+def store(any_store: Store) -> WorkStore:
+    """An empty store on each engine (tests/pg.py), as the worker processes see it."""
+    return cast(WorkStore, any_store)
 
 
 # --- sweep leases -------------------------------------------------------------------------
 
 
 def test_one_process_holds_a_sweep_and_the_others_wait_until_the_next_interval(
-    store: SqliteStore,
+    store: WorkStore,
 ) -> None:
     assert store.claim_sweep("checkins", "a", T0, LEASE)
     assert not store.claim_sweep("checkins", "b", T0, LEASE)  # a is running it
@@ -54,7 +54,7 @@ def test_one_process_holds_a_sweep_and_the_others_wait_until_the_next_interval(
     assert (lease.holder, lease.runs, lease.finished_at) == ("b", 2, None)
 
 
-def test_a_dead_holders_sweep_is_taken_over_when_its_lease_runs_out(store: SqliteStore) -> None:
+def test_a_dead_holders_sweep_is_taken_over_when_its_lease_runs_out(store: WorkStore) -> None:
     assert store.claim_sweep("checkins", "dead", T0, LEASE)  # then kill -9: never released
     assert not store.claim_sweep("checkins", "b", T0 + LEASE - timedelta(seconds=1), LEASE)
     assert store.claim_sweep("checkins", "b", T0 + LEASE, LEASE)
@@ -62,7 +62,7 @@ def test_a_dead_holders_sweep_is_taken_over_when_its_lease_runs_out(store: Sqlit
     assert not store.claim_sweep("checkins", "c", T0 + LEASE, LEASE)
 
 
-def test_many_threads_ticking_at_once_let_exactly_one_run(store: SqliteStore) -> None:
+def test_many_threads_ticking_at_once_let_exactly_one_run(store: WorkStore) -> None:
     won: list[str] = []
     barrier = threading.Barrier(8)
 
@@ -82,7 +82,9 @@ def test_many_threads_ticking_at_once_let_exactly_one_run(store: SqliteStore) ->
 # --- monitoring ---------------------------------------------------------------------------
 
 
-def test_heartbeats_show_the_processes_and_the_queue_shows_each_lane(store: SqliteStore) -> None:
+def test_heartbeats_show_the_processes_and_the_queue_shows_each_lane(
+    store: WorkStore, any_store: Store
+) -> None:
     store.heartbeat("serve:h:1:a", "serve", "h", 1, T0)
     store.heartbeat("worker:h:2:b", "worker", "h", 2, T0)
     store.heartbeat("worker:h:2:b", "worker", "h", 2, T0 + timedelta(seconds=5))
@@ -96,10 +98,10 @@ def test_heartbeats_show_the_processes_and_the_queue_shows_each_lane(store: Sqli
     assert [w.name for w in store.workers()] == ["serve:h:9:z"]  # ...the gone ones are dropped
 
     reply = Outbound("sms", "+15550000001", "hello", kind="reply")
-    store.enqueue(reply, T0)
-    store.enqueue(reply, T0 + timedelta(seconds=3))
-    store.enqueue(reply, T0 + timedelta(seconds=1), lane=Lane.EMERGENCY)
-    store.enqueue(Outbound("telegram", "42", "news", kind="broadcast"), T0)
+    any_store.enqueue(reply, T0)
+    any_store.enqueue(reply, T0 + timedelta(seconds=3))
+    any_store.enqueue(reply, T0 + timedelta(seconds=1), lane=Lane.EMERGENCY)
+    any_store.enqueue(Outbound("telegram", "42", "news", kind="broadcast"), T0)
     depth = {(q.channel, q.lane): (q.waiting, q.oldest_due_at) for q in store.queue_depth()}
     assert depth == {
         ("sms", Lane.EMERGENCY): (1, T0 + timedelta(seconds=1)),

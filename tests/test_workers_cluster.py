@@ -8,13 +8,10 @@ duplicates within the documented bound (docs/channels.md, Delivery).
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from fakes import wait_for
 from fakes.twilio_server import FakeTwilio
 from patients import COVID_SCREENING
@@ -23,8 +20,6 @@ from workers_cluster import (
     Tally,
     cluster,
     number,
-    pg_bin,
-    postgres,
     run_patients,
     settled,
     tally,
@@ -35,7 +30,7 @@ from bot.config import Config
 from bot.flow import Library
 from bot.messages import Inbound
 
-PATIENTS = 12
+PATIENTS = 10
 PAIRS = (9, 11)  # "no", "no" and "no", "no": each pair at once, on two serves
 SETTINGS = {
     "processes": {"worker": "separate", "poll_s": 0.1, "heartbeat_s": 1},
@@ -60,25 +55,12 @@ def reference_answers(tmp_config: Config, lib: Library) -> dict[str, object]:
         bridge.close()
 
 
-@contextlib.contextmanager
-def database(engine: str, tmp_path: Path) -> Iterator[str]:
-    """The store's URL: a SQLite file, or a throw-away PostgreSQL cluster."""
-    if engine == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cluster.db'}"
-        return
-    if pg_bin() is None:
-        pytest.skip("PostgreSQL is not installed (scripts/install-system-deps.sh installs it)")
-    with postgres() as url:
-        yield url
-
-
-@pytest.mark.parametrize("engine", ["postgresql", "sqlite"])
 def test_two_serves_two_workers_and_a_kill_9_lose_nothing_and_double_nothing(
-    engine: str, tmp_path: Path, tmp_config: Config, lib: Library
+    store_url: str, tmp_path: Path, tmp_config: Config, lib: Library
 ) -> None:
+    """On each engine (tests/pg.py's `store_url`: SQLite, then a throw-away PostgreSQL)."""
     expected = reference_answers(tmp_config, lib)
-    with database(engine, tmp_path) as url:
-        counts, load = scenario(tmp_path, url)
+    counts, load = scenario(tmp_path, store_url)
     total = PATIENTS * len(COVID_SCREENING)
     assert load.ok == total and load.refused == 0
     assert counts.as_dict() | {"duplicates": 0} == {
