@@ -98,6 +98,7 @@ class Dispatcher:
     delivery: DeliveryPolicy = DeliveryPolicy()
     run_store: StoreRunner = _to_thread  # where store calls run (the store's owner thread)
     _limiters: dict[tuple[str, bool], AsyncLimiter] = field(default_factory=dict, init=False)
+    _share: int = field(default=1, init=False)  # dispatchers sending on the same accounts
     _chat_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict, init=False)
     _last_chat_send: dict[tuple[str, str], float] = field(default_factory=dict, init=False)
     _wakes: list[asyncio.Event] = field(default_factory=list, init=False)
@@ -116,6 +117,15 @@ class Dispatcher:
     def running(self) -> bool:
         """True while every lane and the result writer are alive (for /readyz)."""
         return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
+    def share(self, dispatchers: int) -> None:
+        """With `dispatchers` processes sending on the same provider accounts (`carebridge
+        worker` x M), keep 1/M of each channel's rate, so together they stay within it."""
+        dispatchers = max(1, dispatchers)
+        if dispatchers != self._share:
+            self._share = dispatchers
+            self._limiters.clear()  # rebuilt at the new rate on the next send
+            log.info("dispatcher: sending at 1/%d of each channel's rate", dispatchers)
 
     def wake(self) -> None:
         """Claim now rather than at the next idle tick (call from the event loop)."""
@@ -264,7 +274,8 @@ class Dispatcher:
         headroom of it (and also take from the whole, so together they never exceed it)."""
         key = (channel, urgent)
         if key not in self._limiters:
-            rate = self.rates.get(channel, 1.0) * (1.0 if urgent else 1 - self.delivery.headroom)
+            whole = self.rates.get(channel, 1.0) / self._share
+            rate = whole * (1.0 if urgent else 1 - self.delivery.headroom)
             burst = max(1.0, rate)
             self._limiters[key] = AsyncLimiter(burst, burst / rate)
         return self._limiters[key]

@@ -155,6 +155,7 @@ class Worker:
                 name="dispatcher",
             ),
             asyncio.create_task(self.heartbeat.run(self.stop), name="heartbeat"),
+            asyncio.create_task(self._share_rates(), name="rate-share"),
         ]
         self.scheduler.start()
         try:
@@ -170,6 +171,28 @@ class Worker:
                 if stopper is not None:
                     with contextlib.suppress(Exception):
                         await stopper()
+
+    async def _share_rates(self) -> None:
+        """Every heartbeat: count the live workers and keep this one's share of each
+        channel's rate (`channels.*.rate_per_s` is the provider's limit for all of them)."""
+        every = self.bridge.config.processes.heartbeat_s
+        while not self.stop.is_set():
+            try:
+                live = await self.bridge.owner.run(self.live_workers)
+                if self.dispatcher is not None:
+                    self.dispatcher.share(live)
+            except Exception as exc:  # keep the last share; the database may be back soon
+                log.warning("counting workers failed: %s", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), every)
+
+    def live_workers(self) -> int:
+        """Workers that sent a heartbeat within 3 heartbeats and have not stopped (>= 1)."""
+        cutoff = self.bridge.clock() - timedelta(
+            seconds=3 * self.bridge.config.processes.heartbeat_s
+        )
+        rows = work_store(self.bridge).workers("worker")
+        return max(1, sum(1 for w in rows if w.stopped_at is None and w.seen_at >= cutoff))
 
     async def run(self, on_ready: Callable[[], object] | None = None) -> None:
         """Run until `stop` is set (SIGTERM and SIGINT set it)."""

@@ -20,12 +20,13 @@ from click.testing import CliRunner
 from bot.app import CareBridge
 from bot.cli import main
 from bot.config import Config
+from bot.dispatch import Dispatcher
 from bot.flow import Library
 from bot.messages import Inbound, Outbound
 from bot.scheduler import SweepScheduler, sweep_name
 from bot.store import Lane, Store
 from bot.store.sqlite_work import WorkStore
-from bot.worker import RECOVER_AFTER, InboxRecovery, work_store
+from bot.worker import RECOVER_AFTER, InboxRecovery, Worker, work_store
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
@@ -224,3 +225,32 @@ def test_a_bad_processes_setting_is_one_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--config", str(path), "worker"])
     assert result.exit_code == 1
     assert "processes.worker" in result.output and "Traceback" not in result.output
+
+
+# --- one provider account, many workers -------------------------------------------------------
+
+
+def test_workers_share_each_channels_rate_among_the_live_ones(
+    tmp_config: Config, lib: Library
+) -> None:
+    bridge = CareBridge(tmp_config, library=lib)
+    try:
+        now = datetime.now(UTC)
+        beats = work_store(bridge)
+        beats.heartbeat("worker:a", "worker", "h", 1, now)
+        beats.heartbeat("worker:b", "worker", "h", 2, now - timedelta(seconds=2))
+        beats.heartbeat("worker:gone", "worker", "h", 3, now - timedelta(minutes=5))  # kill -9
+        beats.heartbeat("worker:done", "worker", "h", 4, now, stopped=True)
+        beats.heartbeat("serve:x", "serve", "h", 5, now)  # serves do not send
+        worker = Worker(bridge)
+        assert worker.live_workers() == 2
+    finally:
+        bridge.close()
+    dispatcher = Dispatcher(cast(Store, None), {}, rates={"sms": 10.0})
+    full = dispatcher._limiter("sms", True)
+    assert full.max_rate / full.time_period == 10.0
+    dispatcher.share(2)
+    half = dispatcher._limiter("sms", True)  # the emergency lane: the channel's whole share
+    assert half.max_rate / half.time_period == 5.0
+    ordinary = dispatcher._limiter("sms", False)  # less the emergency headroom (20 %)
+    assert ordinary.max_rate / ordinary.time_period == pytest.approx(4.0)
