@@ -323,17 +323,18 @@ def print_and_write(results: list[Result], args: argparse.Namespace) -> None:
         f" {counts.get('undelivered', 0)} replies undelivered,"
         f" {counts.get('duplicates', 0)} duplicates** (bound: {BOUND} per channel per crash,"
         f" docs/channels.md), {counts.get('disordered', 0)} conversations out of order,"
-        f" {counts.get('unfinished', 0)} screenings unfinished. Its p99 is the lease"
-        " (`delivery.lease_s`, 15 s): the replies the killed worker had claimed wait that long"
-        " before another worker takes them.",
+        f" {counts.get('unfinished', 0)} screenings unfinished. Replies the killed worker had"
+        " claimed wait for their lease (`delivery.lease_s`, 15 s) before another worker takes"
+        " them; duplicates are replies it had sent but not yet recorded.",
         "",
         "**Reading this on this machine.** It has 2 cores, shared by everything in the run (wrk,"
         " the fake Twilio, PostgreSQL and every carebridge process) and by other jobs (the load"
         " average above). Handling a message is CPU work in one Python interpreter (NLU, engine,"
         " rendering), so on 2 cores 2 + 2 processes cannot beat 1 + 1: they take turns on the same"
-        " cores, and each extra process adds its own overhead (event loop, the worker's polling"
-        " every `processes.poll_s`, heartbeats, a connection pool and PostgreSQL backends). That is"
-        " the ratio above. A separate worker also adds up to `processes.poll_s` (0.2 s) to each"
+        " cores, and with the cores oversubscribed every process also pays for the switching"
+        " (CPU per message rises with the number of processes above, although an idle worker's"
+        " polling costs only about 2 % of a core). That is the ratio above. A separate worker"
+        " also adds up to `processes.poll_s` (0.2 s) to each"
         " reply, where an inline dispatcher is woken at once; and PostgreSQL costs a network round"
         " trip per statement where SQLite is a function call. So on one small machine the"
         " embedded default (SQLite, one process) is the fastest, and stays the default.",
@@ -343,7 +344,8 @@ def print_and_write(results: list[Result], args: argparse.Namespace) -> None:
         " own, messages/s grows with the number of serves until PostgreSQL's commits are the"
         " limit (each message is two short transactions; one PostgreSQL core commits several"
         " thousand such transactions a second). Workers scale the same way for sending, up to"
-        " the providers' rate limits (`channels.*.rate_per_s`, per process: docs/deploy.md)."
+        " the providers' rate limits (`channels.*.rate_per_s`, shared among the live workers:"
+        " docs/deploy.md)."
         " SQLite cannot follow: one writer per file, one machine.",
     ]
     text = "\n".join(lines)
