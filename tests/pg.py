@@ -23,7 +23,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bot.store import open_store
+from bot.config import Config
+from bot.store import SqliteStore, SqlStore, open_store
 from bot.store.base import Store
 
 ENGINES = tuple(os.environ.get("CB_TEST_ENGINES", "sqlite,postgresql").split(","))
@@ -143,3 +144,24 @@ def any_store(store_url: str) -> Iterator[Store]:
     store = open_store(store_url)
     yield store
     store.close()
+
+
+@pytest.fixture
+def engine_config(tmp_config: Config, store_url: str) -> Config:
+    """The project config with its store on each engine in turn (an empty, migrated one)."""
+    return tmp_config.model_copy(
+        update={"storage": tmp_config.storage.model_copy(update={"url": store_url})}
+    )
+
+
+def dump_all(store: Store) -> str:
+    """Every row of every table as text (to check what is never stored)."""
+    if isinstance(store, SqliteStore):
+        return "\n".join(store.db.iterdump())
+    assert isinstance(store, SqlStore)
+    tables = store._rows(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    )
+    return "\n".join(
+        repr(tuple(row)) for (name,) in tables for row in store._rows(f'SELECT * FROM "{name}"')
+    )
