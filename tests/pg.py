@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -50,6 +51,13 @@ class Cluster:
         self.data = self.root / "data"
         self._as: list[str] = []
         if os.geteuid() == 0:  # PostgreSQL refuses root: run it as the postgres user
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.fail(
+                    "no `postgres` user to run the test cluster as: run "
+                    "scripts/install-system-deps.sh (Debian's postgresql creates it)"
+                )
             shutil.chown(self.root, "postgres", "postgres")
             self._as = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
         with socket.socket() as probe:
