@@ -24,9 +24,11 @@ $(DEV_STAMP): $(RUN_STAMP)
 
 setup: $(DEV_STAMP)
 
-# Debian packages the tests and benchmarks need (Chromium for Playwright, wrk for the load).
+# Debian packages the tests and benchmarks need (Chromium for Playwright, wrk for the load,
+# PostgreSQL for the store tests on both engines).
 system-deps:
-	@(command -v chromium && command -v wrk) >/dev/null 2>&1 || sh scripts/install-system-deps.sh
+	@(command -v chromium && command -v wrk && ls /usr/lib/postgresql/*/bin/initdb) >/dev/null 2>&1 \
+		|| sh scripts/install-system-deps.sh
 
 run: $(RUN_STAMP)
 	$(BIN)/carebridge serve

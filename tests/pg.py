@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -23,7 +24,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bot.store import open_store
+from bot.config import Config
+from bot.store import SqliteStore, SqlStore, open_store
 from bot.store.base import Store
 
 ENGINES = tuple(os.environ.get("CB_TEST_ENGINES", "sqlite,postgresql").split(","))
@@ -49,6 +51,13 @@ class Cluster:
         self.data = self.root / "data"
         self._as: list[str] = []
         if os.geteuid() == 0:  # PostgreSQL refuses root: run it as the postgres user
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.fail(
+                    "no `postgres` user to run the test cluster as: run "
+                    "scripts/install-system-deps.sh (Debian's postgresql creates it)"
+                )
             shutil.chown(self.root, "postgres", "postgres")
             self._as = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
         with socket.socket() as probe:
@@ -143,3 +152,24 @@ def any_store(store_url: str) -> Iterator[Store]:
     store = open_store(store_url)
     yield store
     store.close()
+
+
+@pytest.fixture
+def engine_config(tmp_config: Config, store_url: str) -> Config:
+    """The project config with its store on each engine in turn (an empty, migrated one)."""
+    return tmp_config.model_copy(
+        update={"storage": tmp_config.storage.model_copy(update={"url": store_url})}
+    )
+
+
+def dump_all(store: Store) -> str:
+    """Every row of every table as text (to check what is never stored)."""
+    if isinstance(store, SqliteStore):
+        return "\n".join(store.db.iterdump())
+    assert isinstance(store, SqlStore)
+    tables = store._rows(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    )
+    return "\n".join(
+        repr(tuple(row)) for (name,) in tables for row in store._rows(f'SELECT * FROM "{name}"')
+    )

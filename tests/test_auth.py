@@ -3,13 +3,12 @@ sessions, CSRF tokens, the first-start admin and `carebridge users`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
 from click.testing import CliRunner
+from pg import dump_all
 
 from bot.auth import (
     WRONG,
@@ -57,9 +56,9 @@ def cheap_argon2(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    with SqliteStore(tmp_path / "auth.db") as s:
-        yield s
+def store(any_store: SqliteStore) -> SqliteStore:
+    """Once per engine (tests/pg.py): SQLite and PostgreSQL."""
+    return any_store
 
 
 @pytest.fixture
@@ -156,7 +155,7 @@ def test_the_store_keeps_only_a_hash_of_the_session_token(auth: Auth, store: Sql
     user, _ = auth.add_user("dr_rao", "clinician", password=GOOD)
     token, login = auth.start_session(user)
     assert login.session.token_hash == token_hash(token) != token
-    dump = "\n".join(store.db.iterdump())
+    dump = dump_all(store)
     assert token not in dump
     found = auth.session_for(token)
     assert found is not None and found.user.id == user.id and found.csrf == login.csrf

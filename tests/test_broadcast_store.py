@@ -4,7 +4,7 @@ outbox priority and the claim index, cancelled rows, concurrent fan-outs; and th
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,17 +21,17 @@ from bot.store import (
     ConsentPurpose,
     OutboxStatus,
     SqliteStore,
+    open_store,
 )
 from bot.store.migrations import MIGRATIONS
 from nlu.types import Expectation, Intent, Understanding
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "store.db")
-    coordinators(s)
-    yield s
-    s.close()
+def store(any_store: SqliteStore) -> SqliteStore:
+    """Once per engine (tests/pg.py): SQLite and PostgreSQL."""
+    coordinators(any_store)
+    return any_store
 
 
 def reply(contact_id: int, address: str = "+15550000001") -> Outbound:
@@ -90,8 +90,8 @@ def test_every_consent_change_is_recorded_with_its_source_and_never_rewritten(
         (ConsentPurpose.CARE, True, None, timedelta(minutes=3)),
         (ConsentPurpose.CONTACT, True, None, timedelta(minutes=3)),
     ]
-    with pytest.raises(StoreError, match="append-only"), store.transaction():
-        store.db.execute("DELETE FROM consents")
+    with pytest.raises(StoreError, match="append-only"), store._atomic("test") as conn:
+        conn.execute("DELETE FROM consents")
 
 
 # -- the outbox: priority, the claim index, cancelled rows ------------------------------------
@@ -115,7 +115,8 @@ def test_conversation_messages_go_before_broadcasts_and_are_never_held_behind_on
     assert second_bulk not in [r.id for r in store.outbox(status="sending")]
 
 
-def test_the_claim_walks_an_index_instead_of_sorting_the_backlog(store: SqliteStore) -> None:
+def test_the_claim_walks_an_index_instead_of_sorting_the_backlog(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "plan.db")  # SQLite's planner (PostgreSQL plans on statistics)
     plan = store.db.execute(
         "EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE status = 'queued' AND channel = 'sms'"
         " AND next_attempt_at <= 'z' ORDER BY priority, next_attempt_at, id LIMIT 5"
@@ -123,6 +124,7 @@ def test_the_claim_walks_an_index_instead_of_sorting_the_backlog(store: SqliteSt
     details = " ".join(str(row[-1]) for row in plan)
     assert "outbox_status_channel_priority_next_attempt_at" in details
     assert "TEMP B-TREE" not in details
+    store.close()
 
 
 def test_cancelled_rows_are_never_claimed_and_a_send_in_flight_is_recorded(
@@ -146,7 +148,7 @@ def test_cancelled_rows_are_never_claimed_and_a_send_in_flight_is_recorded(
 
 
 def test_two_sweeps_fanning_out_at_once_enqueue_each_person_once(
-    tmp_path: Path, store: SqliteStore, config: Config
+    store_url: str, store: SqliteStore, config: Config
 ) -> None:
     for n in range(60):
         subscriber(store, "sms", f"+1555060{n:04d}")
@@ -160,7 +162,7 @@ def test_two_sweeps_fanning_out_at_once_enqueue_each_person_once(
 
     def sweep() -> None:
         try:
-            with SqliteStore(tmp_path / "store.db") as own:
+            with closing(open_store(store_url)) as own:
                 start.wait(5)
                 service(own, config, Clock(), batch_size=7).fan_out(row.id)
         except BaseException as exc:

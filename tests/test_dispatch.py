@@ -6,7 +6,6 @@ import asyncio
 import random
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -28,8 +27,9 @@ class Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    return SqliteStore(tmp_path / "d.db")
+def store(any_store: SqliteStore) -> SqliteStore:
+    """Once per engine (tests/pg.py): SQLite and PostgreSQL."""
+    return any_store
 
 
 def setup(store: SqliteStore, channel: str = "sms", n: int = 1) -> list[int]:

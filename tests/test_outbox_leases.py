@@ -3,9 +3,7 @@ and the order hold that keeps a failing row from silencing a contact."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -22,9 +20,9 @@ def at(seconds: float) -> datetime:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    with SqliteStore(tmp_path / "o.db") as s:
-        yield s
+def store(any_store: SqliteStore) -> SqliteStore:
+    """Once per engine (tests/pg.py): SQLite and PostgreSQL."""
+    return any_store
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import closing
@@ -504,3 +505,47 @@ def test_claim_keeps_a_contacts_messages_in_order_behind_a_retry(
     assert [r.id for r in claimed] == [first, second]
     # (with the default order hold of 20 s, "two" would have gone at 21 s: see
     # tests/test_outbox_leases.py)
+
+
+# -- one migration source, SQLite unchanged ---------------------------------------------
+
+SCHEMA_V9 = Path(__file__).parent / "data" / "sqlite_schema_v9.sql"
+UP_TO_9 = tuple(m for m in MIGRATIONS if m.version <= 9)
+
+
+def sqlite_schema(path: Path) -> str:
+    with closing(sqlite3.connect(path)) as conn:
+        rows = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name"
+        ).fetchall()
+    return "".join(f"{sql};\n" for (sql,) in rows)
+
+
+def test_sqlite_migrations_build_the_schema_the_sqlite_only_code_built(db_path: Path) -> None:
+    """tests/data/sqlite_schema_v9.sql is the schema migrations 1-9 built before the store
+    ran on two engines: a new SQLite database is still exactly that."""
+    SqliteStore(db_path, migrations=UP_TO_9).close()
+    assert sqlite_schema(db_path) == SCHEMA_V9.read_text()
+
+
+def test_an_old_sqlite_database_upgrades_to_the_same_schema_keeping_its_rows(
+    db_path: Path,
+) -> None:
+    SqliteStore(db_path, migrations=UP_TO_9[:3]).close()  # a database from before 4
+    with closing(sqlite3.connect(db_path)) as conn, conn:  # rows as that version wrote them
+        for address in ("09800000031", "+919800000031"):
+            conn.execute(
+                "INSERT INTO contacts (channel, address, language, opted_out, created_at,"
+                " updated_at) VALUES ('sms', ?, 'hi', 0, '2024-05-01', '2024-05-01')",
+                (address,),
+            )
+        conn.execute(
+            "INSERT INTO outbox (contact_id, channel, address, text, kind, status,"
+            " next_attempt_at, created_at) VALUES (2, 'sms', '+919800000031', 'hello', 'reply',"
+            " 'sent', '2024-05-01', '2024-05-01')"
+        )
+    with SqliteStore(db_path, migrations=UP_TO_9) as new:
+        merged = new.find_contact("sms", "+919800000031")  # migration 8 merged the two
+        assert merged is not None and merged.id == 1 and merged.language == "hi"
+        assert [(r.outbound.contact_id, r.outbound.text) for r in new.outbox()] == [(1, "hello")]
+    assert sqlite_schema(db_path) == SCHEMA_V9.read_text()

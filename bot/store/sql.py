@@ -60,6 +60,10 @@ class Dialect:
     # Appended to a SELECT that claims rows: PostgreSQL lets concurrent claimers skip each
     # other's rows; SQLite has one writer at a time, so there is nothing to skip.
     skip_locked = ""
+    # Appended to a SELECT that reads rows the transaction will change (a read-modify-write):
+    # PostgreSQL locks them against a concurrent transaction; SQLite's write transaction
+    # already excludes every other writer.
+    for_update = ""
 
     def sql(self, text: str) -> str:
         """The statement as this engine's driver takes it."""
@@ -80,6 +84,11 @@ class Dialect:
         element's text in `alias.value`."""
         return f"json_each({expression}) {alias}"
 
+    def changed(self, conn: Connection, cursor: Cursor) -> int:
+        """How many rows the statement just run on `cursor` changed. (Python's sqlite3 gives
+        -1 as the rowcount of a `WITH ... INSERT`; SQLite's changes() knows.)"""
+        return int(conn.execute("SELECT changes()").fetchone()[0])
+
     def advisory_lock(self, conn: Connection, key: int) -> None:
         """Serialise transactions on `key` until this transaction ends. SQLite: a no-op (its
         write transaction already holds the one write lock)."""
@@ -95,6 +104,7 @@ class PostgresDialect(Dialect):
     name = "postgresql"
     begin = "BEGIN"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    for_update = " FOR UPDATE"
 
     def sql(self, text: str) -> str:
         return _to_pyformat(text)
@@ -107,6 +117,9 @@ class PostgresDialect(Dialect):
 
     def json_each(self, expression: str, alias: str) -> str:
         return f"jsonb_array_elements_text({expression}::jsonb) AS {alias}(value)"
+
+    def changed(self, conn: Connection, cursor: Cursor) -> int:
+        return cursor.rowcount
 
     def advisory_lock(self, conn: Connection, key: int) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(?)", (key,))

@@ -256,7 +256,9 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
         return list(conn.execute(sql, params).fetchall())
 
     def _require(self, conn: Connection, table: str, row_id: int) -> Row:
-        rows = self._write_rows(conn, f'SELECT * FROM "{table}" WHERE id = ?', (row_id,))
+        """The row, locked until the transaction ends (PostgreSQL) for a read-modify-write."""
+        sql = f'SELECT * FROM "{table}" WHERE id = ?{self.dialect.for_update}'
+        rows = self._write_rows(conn, sql, (row_id,))
         if not rows:
             raise KeyError(f"no {table} row with id {row_id}")
         return rows[0]
@@ -649,9 +651,9 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
                 return
             conn.execute(
                 "UPDATE escalations SET status = ?, updated_at = ?,"
-                " claimed_by = CASE WHEN ? THEN ? ELSE claimed_by END,"
-                " claimed_at = CASE WHEN ? THEN ? ELSE claimed_at END,"
-                " closed_at = CASE WHEN ? THEN ? ELSE closed_at END WHERE id = ?",
+                " claimed_by = CASE WHEN ? = 1 THEN ? ELSE claimed_by END,"
+                " claimed_at = CASE WHEN ? = 1 THEN ? ELSE claimed_at END,"
+                " closed_at = CASE WHEN ? = 1 THEN ? ELSE closed_at END WHERE id = ?",
                 (
                     new,
                     at,
@@ -1064,9 +1066,9 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
             ).rowcount
             rows = self._write_rows(
                 conn,
-                "UPDATE outbox SET status = ?, attempts = attempts + 1, claimed_at = ?,"
-                " next_attempt_at = ?"
-                f" WHERE id IN (SELECT id FROM outbox WHERE status = ? AND {on_channel}{lane}"
+                # (a materialized CTE: PostgreSQL may re-run an IN (... LIMIT) subquery)
+                f"WITH picked AS MATERIALIZED (SELECT id FROM outbox WHERE status = ?"
+                f" AND {on_channel}{lane}"
                 "next_attempt_at <= ?"
                 # a contact's messages go in order: never overtake an earlier one still pending
                 " AND (contact_id IS NULL OR NOT EXISTS (SELECT 1 FROM outbox AS older"
@@ -1078,12 +1080,11 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
                 # in this same statement (the dispatcher sends one contact's rows in id order)
                 " AND (older.status = ? OR (older.attempts > 0 AND older.next_attempt_at > ?))))"
                 f" ORDER BY priority, next_attempt_at, id LIMIT ?{self.dialect.skip_locked})"
+                " UPDATE outbox SET status = ?, attempts = attempts + 1, claimed_at = ?,"
+                " next_attempt_at = ? WHERE id IN (SELECT id FROM picked)"
                 # re-checked on the locked row: a concurrent claimer (PostgreSQL) may have won
                 " AND status = ? RETURNING *",
                 (
-                    OutboxStatus.SENDING,
-                    stamp,
-                    _ts(now + lease),
                     OutboxStatus.QUEUED,
                     *channel_args,
                     stamp,
@@ -1093,6 +1094,9 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
                     OutboxStatus.SENDING,
                     stamp,
                     limit,
+                    OutboxStatus.SENDING,
+                    stamp,
+                    _ts(now + lease),
                     OutboxStatus.QUEUED,
                 ),
             )
@@ -1187,7 +1191,7 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
                 conn.execute(
                     "UPDATE outbox SET status = ?, error_code = coalesce(?, error_code),"
                     " sent_at = coalesce(sent_at, ?),"
-                    " finished_at = CASE WHEN ? THEN ? ELSE finished_at END WHERE id = ?",
+                    " finished_at = CASE WHEN ? = 1 THEN ? ELSE finished_at END WHERE id = ?",
                     (new, error_code, _ts(now), final, _ts(now), outbox_id),
                 )
             elif error_code is not None and current == new:
@@ -1317,17 +1321,17 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
         with self._atomic("claim_due_jobs") as conn:
             rows = self._write_rows(
                 conn,
-                "UPDATE jobs SET status = ?, worker = ?, claimed_at = ?"
-                " WHERE id IN (SELECT id FROM jobs WHERE status = ? AND due_at <= ?"
-                f" ORDER BY due_at, id LIMIT ?{self.dialect.skip_locked}) AND status = ?"
-                " RETURNING *",
+                "WITH picked AS MATERIALIZED (SELECT id FROM jobs WHERE status = ?"
+                f" AND due_at <= ? ORDER BY due_at, id LIMIT ?{self.dialect.skip_locked})"
+                " UPDATE jobs SET status = ?, worker = ?, claimed_at = ?"
+                " WHERE id IN (SELECT id FROM picked) AND status = ? RETURNING *",
                 (
-                    JobStatus.RUNNING,
-                    worker,
-                    _ts(now),
                     JobStatus.PENDING,
                     _ts(now),
                     limit,
+                    JobStatus.RUNNING,
+                    worker,
+                    _ts(now),
                     JobStatus.PENDING,
                 ),
             )
@@ -1424,7 +1428,7 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
         with self._atomic("set_enrollment_status") as conn:
             cursor = conn.execute(
                 "UPDATE enrollments SET status = ?, updated_at = ?, activated_at ="
-                " coalesce(activated_at, CASE WHEN ? THEN ? END) WHERE contact_id = ?",
+                " coalesce(activated_at, CASE WHEN ? = 1 THEN ? END) WHERE contact_id = ?",
                 (new, _ts(now), new == EnrollmentStatus.ACTIVE, _ts(now), contact_id),
             )
             if cursor.rowcount == 0:

@@ -280,7 +280,7 @@ class BroadcastSql:
             cursor = conn.execute(
                 "UPDATE broadcasts SET status = ?, started_at = ?, updated_at = ?"
                 " WHERE id = ? AND status = ? AND recurrence IS NULL"
-                " AND (? OR send_at IS NULL OR send_at <= ?)",
+                " AND (? = 1 OR send_at IS NULL OR send_at <= ?)",
                 (
                     BroadcastStatus.SENDING,
                     _ts(now),
@@ -386,7 +386,8 @@ class BroadcastSql:
         with self._atomic("fan_out") as conn:
             current = self._write_rows(
                 conn,
-                "SELECT status, fan_out_cursor, fan_out_last FROM broadcasts WHERE id = ?",
+                "SELECT status, fan_out_cursor, fan_out_last FROM broadcasts WHERE id = ?"
+                + self.dialect.for_update,
                 (plan.broadcast_id,),
             )
             if not current:
@@ -423,14 +424,14 @@ class BroadcastSql:
             inserted = 0
             if hi > lo:
                 params: dict[str, Any] = {"lo": lo, "hi": hi}
-                conn.execute(_fan_out_sql(plan, now, params, self.dialect), params)
-                inserted = int(conn.execute("SELECT changes()").fetchone()[0])
+                cursor = conn.execute(_fan_out_sql(plan, now, params, self.dialect), params)
+                inserted = self.dialect.changed(conn, cursor)
             done = hi >= last
             if done:
                 status = BroadcastStatus.SENT
             conn.execute(
                 "UPDATE broadcasts SET fan_out_cursor = ?, enqueued = enqueued + ?, status = ?,"
-                " fanned_out_at = CASE WHEN ? THEN ? ELSE fanned_out_at END, updated_at = ?"
+                " fanned_out_at = CASE WHEN ? = 1 THEN ? ELSE fanned_out_at END, updated_at = ?"
                 " WHERE id = ?",
                 (hi, inserted, status, int(done), _ts(now), _ts(now), plan.broadcast_id),
             )
