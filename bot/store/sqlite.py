@@ -1375,10 +1375,11 @@ class SqlStore(BroadcastSql, PrivacySql):
                 " conditions = excluded.conditions, checkin_time = excluded.checkin_time,"
                 " timezone = excluded.timezone, team = excluded.team,"
                 " baselines = excluded.baselines,"
-                " session_id = coalesce(excluded.session_id, session_id),"
-                " enrolled_by = coalesce(excluded.enrolled_by, enrolled_by),"
+                " session_id = coalesce(excluded.session_id, enrollments.session_id),"
+                " enrolled_by = coalesce(excluded.enrolled_by, enrollments.enrolled_by),"
                 " updated_at = excluded.updated_at,"
-                " activated_at = coalesce(activated_at, excluded.activated_at) RETURNING *",
+                " activated_at = coalesce(enrollments.activated_at, excluded.activated_at)"
+                " RETURNING *",
                 (
                     contact_id,
                     new,
@@ -1500,12 +1501,12 @@ class SqlStore(BroadcastSql, PrivacySql):
         with self._atomic("advance_schedule") as conn:
             cursor = conn.execute(
                 "UPDATE schedules SET next_due_at = ?, updated_at = ?,"
-                " status = CASE WHEN ? IS NULL THEN ? ELSE status END"
+                " status = CASE WHEN ? = 1 THEN ? ELSE status END"
                 " WHERE id = ? AND status = ? AND next_due_at = ?",
                 (
                     _ts(next_due_at) if next_due_at else None,
                     _ts(now),
-                    _ts(next_due_at) if next_due_at else None,
+                    int(next_due_at is None),
                     ScheduleStatus.ENDED,
                     schedule_id,
                     ScheduleStatus.ACTIVE,

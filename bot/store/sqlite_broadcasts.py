@@ -348,12 +348,12 @@ class BroadcastSql:
         with self._atomic("advance_recurrence") as conn:
             cursor = conn.execute(
                 "UPDATE broadcasts SET next_due_at = ?, updated_at = ?,"
-                " status = CASE WHEN ? IS NULL THEN ? ELSE status END"
+                " status = CASE WHEN ? = 1 THEN ? ELSE status END"
                 " WHERE id = ? AND status = ? AND next_due_at = ?",
                 (
                     nxt,
                     _ts(now),
-                    nxt,
+                    int(nxt is None),
                     BroadcastStatus.SENT,
                     broadcast_id,
                     BroadcastStatus.APPROVED,
