@@ -674,7 +674,7 @@ class BroadcastSql:
         """Make this the preferred contact of its person for broadcasts."""
         with self._atomic("prefer_contact") as conn:
             cursor = conn.execute(
-                "UPDATE contacts SET preferred = (id = ?), updated_at = ?"
+                "UPDATE contacts SET preferred = CASE WHEN id = ? THEN 1 ELSE 0 END, updated_at = ?"
                 " WHERE person_id = (SELECT person_id FROM contacts WHERE id = ?)",
                 (contact_id, _ts(now), contact_id),
             )
