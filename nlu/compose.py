@@ -139,13 +139,16 @@ class Vocabulary:
                 or (typo_ok and len(raw) == 4 and _short_prefix_typo(raw, first[1]))
             ):
                 out.append((group, words))
-        if key not in self.exact and typo_ok and len(raw) >= 4:
-            # every spelling a typo may be ("vomiti": "vomito" as well as "vomita")
+        if typo_ok and len(raw) >= 4:
+            # every spelling a typo may be ("vomiti": "vomito" as well as "vomita"); a word
+            # that is itself a term is a typo only of the first word of a longer term, whose
+            # later words must then follow ("vómits sin parar": English "vomits")
+            known = key in self.exact
             for spelling, _, _ in extract(
                 raw, self.spellings, scorer=OSA.distance, score_cutoff=2, limit=None
             ):
                 if close_typo(raw, spelling):
-                    out.extend(self.spelled[spelling])
+                    out.extend(t for t in self.spelled[spelling] if not known or len(t[1]) > 1)
         return tuple(out)
 
 
@@ -154,7 +157,9 @@ def _prefix_typo(raw: str, prefix: str) -> bool:
     n = len(prefix)
     swap = sorted(raw[:n]) == sorted(prefix)
     if n < 5 and not swap:
-        return False  # four letters: only two letters swapped ("hruts" for hurt*)
+        # four letters: only two letters swapped ("hruts" for hurt*) or a wrong first
+        # vowel ("ozules" for azul*)
+        return raw[0] in _VOWELS and prefix[0] in _VOWELS and raw[1:n] == prefix[1:]
     if raw[0] != prefix[0] and not swap and not (raw[0] in _VOWELS and prefix[0] in _VOWELS):
         return False
     return any(OSA.distance(raw[:m], prefix) <= 1 for m in (n - 1, n, n + 1) if m <= len(raw))

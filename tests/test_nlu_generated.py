@@ -53,14 +53,14 @@ def test_the_enlarged_tuning_pool_never_holds_a_heldout_text() -> None:
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_enlarged_tuning_pool_recall_100_percent(it: Interpreter, lang: str, tmp_path: Path) -> None:
-    """Two extra seeds' tuning-half messages (python -m tests.nlu_gen.enlarge runs more)."""
+    """One extra seed's tuning-half messages (python -m tests.nlu_gen.enlarge runs more)."""
     path = tmp_path / f"{lang}_pool.yml"
     path.write_text(
-        generate.render(lang, "tuning (enlarged)", enlarge.pool(lang, 2)), encoding="utf-8"
+        generate.render(lang, "tuning (enlarged)", enlarge.pool(lang, 1)), encoding="utf-8"
     )
     report = evaluate_redflags(lambda t: it.interpret(t, None, lang), path)
-    assert report.missed == []
-    assert report.false_alarm_rate <= 0.02
+    assert report.missed == [], report.missed
+    assert report.false_alarm_rate <= 0.02, report.false_alarms
 
 
 def test_each_language_has_2000_messages_in_two_halves() -> None:
