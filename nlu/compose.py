@@ -327,7 +327,9 @@ class Composer:
         out: dict[str, list[tuple[int, int]]] = {}
         for i, tok in enumerate(toks):
             raw = tok.text.replace("'", "")
-            found = self.vocab.lookup_exact(tok.key, raw) if exact else self.vocab.lookup(tok.key, raw)
+            found = (
+                self.vocab.lookup_exact(tok.key, raw) if exact else self.vocab.lookup(tok.key, raw)
+            )
             for group, words in found:
                 j = i + len(words)
                 if j > len(toks):
@@ -440,7 +442,12 @@ class Composer:
                     spans[g] = alike[g]
             for concept, groups, near in self.rules:
                 missing = [g for g in groups if g not in spans]
-                if len(missing) == 1 and len(groups) > 1 and not near and missing[0] not in self.strict:
+                if (
+                    len(missing) == 1
+                    and len(groups) > 1
+                    and not near
+                    and missing[0] not in self.strict
+                ):
                     # every other part is there: a slip in a short word still counts,
                     # as a near match (the bot asks)
                     taken = {

@@ -52,7 +52,9 @@ def test_the_enlarged_tuning_pool_never_holds_a_heldout_text() -> None:
 
 
 @pytest.mark.parametrize("lang", LANGS)
-def test_enlarged_tuning_pool_recall_100_percent(it: Interpreter, lang: str, tmp_path: Path) -> None:
+def test_enlarged_tuning_pool_recall_100_percent(
+    it: Interpreter, lang: str, tmp_path: Path
+) -> None:
     """One extra seed's tuning-half messages (python -m tests.nlu_gen.enlarge runs more)."""
     path = tmp_path / f"{lang}_pool.yml"
     path.write_text(
