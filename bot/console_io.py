@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from bot import io_export, io_import
 from bot.errors import CarebridgeError
@@ -261,7 +261,8 @@ def _download(
     except ValueError as exc:
         return export_page(ctx, error=str(exc), status=400)
     real_ids = ctx.request.query_params.get("real_ids") == "1"
-    ctx.console.audit(ctx, f"export_{kind}", real_ids=real_ids, **io_export.describe(flt))
+    action = "export_csv" if kind == "csv" else "export_fhir"  # as the CLI's
+    ctx.console.audit(ctx, action, real_ids=real_ids, **io_export.describe(flt))
     stamp = ctx.console.now().strftime("%Y%m%d-%H%M")
     return StreamingResponse(
         make(flt, real_ids),
@@ -271,7 +272,9 @@ def _download(
 
 
 def export_csv(ctx: Ctx) -> Response:
-    """One flow's conversations as CSV, streamed."""
+    """One flow's conversations as CSV, streamed (a bare visit goes to the export form)."""
+    if not ctx.request.query_params:
+        return RedirectResponse(EXPORT, status_code=303)
     store, library = ctx.console.store, ctx.console.bridge.library
     flow = ctx.request.query_params.get("flow", "results")
     return _download(

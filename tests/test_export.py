@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,62 +17,16 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from fhir.resources.R4B.bundle import Bundle
+from io_helpers import ALICE, BOB, T0, seed_results
 
 from bot import io_export
 from bot.cli import main
 from bot.config import Config
 from bot.flow import Library
-from bot.session import Contact, Session, SessionStatus
-from bot.store import SqliteStore, Store
+from bot.store import SqliteStore
 from bot.store.sqlite_io import ExportFilter
 
 ROOT = Path(__file__).resolve().parent.parent
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-ALICE = "+919800000031"
-BOB = "+919800000032"
-
-
-def conversation(
-    store: Store,
-    contact_id: int,
-    flow: str,
-    answers: dict[str, Any],
-    triage: str | None,
-    at: datetime,
-    red_flags: tuple[str, ...] = (),
-) -> int:
-    """A finished conversation as the app stores it, with its number answers as readings."""
-    contact = store.get_contact(contact_id)
-    assert contact is not None
-    session = Session(
-        contact=Contact(id=contact_id, channel=contact.channel),
-        flow=flow,
-        node="done",
-        status=SessionStatus.COMPLETED,
-        answers=answers,
-        triage=triage,
-        red_flags=red_flags,
-        started_at=at,
-    )
-    sid = store.save_session(session, at + timedelta(minutes=3)).id
-    assert sid is not None
-    units = {
-        "systolic_bp": "mm[Hg]",
-        "diastolic_bp": "mm[Hg]",
-        "temperature_c": "Cel",
-        "spo2_percent": "%",
-        "glucose_mg_dl": "mg/dL",
-        "weight_kg": "kg",
-        "peak_flow_percent": "%",
-        "heart_rate": "/min",
-        "age_years": "a",
-    }
-    for i, (concept, value) in enumerate(answers.items()):
-        if concept in units:
-            store.add_reading(
-                contact_id, sid, concept, float(value), units[concept], at + timedelta(seconds=i)
-            )
-    return sid
 
 
 @pytest.fixture
@@ -81,59 +35,7 @@ def seeded(tmp_config: Config, tmp_path: Path) -> tuple[Path, dict[str, int]]:
     minutes, answered, resolved; a diabetes and an asthma check-in. Bob (WhatsApp, south): a
     COVID-19 screening. A simulator contact (test): a screening that no export shows."""
     store = SqliteStore(tmp_config.storage.url.removeprefix("sqlite:///"))
-    ids: dict[str, int] = {}
-    alice = store.get_or_create_contact("sms", ALICE, T0, "en").id
-    bob = store.get_or_create_contact("whatsapp", BOB, T0, "hi").id
-    sim = store.get_or_create_contact("web", "sim-abc", T0).id
-    store.set_contact_facts(alice, T0, region="north")
-    store.set_contact_facts(bob, T0, region="south")
-    ids["bp"] = conversation(
-        store,
-        alice,
-        "hypertension_checkin",
-        {"systolic_bp": 185, "diastolic_bp": 95, "chest_pain": False, "severe_headache": True},
-        "consultation_24",
-        T0,
-    )
-    ticket = store.open_escalation(
-        alice, ids["bp"], "consultation_24", "triage", "hypertension_checkin", (), {}, T0
-    )
-    store.plan_escalation(ticket, "urgent", T0 + timedelta(hours=1), T0)
-    user = store.add_user("dr.rao", "x", "clinician", T0)
-    assert user is not None
-    store.claim_escalation(ticket, user, "dr.rao", T0 + timedelta(minutes=10))
-    store.note_first_response(ticket, T0 + timedelta(minutes=12))
-    store.finish_escalation(ticket, "resolved", T0 + timedelta(minutes=30))
-    ids["ticket"] = ticket
-    ids["sugar"] = conversation(
-        store,
-        alice,
-        "diabetes_checkin",
-        {"glucose_mg_dl": 250, "ketones": False, "glucose_unit": "mg/dL"},
-        "self_care",
-        T0 + timedelta(days=1),
-    )
-    ids["asthma"] = conversation(
-        store,
-        alice,
-        "asthma_checkin",
-        {"peak_flow_percent": 60, "peak_flow_best_lpm": 400, "night_symptoms": True},
-        "consultation",
-        T0 + timedelta(days=2),
-    )
-    ids["covid"] = conversation(
-        store,
-        bob,
-        "covid_screening",
-        {"fever": True, "cough": True, "temperature_c": 38.6, "spo2_percent": 93, "age_years": 70},
-        "consultation_24",
-        T0 + timedelta(days=3),
-        red_flags=(),
-    )
-    ids["simulated"] = conversation(
-        store, sim, "covid_screening", {"temperature_c": 39.0}, "self_care", T0
-    )
-    ids.update(alice=alice, bob=bob, sim=sim)
+    ids = seed_results(store)
     store.close()
     data = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
     data["storage"] = {"url": tmp_config.storage.url}
@@ -217,7 +119,7 @@ def test_real_identifiers_only_when_asked_and_the_export_is_audited(
     assert patients[f"p{ids['alice']}"]["telecom"][0]["value"] == ALICE
     with SqliteStore(tmp_config.storage.url.removeprefix("sqlite:///")) as store:
         audit = [a for a in store.audit_log() if a.action == "export_fhir"]
-    assert audit and audit[-1].detail["real_ids"] is True
+    assert audit and audit[0].detail["real_ids"] is True
 
 
 def test_csv_has_a_row_per_conversation_and_a_column_per_concept(

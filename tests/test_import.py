@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from import_helpers import ROWS, T0, contacts_file, known_people, phone
+from io_helpers import ROWS, T0, contacts_file, known_people, phone
 
 from bot import io_import
 from bot.app import load_flows
@@ -101,7 +101,7 @@ def test_ten_thousand_rows_with_bad_and_duplicate_rows_import_with_a_correct_rep
         assert len(queued) == 1
         assert count(store, "SELECT count(*) FROM enrollments") == expected.enrolled
         audit = [a for a in store.audit_log() if a.action == "import_contacts"]
-        assert audit and audit[-1].detail["imported"] == expected.imported
+        assert audit and audit[0].detail["imported"] == expected.imported
     # the same file again: everything that was imported is now known
     again = json.loads(cli(path, str(file), "--json", "--quiet").stdout)
     assert again["imported"] == 0 and again["merged"] == expected.imported + expected.merged
