@@ -49,7 +49,9 @@ def _bridge(ctx: click.Context) -> Iterator[Any]:
 
 @click.group()
 def contacts() -> None:
-    """Bring contacts in from a CSV or XLSX file (docs/import_export.md)."""
+    """Bring contacts in from a CSV or XLSX file.
+
+    See docs/import_export.md."""
 
 
 @contacts.command("import")
@@ -218,7 +220,10 @@ def _out(path: Path | None) -> Iterator[IO[str]]:
 
 @click.group("export")
 def export() -> None:
-    """Results out: conversations as CSV per flow, or everything as a FHIR R4 Bundle."""
+    """Results out: CSV per flow or a FHIR R4 Bundle.
+
+    Conversations as CSV (one row each, one column per concept), or everything as one FHIR R4
+    Bundle; see docs/import_export.md."""
 
 
 @export.command("csv")
