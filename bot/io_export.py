@@ -4,8 +4,8 @@ timings) and everything as one FHIR R4 Bundle. Both are generators of text chunk
 store's batched reads, so a million rows never sit in memory: the CLI writes as it reads, the
 console streams a response. Shared by the console, the CLI and the API.
 
-Imports bot.console_view, bot.engine (asked_concepts), bot.fhir, bot.flow and bot.store; no I/O
-of its own.
+Imports bot.console_view, bot.engine (asked_concepts), bot.fhir, bot.flow, bot.store and orjson;
+no I/O of its own.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from bot import fhir
 from bot.console_view import concept_labels, mask_address
@@ -208,7 +210,7 @@ def fhir_bundle(
     batch: list[str] = []
 
     def emit(resource: dict[str, Any]) -> None:
-        batch.append(json.dumps({"resource": resource}, ensure_ascii=False, separators=(",", ":")))
+        batch.append(orjson.dumps({"resource": resource}).decode())  # 5x the json module
 
     def flush() -> str:
         nonlocal first

@@ -122,15 +122,17 @@ class IoStore(Protocol):
         ...
 
     def export_conversations(
-        self, flt: ExportFilter, *, batch: int = EXPORT_BATCH
+        self, flt: ExportFilter, *, batch: int = EXPORT_BATCH, after: int = 0
     ) -> Iterator[ExportConversation]:
-        """Conversations that pass `flt`, oldest id first, read `batch` at a time."""
+        """Conversations that pass `flt`, oldest id first, read `batch` at a time; `after`:
+        only ids above it (a cursor for paging)."""
         ...
 
     def export_readings(
-        self, flt: ExportFilter, *, batch: int = EXPORT_BATCH
+        self, flt: ExportFilter, *, batch: int = EXPORT_BATCH, after: int = 0
     ) -> Iterator[ExportReading]:
-        """Readings that pass `flt` (their time, their conversation's flow and level)."""
+        """Readings that pass `flt` (their time, their conversation's flow and level), oldest
+        id first; `after`: only ids above it."""
         ...
 
 
@@ -244,11 +246,11 @@ class IoSql:
         return _phone_contact(rows[0]) if rows else None
 
     def export_conversations(
-        self, flt: ExportFilter, *, batch: int = EXPORT_BATCH
+        self, flt: ExportFilter, *, batch: int = EXPORT_BATCH, after: int = 0
     ) -> Iterator[ExportConversation]:
-        """Conversations that pass `flt`, oldest id first, read `batch` at a time."""
+        """Conversations that pass `flt`, oldest id first, read `batch` at a time; `after`:
+        only ids above it (a cursor for paging)."""
         where, params = _where(flt, "s.started_at", "s.flow")
-        after = 0
         while True:
             rows = self._rows(
                 f"SELECT s.id, s.contact_id, s.flow, s.status, s.state, s.started_at,"
@@ -288,11 +290,11 @@ class IoSql:
                 return
 
     def export_readings(
-        self, flt: ExportFilter, *, batch: int = EXPORT_BATCH
+        self, flt: ExportFilter, *, batch: int = EXPORT_BATCH, after: int = 0
     ) -> Iterator[ExportReading]:
-        """Readings that pass `flt` (their time, their conversation's flow and level)."""
+        """Readings that pass `flt` (their time, their conversation's flow and level), oldest
+        id first; `after`: only ids above it."""
         where, params = _where(flt, "r.at", "s.flow")
-        after = 0
         # session id -> (triage, personal-best peak flow), for the current batch
         facts: dict[int, tuple[str | None, float | None]] = {}
         while True:
