@@ -72,7 +72,11 @@ def contacts() -> None:
     help="Write the refused rows, with line and reason, to this CSV file.",
 )
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="A progress bar on stderr (default: when stderr is a terminal).",
+)
 @click.pass_context
 def import_cmd(
     ctx: click.Context,
@@ -81,7 +85,7 @@ def import_cmd(
     default_channel: str,
     rejects: Path | None,
     as_json: bool,
-    quiet: bool,
+    progress: bool | None,
 ) -> None:
     """Import contacts: every row is checked (the refused ones are reported with their line
     and reason), numbers are normalised and matched to the people already known, and the good
@@ -89,7 +93,7 @@ def import_cmd(
     data = file.read_bytes()
     with _bridge(ctx) as bridge:
         with tqdm(
-            desc="checking", unit=" rows", file=sys.stderr, disable=quiet or None, leave=False
+            desc="checking", unit=" rows", file=sys.stderr, disable=_off(progress), leave=False
         ) as bar:
             try:
                 plan = io_import.plan_import(
@@ -111,7 +115,7 @@ def import_cmd(
                 desc="importing",
                 unit=" rows",
                 file=sys.stderr,
-                disable=quiet or None,
+                disable=_off(progress),
             ) as bar:
                 report = io_import.apply_import(
                     bridge.store, bridge.config, plan, bridge.clock(), progress=bar.update
@@ -135,6 +139,11 @@ def import_cmd(
     if len(report["errors"]) > 50:
         more = len(report["errors"]) - 50
         click.echo(f"  ... and {more} more (--rejects FILE writes them all)")
+
+
+def _off(progress: bool | None) -> bool | None:
+    """tqdm's `disable`: None shows the bar only on a terminal."""
+    return None if progress is None else not progress
 
 
 def summary(report: dict[str, Any], name: str) -> str:

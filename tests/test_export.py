@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from fhir.resources.R4B.bundle import Bundle
 from io_helpers import ALICE, BOB, T0, seed_results
 
-from bot import io_export
+from bot import fhir, io_export
 from bot.cli import main
 from bot.config import Config
 from bot.flow import Library
@@ -189,3 +189,13 @@ def test_the_store_is_read_in_batches_as_the_export_streams(
     text = "".join(chunks)
     assert len(json.loads(text)["entry"]) == 96  # 95 observations and their patient
     store.close()
+
+
+def test_the_loinc_codes_and_units_agree_with_the_concept_vocabulary() -> None:
+    concepts = yaml.safe_load((ROOT / "data" / "concepts.yaml").read_text(encoding="utf-8"))
+    by_id = concepts["concepts"]
+    for concept, code in fhir.READING_CODES.items():
+        assert by_id[concept].get("loinc") == code.loinc, concept
+        assert by_id[concept].get("unit") == code.unit, concept
+    with_loinc = {c for c, d in by_id.items() if d.get("loinc") and d.get("type") == "number"}
+    assert with_loinc <= set(fhir.READING_CODES)

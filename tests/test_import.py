@@ -103,7 +103,11 @@ def test_ten_thousand_rows_with_bad_and_duplicate_rows_import_with_a_correct_rep
         audit = [a for a in store.audit_log() if a.action == "import_contacts"]
         assert audit and audit[0].detail["imported"] == expected.imported
     # the same file again: everything that was imported is now known
-    again = json.loads(cli(path, str(file), "--json", "--quiet").stdout)
+    result = cli(path, str(file), "--json", "--progress")
+    again = json.loads(result.stdout)  # the bar went to stderr
+    assert "importing: 100%" in result.stderr and f"{again['rows'] - again['rejected']}/" in (
+        result.stderr
+    )
     assert again["imported"] == 0 and again["merged"] == expected.imported + expected.merged
     with open_store(tmp_config) as store:
         assert count(store, "SELECT count(*) FROM contacts") == contacts
