@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -158,6 +159,7 @@ def main() -> int:
     args = parser.parse_args()
     rows: list[tuple[str, ...]] = []
     results: dict[str, Any] = {}
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="cb-export-bench-") as tmp:
         for label, n in (("small", args.readings // 10), ("full", args.readings)):
             db = Path(tmp) / f"{label}.db"
@@ -191,6 +193,7 @@ def main() -> int:
                 print(" | ".join(rows[-1]), flush=True)
                 out.unlink()
             db.unlink()
+            load.append(os.getloadavg()[0])
     full, small = results["full-fhir"], results["small-fhir"]
     met = full["peak_mb"] < TARGET_MB and full["peak_mb"] - small["peak_mb"] < GROWTH_MB
     header = (
@@ -204,7 +207,9 @@ def main() -> int:
         " temperature and weight) and their conversations on SQLite; then over a tenth of"
         " that. rows/s: readings per second for FHIR (the conversations are written too),"
         " conversations per second for CSV. `at start`: the process after importing the"
-        " CLI, before reading anything.\n\n"
+        " CLI, before reading anything. Load average (1 min) during the run: "
+        f"{min(load):.1f} to {max(load):.1f} on {os.cpu_count()} CPUs (times are longer on a"
+        " busy machine; memory is not).\n\n"
         f"{header}\n{table}\n\n"
         f"Memory does not grow with the export: peak RSS at {args.readings:,} readings is"
         f" {full['peak_mb']:.0f} MB against {small['peak_mb']:.0f} MB at a tenth."
