@@ -130,26 +130,35 @@ def test_a_dry_run_reports_and_changes_nothing(
         assert count(store, "SELECT count(*) FROM consents WHERE source = 'import'") == 0
 
 
+@pytest.mark.parametrize(
+    ("step", "nth"),
+    [("add_contacts", 5), ("set_contact_tags", 200)],  # new contacts in bulk; merged ones
+)
 def test_a_crash_half_way_leaves_nothing_half_imported(
-    setup: tuple[Path, Path, Any], tmp_config: Config, monkeypatch: pytest.MonkeyPatch
+    setup: tuple[Path, Path, Any],
+    tmp_config: Config,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+    nth: int,
 ) -> None:
     _, file, _ = setup
     store = open_store(tmp_config)
     config = tmp_config
     plan = io_import.plan_import(store, config, load_flows(config).flows, file.read_bytes())
     calls = 0
-    original = store.set_contact_tags
+    original = getattr(store, step)
 
     def failing(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
-        if calls == 5000:
+        if calls == nth:
             raise OSError("disk full")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(store, "set_contact_tags", failing)
+    monkeypatch.setattr(store, step, failing)
     with pytest.raises(OSError):
         io_import.apply_import(store, config, plan, T0)
+    assert calls == nth  # it did fail half way, after writing
     assert count(store, "SELECT count(*) FROM contacts") == 352
     assert count(store, "SELECT count(*) FROM contact_tags") == 0
     assert count(store, "SELECT count(*) FROM consents WHERE source = 'import'") == 0

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -31,6 +32,20 @@ class ExportFilter:
     levels: tuple[str, ...] = ()
     regions: tuple[str, ...] = ()
     include_test: bool = False
+
+
+@dataclass(frozen=True)
+class NewContact:
+    """A contact an import adds (bot.io_import): address and the facts the file gave."""
+
+    channel: str
+    address: str
+    language: str | None = None
+    consent_care: bool | None = None
+    consent_broadcast: bool | None = None
+    region: str | None = None
+    timezone: str | None = None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,12 @@ class IoStore(Protocol):
 
     def contact_by_address(self, channel: str, address: str) -> PhoneContact | None:
         """The contact with this address on this channel, or None."""
+        ...
+
+    def add_contacts(self, rows: Sequence[NewContact], now: datetime, source: str) -> None:
+        """Add contacts in bulk, as `get_or_create_contact` + `update_contact` +
+        `set_contact_facts` + `set_contact_tags` would one by one (consents recorded with
+        `source`; no language given: the person's language on another channel)."""
         ...
 
     def export_conversations(
@@ -220,11 +241,79 @@ def _where(flt: ExportFilter, time_column: str, flow_column: str) -> tuple[list[
     return where, params
 
 
+_BY_ADDRESS = "FROM contacts WHERE channel = ? AND address = ?"
+
+
 class IoSql:
-    """Mixin: needs `_rows` from SqliteStore."""
+    """Mixin: needs `_rows` and `_atomic` from SqliteStore."""
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         raise NotImplementedError
+
+    def _atomic(self, op: str) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
+
+    def add_contacts(self, rows: Sequence[NewContact], now: datetime, source: str) -> None:
+        """Add contacts in bulk, as `get_or_create_contact` + `update_contact` +
+        `set_contact_facts` + `set_contact_tags` would one by one (consents recorded with
+        `source`; no language given: the person's language on another channel)."""
+        at = _ts(now)
+
+        def flag(value: bool | None) -> int | None:
+            return None if value is None else int(value)
+
+        with self._atomic("add_contacts") as conn:
+            conn.executemany(
+                "INSERT INTO contacts (channel, address, language, language_set, consent_care,"
+                " consent_care_at, consent_broadcast, consent_broadcast_at, region, timezone,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (channel, address) DO NOTHING",
+                [
+                    (
+                        r.channel,
+                        r.address,
+                        r.language or "en",
+                        int(r.language is not None),
+                        flag(r.consent_care),
+                        at if r.consent_care is not None else None,
+                        flag(r.consent_broadcast),
+                        at if r.consent_broadcast is not None else None,
+                        r.region,
+                        r.timezone,
+                        at,
+                        at,
+                    )
+                    for r in rows
+                ],
+            )
+            conn.executemany(  # as get_or_create_contact: the person's language elsewhere
+                "UPDATE contacts SET (language, language_set) = (SELECT o.language,"
+                " o.language_set FROM contacts o WHERE o.person_id = contacts.person_id"
+                " AND o.id <> contacts.id AND o.language_set = 1"
+                " ORDER BY o.updated_at DESC LIMIT 1)"
+                " WHERE channel = ? AND address = ? AND EXISTS (SELECT 1 FROM contacts o"
+                " WHERE o.person_id = contacts.person_id AND o.id <> contacts.id"
+                " AND o.language_set = 1)",
+                [(r.channel, r.address) for r in rows if r.language is None],
+            )
+            conn.executemany(
+                f"INSERT INTO consents (contact_id, purpose, granted, source, at)"
+                f" SELECT id, ?, ?, ?, ? {_BY_ADDRESS} AND created_at = ?",  # added just now
+                [
+                    (purpose, int(value), source, at, r.channel, r.address, at)
+                    for r in rows
+                    for purpose, value in (
+                        ("care", r.consent_care),
+                        ("broadcast", r.consent_broadcast),
+                    )
+                    if value is not None
+                ],
+            )
+            conn.executemany(
+                f"INSERT INTO contact_tags (contact_id, tag) SELECT id, ? {_BY_ADDRESS}"
+                " ON CONFLICT (contact_id, tag) DO NOTHING",
+                [(tag, r.channel, r.address) for r in rows for tag in r.tags],
+            )
 
     def phone_contacts(self, address: str) -> list[PhoneContact]:
         """The SMS/WhatsApp contacts with this E.164 number (at most one per channel)."""
