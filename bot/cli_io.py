@@ -105,7 +105,7 @@ def import_cmd(
                     default_channel=default_channel,
                     progress=bar.update,
                 )
-            except io_import.ImportError_ as exc:
+            except io_import.ImportFileError as exc:
                 raise click.ClickException(f"{file}: {exc}") from None
         if dry_run:
             report = plan.report(applied=False)

@@ -143,7 +143,7 @@ def import_preview(ctx: Ctx) -> Response:
     channel = _channel(ctx)
     try:
         plan = _plan(ctx, data, filename, channel)
-    except io_import.ImportError_ as exc:
+    except io_import.ImportFileError as exc:
         return import_page(ctx, error=f"{filename}: {exc}", status=400)
     token = _keep(ctx.user.id, data) if plan.rows else ""
     report = plan.report(applied=False)
@@ -180,7 +180,7 @@ def import_confirm(ctx: Ctx) -> Response:
         report = io_import.apply_import(
             ctx.console.store, ctx.console.bridge.config, plan, ctx.console.now()
         )
-    except (io_import.ImportError_, CarebridgeError) as exc:
+    except (io_import.ImportFileError, CarebridgeError) as exc:
         log.error("import failed: %s", type(exc).__name__)
         return import_page(ctx, error=f"nothing was imported: {exc}", status=400)
     finally:

@@ -23,6 +23,7 @@ from bot import enrollment
 from bot.config import Config
 from bot.enrollment import CHANNELS as ENROLL_CHANNELS
 from bot.enrollment import EnrollmentError, EnrollRequest
+from bot.errors import CarebridgeError
 from bot.phones import PHONE_CHANNELS, PhoneError, address_for
 from bot.schedules import zone
 from bot.store import CheckinKind, CheckinStatus, EnrollmentStatus, Store
@@ -91,7 +92,7 @@ REASONS = {
 }
 
 
-class ImportError_(ValueError):
+class ImportFileError(CarebridgeError, ValueError):
     """The file itself cannot be read (not a CSV/XLSX, no phone column, too many rows)."""
 
 
@@ -177,13 +178,13 @@ def _header(name: str) -> str:
 
 def read_table(data: bytes, filename: str = "") -> tuple[list[str], Iterator[dict[str, str]]]:
     """The header and the rows (column -> text) of a CSV (UTF-8, `,` or `;` or tab) or an
-    XLSX file; ImportError_ if it is neither."""
+    XLSX file; ImportFileError if it is neither."""
     if filename.lower().endswith(".xlsx") or data[:4] == b"PK\x03\x04":
         return _read_xlsx(data)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ImportError_("the file is not UTF-8 text (save the sheet as CSV UTF-8)") from None
+        raise ImportFileError("the file is not UTF-8 text (save the sheet as CSV UTF-8)") from None
     sample = text[:4096]
     try:
         dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
@@ -192,7 +193,7 @@ def read_table(data: bytes, filename: str = "") -> tuple[list[str], Iterator[dic
     reader = csv.reader(io.StringIO(text, newline=""), dialect)
     header = next(reader, None)
     if header is None:
-        raise ImportError_("the file is empty")
+        raise ImportFileError("the file is empty")
     names = [_header(h) for h in header]
 
     def rows() -> Iterator[dict[str, str]]:
@@ -206,16 +207,16 @@ def _read_xlsx(data: bytes) -> tuple[list[str], Iterator[dict[str, str]]]:
     try:
         from openpyxl import load_workbook
     except ImportError:  # pragma: no cover - openpyxl is a dependency
-        raise ImportError_("XLSX needs openpyxl; save the sheet as CSV instead") from None
+        raise ImportFileError("XLSX needs openpyxl; save the sheet as CSV instead") from None
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for a file that is not a workbook
-        raise ImportError_(f"not a readable XLSX workbook ({type(exc).__name__})") from None
+        raise ImportFileError(f"not a readable XLSX workbook ({type(exc).__name__})") from None
     sheet = book.worksheets[0]
     it = sheet.iter_rows(values_only=True)
     first = next(it, None)
     if first is None:
-        raise ImportError_("the first sheet is empty")
+        raise ImportFileError("the first sheet is empty")
     names = [_header(str(h or "")) for h in first]
 
     def cell(v: Any) -> str:
@@ -282,7 +283,7 @@ def plan_import(
     names, rows = read_table(data, filename)
     found, ignored = _columns(names)
     if "phone" not in found:
-        raise ImportError_(
+        raise ImportFileError(
             "no phone column: name one of the columns phone (or number, mobile, address, chat_id)"
         )
     good: list[Good] = []
@@ -290,7 +291,7 @@ def plan_import(
     seen: dict[tuple[str, str], int] = {}  # (channel, address) -> the line that has it
     for n, raw in enumerate(rows, start=2):  # line 1 is the header
         if n - 1 > MAX_ROWS:
-            raise ImportError_(f"more than {MAX_ROWS} rows: split the file")
+            raise ImportFileError(f"more than {MAX_ROWS} rows: split the file")
         values = {column: raw.get(header, "") for column, header in found.items()}
         if not any(raw.values()):
             continue  # a blank line
