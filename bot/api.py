@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from bot import api_spec
 from bot.app import CareBridge, build_broadcasts
@@ -571,11 +571,10 @@ def api_routes(bridge: CareBridge) -> list[BaseRoute]:
         return HTMLResponse(page)
 
     routes: list[BaseRoute] = [
-        Route(f"{PREFIX}/openapi.json", openapi_json, methods=["GET"]),
-        Route(f"{PREFIX}/docs", docs, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
     ]
     for method, path, scope, handler in ENDPOINTS:
-        routes.append(
-            Route(PREFIX + path, _guarded(bridge, tokens, scope, handler), methods=[method])
-        )
-    return routes
+        routes.append(Route(path, _guarded(bridge, tokens, scope, handler), methods=[method]))
+    # one Mount: token-guarded, apart from the console's cookie routes (bot.console.ROUTE_ROLES)
+    return [Mount(PREFIX, routes=routes)]

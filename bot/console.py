@@ -32,7 +32,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
-from bot import console_broadcasts
+from bot import console_broadcasts, console_tokens
 from bot import console_view as view
 from bot.app import CareBridge, build_broadcasts
 from bot.auth import (
@@ -238,6 +238,7 @@ def console_routes(
         ("GET", "/api/tickets/{ticket:int}/transcript", CLINICIAN, api_transcript, True),
         ("GET", "/api/patients/{contact:int}/readings", CLINICIAN, api_readings, True),
         *console_broadcasts.pages(),  # /console/broadcasts..., /api/broadcasts...
+        *console_tokens.pages(),  # /console/tokens (admins; issue 16, docs/api.md)
     ]
     for method, path, roles, handler, api in pages:
         routes.append(Route(path, _guarded(console, roles, handler, api=api), methods=[method]))
