@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 import sys
 
-from pythonjsonlogger.json import JsonFormatter
-
 # Their INFO/DEBUG lines carry URLs with the bot token, phone numbers or message text.
 QUIET = ("httpx", "httpcore", "telegram", "twilio", "uvicorn.access")
 
 
 def json_formatter() -> logging.Formatter:
     """One JSON object per record: time (ISO 8601, UTC), level, logger, message (plus any
-    `extra=` fields and the traceback, if any)."""
+    `extra=` fields and the traceback, if any). Imported here: `carebridge --help` stays quick."""
+    from pythonjsonlogger.json import JsonFormatter
+
     return JsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
