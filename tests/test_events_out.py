@@ -25,7 +25,6 @@ from bot.app import CareBridge, build_channels, build_dispatcher
 from bot.config import Config, EventsConfig, EventSubscription
 from bot.dispatch import Dispatcher
 from bot.errors import ConfigError
-from bot.events import AnswerRecorded
 from bot.events_out import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, verify
 from bot.flow import Library
 from bot.messages import Inbound
@@ -169,22 +168,22 @@ def test_readings_triage_and_opt_out_go_only_to_subscribers_of_them_with_the_num
         now = datetime.now(UTC)
         bridge.handle(Inbound("sms", PHONE, text, now, f"{text}-{now.isoformat()}"))
 
-    for text in ("hi", "1", "2", RED_FLAG, "STOP"):
+    for text in ("hi", "1", "yes"):  # language, consent
         say(text)
     contact = bridge.store.find_contact("sms", PHONE)
     assert contact is not None
-    # a reading recorded by a check-in flow answer
-    now = datetime.now(UTC)
-    session = bridge.store.current_session(contact)
-    with bridge.store.transaction():
-        saved = bridge.store.save_session(session.evolve(started_at=now), now)
-        bridge._apply(saved, (AnswerRecorded("spo2_percent", 91),), "sms", PHONE, now)
-
+    bridge.start_checkin(contact.id, "diabetes_checkin", datetime.now(UTC))  # a check-in is due
+    for text in ("none", "180", RED_FLAG, "STOP"):  # the glucose reading, then an emergency
+        say(text)
     deliver(dispatcher, clock)
     kinds = [e["type"] for e in fake.events()]
     assert sorted(kinds) == ["contact.opted_out", "reading.recorded"]  # not the escalation
     reading = next(e for e in fake.events() if e["type"] == "reading.recorded")["data"]
-    assert (reading["concept"], reading["value"], reading["unit"]) == ("spo2_percent", 91.0, "%")
+    assert (reading["concept"], reading["value"], reading["unit"]) == (
+        "glucose_mg_dl",
+        180.0,
+        "mg/dL",
+    )
     assert reading["address"] == PHONE  # include_phone: true
     assert reading["contact_id"] == contact.id and reading["test"] is False
 
