@@ -177,3 +177,20 @@ def test_broadcast_drafts_come_from_the_token_user_and_wait_for_approval(api: Ap
         json={"name": "x", "texts": texts},
     )
     assert read_only.status_code == 403
+
+
+def test_the_api_can_be_switched_off(tmp_config: Config, lib: Library) -> None:
+    config = tmp_config.model_copy(
+        update={"api": tmp_config.api.model_copy(update={"enabled": False})}
+    )
+    app = create_app(
+        config,
+        bridge=CareBridge(config, library=lib),
+        env={},
+        senders={},
+        dispatch=False,
+        schedule=False,
+    )
+    with served(app) as url:
+        assert httpx.get(f"{url}/api/v1/openapi.json").status_code == 404
+        assert httpx.get(f"{url}/api/v1/contacts").status_code == 404
