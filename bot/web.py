@@ -363,6 +363,7 @@ def twilio_inbound(kind: str) -> Handler:
         signature = request.headers.get(TWILIO_SIGNATURE_HEADER)
         if not signature:  # nothing to verify against: do not read the body
             log.warning("twilio %s webhook rejected: signature_missing", kind)
+            state._count(kind, "rejected")
             return PlainTextResponse("forbidden", status_code=403)
         try:
             form = await read_form(request, TWILIO_MAX_BODY)
@@ -378,6 +379,7 @@ def twilio_inbound(kind: str) -> Handler:
             )
         except SignatureError as exc:
             log.warning("twilio %s webhook rejected: %s", kind, exc.code)
+            state._count(kind, "rejected")
             return PlainTextResponse("forbidden", status_code=403)
         except ChannelError as exc:
             return PlainTextResponse(f"bad request: {exc.code}", status_code=400)
@@ -445,6 +447,7 @@ async def telegram_webhook(request: Request) -> Response:
         verify_telegram_secret(request.headers.get(SECRET_HEADER), secret)
     except SignatureError as exc:
         log.warning("telegram webhook rejected: %s", exc.code)
+        state._count("telegram", "rejected")
         return PlainTextResponse("forbidden", status_code=403)
     try:
         body = await read_body(request, TELEGRAM_MAX_BODY)

@@ -117,3 +117,38 @@ def test_who_may_read_metrics_follows_metrics_access(tmp_config: Config, lib: Li
     )
     with served(quiet) as url:
         assert httpx.get(f"{url}/metrics").status_code == 404
+
+
+class _Quiet:
+    """A channel that is on but never asked to send (dispatch is off)."""
+
+    name = "sms"
+
+    async def send(self, msg: Outbound) -> str:
+        raise AssertionError("not expected")
+
+
+def test_a_forged_webhook_is_counted_as_rejected(tmp_config: Config, lib: Library) -> None:
+    bridge = CareBridge(tmp_config, library=lib)
+    app = create_app(
+        tmp_config,
+        bridge=bridge,
+        env={"TWILIO_AUTH_TOKEN": "secret"},
+        senders={"sms": _Quiet()},
+        dispatch=False,
+        schedule=False,
+    )
+    with served(app) as url:
+        form = {"From": "+919800000001", "Body": "hello", "MessageSid": "SM1"}
+        unsigned = httpx.post(f"{url}/webhooks/twilio/sms", data=form)
+        forged = httpx.post(
+            f"{url}/webhooks/twilio/sms", data=form, headers={"X-Twilio-Signature": "bad"}
+        )
+        assert (unsigned.status_code, forged.status_code) == (403, 403)
+        _, samples = scrape(url)
+    assert (
+        value(samples, "carebridge_inbound_messages_total", channel="sms", outcome="rejected") == 2
+    )
+    assert (
+        value(samples, "carebridge_inbound_messages_total", channel="sms", outcome="handled") == 0
+    )
