@@ -181,13 +181,15 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 def runs(statuses_by_due: Mapping[datetime, set[str]]) -> tuple[int, int]:
     """(longest, current) runs of missed scheduled times, as bot.scheduler.missed_streak counts
-    them: flows due at one time count once; an answer (or late answer) ends a run; a time still
-    open or queued neither counts nor ends it."""
+    them: flows due at one time count once; an answer (or late answer) ends a run; a time with a
+    check-in still open or queued neither counts nor ends it."""
     longest = current = 0
     for due in sorted(statuses_by_due):
         statuses = statuses_by_due[due]
         if statuses & {"answered", "late"}:
             current = 0
+        elif statuses & {"open", "queued"}:
+            continue
         elif "missed" in statuses:
             current += 1
             longest = max(longest, current)
@@ -299,10 +301,10 @@ class Dashboards:
             kept = [(k, n) for k, n in shown if n >= MIN_SHOWN]
             hidden = sum(n for k, n in shown if n < MIN_SHOWN)
             shown = kept
-            note = f"Kinds seen fewer than {MIN_SHOWN} times are counted together as other."
+            note = f"Kinds seen fewer than {MIN_SHOWN} times are counted together as Other kinds."
         flag_rows = [(self.labels.get(k, view.humanize(k)), (n,)) for k, n in shown]
         if hidden:
-            flag_rows.append((f"Other (each fewer than {MIN_SHOWN})", (hidden,)))
+            flag_rows.append(("Other kinds", (hidden,)))
         red = Table(
             "flags",
             "Red flags by kind",
@@ -343,8 +345,8 @@ class Dashboards:
         claim_rows = []
         for p in priorities:
             w, deadline = waits[p], self.deadline(p)
-            p50 = round(percentile(w, 50), 1) if w else 0
-            p90 = round(percentile(w, 90), 1) if w else 0
+            p50 = round(percentile(w, 50), 1) if w else None  # none claimed: nothing to time
+            p90 = round(percentile(w, 90), 1) if w else None
             within = sum(1 for m in w if m <= deadline)
             claim_rows.append((p, (opened[p], len(w), p50, p90, deadline, within)))
         claim = Table(

@@ -68,7 +68,7 @@ def nice_max(value: float) -> float:
     return float(10 * power)  # pragma: no cover - the loop always returns
 
 
-def _short(text: str, limit: int = 24) -> str:
+def _short(text: str, limit: int = 16) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -108,7 +108,7 @@ def _columns(table: Table) -> Svg:
     bar = max(slot * 0.72, 1.0)
     rects, labels = [], []
     lines = [Line(left, top + plot_h, WIDTH - right, top + plot_h)]
-    for frac in (0.5, 1.0):
+    for frac in (0.5, 1.0) if (scale / 2).is_integer() else (1.0,):  # whole counts only
         y = top + plot_h * (1 - frac)
         lines.append(Line(left, y, WIDTH - right, y, "grid"))
         labels.append(Label(left - 6, y + 4, number(scale * frac), "end"))
@@ -151,7 +151,7 @@ def _columns(table: Table) -> Svg:
 
 def _bars(table: Table) -> Svg:
     """One horizontal stacked bar per row on one scale, its total at the end."""
-    left, right, top, bar, gap = 176, 56, 8, 22, 10
+    left, right, top, bar, gap = 176, 56, 8, 28, 12
     drawn = [table.columns.index(k) for k in table.drawn]
     totals = [sum(num(v[i]) for i in drawn) for _, v in table.rows]
     scale = max(totals, default=0) or 1
@@ -202,16 +202,17 @@ def _claim(table: Table) -> Svg:
             title = f"{row} · {key}: {number(v[key])} min"
             if w:
                 rects.append(Rect(left, by, round(w, 2), bar, key, title))
-            labels.append(
-                Label(round(left + w + 6, 2), by + bar - 3, f"{key} {number(v[key])} min")
-            )
+            text = f"{key} {number(v[key])} min" if v[key] is not None else f"{key}: none claimed"
+            labels.append(Label(round(left + w + 6, 2), by + bar - 3, text))
         dx = left + width * num(v["deadline"]) / scale
         lines.append(Line(round(dx, 2), y - 4, round(dx, 2), y + 2 * bar + 7, "deadline"))
         y += 2 * bar + 3 + gap
     height = int(y)
     lines.append(Line(left, 0, left, height))
     desc = "; ".join(
-        f"{row}: p50 {number(v[2])} min, p90 {number(v[3])} min, deadline {number(v[4])} min"
+        f"{row}: "
+        + (f"p50 {number(v[2])} min, p90 {number(v[3])} min" if v[1] else "none claimed")
+        + f", deadline {number(v[4])} min"
         for row, v in table.rows
     )
     legend = (("p50", "p50 (median)"), ("p90", "p90"), ("deadline", "claim deadline"))

@@ -92,7 +92,9 @@ def seed(store: SqliteStore, config: Config) -> dict[str, int]:
 def _broadcast(store: SqliteStore, config: Config, ids: dict[str, int]) -> None:
     """One broadcast, started yesterday, to c1-c3: delivered, sent (no receipt), failed."""
     for name in ("alice", "bob"):
-        store.add_user(name, "argon2-hash", "coordinator", NOW - 60 * DAY)
+        store.add_user(
+            name, "argon2-hash", "coordinator", NOW - 60 * DAY, must_change_password=False
+        )
     for who in REACH:
         store.update_contact(ids[who], consent_broadcast=True, now=NOW - 60 * DAY)
     started = NOW - DAY
