@@ -66,8 +66,14 @@ class Table:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([self.label, *self.headers])
         for label, values in self.rows:
-            writer.writerow([label, *(number(v) for v in values)])
+            writer.writerow([_cell(label), *(number(v) for v in values)])
         return out.getvalue()
+
+
+def _cell(text: str) -> str:
+    """A label as a spreadsheet reads it safely: a leading = + - @ would start a formula (a
+    broadcast name is typed by a coordinator), so such a label gets a leading apostrophe."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def num(value: Number) -> float:

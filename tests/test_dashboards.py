@@ -25,7 +25,7 @@ from bot.app import CareBridge
 from bot.auth import SESSION_COOKIE, Auth
 from bot.config import Config, load_config
 from bot.console_view import concept_labels
-from bot.dashboards import BOARD, BOARDS, Dashboards, Filters, percentile, runs
+from bot.dashboards import BOARD, BOARDS, Dashboards, Filters, Table, percentile, runs
 from bot.scheduler import missed_streak
 from bot.store import CheckinKind, CheckinRow, CheckinStatus, Role
 from bot.web import create_app
@@ -307,3 +307,8 @@ def test_config_deadlines_are_the_ones_compared(tmp_config: Config) -> None:
         assert claim["urgent"][4:] == (120, 2)
     finally:
         bridge.close()
+
+
+def test_a_label_that_a_spreadsheet_would_run_is_defused_in_the_csv() -> None:
+    table = Table("t", "T", "bars", "Broadcast", ("n",), ("N",), (("=HYPERLINK(1)", (2,)),))
+    assert table.to_csv().splitlines()[1] == "'=HYPERLINK(1),2"
