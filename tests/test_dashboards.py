@@ -312,3 +312,15 @@ def test_config_deadlines_are_the_ones_compared(tmp_config: Config) -> None:
 def test_a_label_that_a_spreadsheet_would_run_is_defused_in_the_csv() -> None:
     table = Table("t", "T", "bars", "Broadcast", ("n",), ("N",), (("=HYPERLINK(1)", (2,)),))
     assert table.to_csv().splitlines()[1] == "'=HYPERLINK(1),2"
+
+
+def test_days_are_the_consoles_days(site: Site) -> None:
+    """Noon UTC is midnight in Auckland: the week there ends on 06-18, and yesterday's 15:00 UTC
+    conversation falls on 06-17 local time."""
+    bridge = site.bridge
+    svc = Dashboards(bridge.store, bridge.config, lambda: NOW, ZoneInfo("Pacific/Auckland"), {})  # type: ignore[arg-type]
+    levels = svc.build("triage", Filters(7), Role.CLINICIAN).table("levels")
+    assert (levels.rows[0][0], levels.rows[-1][0]) == ("2026-06-12", "2026-06-18")
+    assert levels.value("2026-06-17", "self_care") == 2
+    assert levels.value("2026-06-17", "emergency_ambulance") == 1
+    assert levels.value("2026-06-16", "consultation_24") == 1
