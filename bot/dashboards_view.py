@@ -1,6 +1,6 @@
-"""How a dashboard `Table` is drawn: inline-SVG geometry (rectangles, lines and labels) that one
-template macro renders, so charts need no script and no CDN and fit the console's CSP (colours
-come from console CSS classes, never style attributes). Columns over time, horizontal stacked
+"""How a dashboard `Table` is drawn: inline-SVG geometry (rectangles, lines and labels) that a
+loop in dash.html renders, so charts need no script and no CDN and fit the console's CSP
+(colours come from CSS classes, never style attributes). Columns over time, horizontal stacked
 bars, and time-to-claim bars with the deadline marked.
 
 Imports bot.dashboards only; no I/O.
@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from bot.dashboards import Number, Table, num, number
 
-WIDTH = 640
-FONT = 13  # px in viewBox units; the visible table carries every number too
+WIDTH = 640  # viewBox units; the SVG scales to its box (letter sizes in dashboards.css)
 
 
 @dataclass(frozen=True)
