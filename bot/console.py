@@ -1,7 +1,8 @@
 """The clinician console (docs/console.md): pages under /console and a JSON API under /api; every
 route checks log-in, role and (for changes) CSRF, and audits each view or change of patient data.
-Imports bot (app, auth, broadcast, console_broadcasts, escalation, store, console_view), starlette
-and jinja2; never channels. The broadcast pages live in bot.console_broadcasts.
+Imports bot (app, auth, broadcast, console_broadcasts, console_dashboards, escalation, store,
+console_view), starlette and jinja2; never channels. The broadcast pages live in
+bot.console_broadcasts, the dashboards in bot.console_dashboards.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
-from bot import console_broadcasts, console_io, console_tokens
+from bot import console_broadcasts, console_dashboards, console_io, console_tokens
 from bot import console_view as view
 from bot.app import CareBridge, build_broadcasts
 from bot.auth import (
@@ -58,7 +59,11 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 POLL_HEADER = "x-carebridge-poll"  # sent by console.js with its background requests
-STATIC_FILES = {"console.js": "text/javascript", "console.css": "text/css"}
+STATIC_FILES = {
+    "console.js": "text/javascript",
+    "console.css": "text/css",
+    "dashboards.css": "text/css",  # issue 16: the dashboards (bot.console_dashboards)
+}
 CLINICIAN = frozenset({Role.CLINICIAN})
 ADMIN = frozenset({Role.ADMIN})
 ANY_ROLE = frozenset(Role)
@@ -240,7 +245,7 @@ def console_routes(
         ("GET", "/api/tickets/{ticket:int}/transcript", CLINICIAN, api_transcript, True),
         ("GET", "/api/patients/{contact:int}/readings", CLINICIAN, api_readings, True),
         *console_broadcasts.pages(),  # /console/broadcasts..., /api/broadcasts...
-        *console_io.pages(),  # /console/contacts/import..., /console/exports...
+from bot import console_broadcasts, console_dashboards, console_io, console_tokens
     ]
     for method, path, roles, handler, api in pages:
         upload = (method, path) in console_io.UPLOADS
