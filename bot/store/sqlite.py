@@ -56,8 +56,8 @@ from bot.store.codec import _dt, _json, _ts
 from bot.store.migrations import MIGRATIONS, Migration
 from bot.store.sqlite_api import ApiSql
 from bot.store.sqlite_broadcasts import BroadcastSql, record_consents
-from bot.store.sqlite_io import IoSql
 from bot.store.sqlite_dash import DashSql
+from bot.store.sqlite_io import IoSql
 from bot.store.sqlite_privacy import PrivacySql
 
 log = logging.getLogger(__name__)
