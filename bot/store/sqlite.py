@@ -55,7 +55,10 @@ from bot.store.base import (
 from bot.store.codec import _dt, _json, _ts
 from bot.store.migrations import MIGRATION_LOCK, MIGRATIONS, Migration, ledger_sql
 from bot.store.sql import NO_LIMIT, SQLITE, Connection, Dialect, Row
+from bot.store.sqlite_api import ApiSql
 from bot.store.sqlite_broadcasts import BroadcastSql, record_consents
+from bot.store.sqlite_dash import DashSql
+from bot.store.sqlite_io import IoSql
 from bot.store.sqlite_privacy import PrivacySql
 
 log = logging.getLogger(__name__)
@@ -111,7 +114,7 @@ def _private_file(path: Path) -> None:
                 log.warning("store: %s was readable by others; now 0600", file.name)
 
 
-class SqlStore(BroadcastSql, PrivacySql):
+class SqlStore(BroadcastSql, PrivacySql, IoSql, ApiSql, DashSql):
     """`Store` in SQL written once (docs/storage.md, "One SQL, two engines"): every query
     method lives here and in its mixins; an engine subclass (`SqliteStore`, `PostgresStore`)
     supplies the connection, the transactions and its `dialect`.
