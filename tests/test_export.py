@@ -23,7 +23,7 @@ from bot import fhir, io_export
 from bot.cli import main
 from bot.config import Config
 from bot.flow import Library
-from bot.store import SqliteStore
+from bot.store import open_store
 from bot.store.sqlite_io import ExportFilter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ def seeded(tmp_config: Config, tmp_path: Path) -> tuple[Path, dict[str, int]]:
     """Alice (SMS, north): a hypertension check-in with a crisis escalated, claimed after 10
     minutes, answered, resolved; a diabetes and an asthma check-in. Bob (WhatsApp, south): a
     COVID-19 screening. A simulator contact (test): a screening that no export shows."""
-    store = SqliteStore(tmp_config.storage.url.removeprefix("sqlite:///"))
+    store = open_store(tmp_config.storage_url())
     ids = seed_results(store)
     store.close()
     data = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
@@ -117,7 +117,7 @@ def test_real_identifiers_only_when_asked_and_the_export_is_audited(
     Bundle.model_validate_json(raw)
     patients = {p["id"]: p for p in resources(json.loads(raw), "Patient")}
     assert patients[f"p{ids['alice']}"]["telecom"][0]["value"] == ALICE
-    with SqliteStore(tmp_config.storage.url.removeprefix("sqlite:///")) as store:
+    with open_store(tmp_config.storage_url()) as store:
         audit = [a for a in store.audit_log() if a.action == "export_fhir"]
     assert audit and audit[0].detail["real_ids"] is True
 
@@ -167,7 +167,7 @@ def test_filters_keep_what_they_say(
 def test_the_store_is_read_in_batches_as_the_export_streams(
     tmp_config: Config, lib: Library
 ) -> None:
-    store = SqliteStore(tmp_config.storage.url.removeprefix("sqlite:///"))
+    store = open_store(tmp_config.storage_url())
     contact = store.get_or_create_contact("sms", ALICE, T0).id
     with store.transaction():
         for i in range(95):

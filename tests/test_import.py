@@ -19,7 +19,8 @@ from bot import io_import
 from bot.app import load_flows
 from bot.cli import main
 from bot.config import Config
-from bot.store import CheckinKind, CheckinStatus, SqliteStore
+from bot.store import CheckinKind, CheckinStatus, SqliteStore, SqlStore
+from bot.store import open_store as open_configured
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,8 +34,11 @@ def config_file(config: Config, folder: Path) -> Path:
     return path
 
 
-def open_store(config: Config) -> SqliteStore:
-    return SqliteStore(config.storage.url.removeprefix("sqlite:///"))
+def open_store(config: Config) -> SqlStore:
+    """The configured store (SQLite, or PostgreSQL with CB_TEST_STORE, tests/pg.py)."""
+    store = open_configured(config.storage_url())
+    assert isinstance(store, SqlStore)
+    return store
 
 
 def count(store: SqliteStore, sql: str, *params: Any) -> int:
