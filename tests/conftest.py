@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,16 +28,19 @@ def lib(config: Config) -> Library:
 
 
 @pytest.fixture
-def tmp_config(tmp_path: Path) -> Config:
-    """The project config with the database in a temporary folder."""
+def tmp_config(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Config]:
+    """The project config with the database in a temporary folder (`CB_TEST_STORE=postgresql`:
+    in a fresh database of the test PostgreSQL cluster instead, tests/pg.py)."""
     base = load_config(os.environ.get("CB_TEST_CONFIG", ROOT / "config.yaml"), env={})
-    return base.model_copy(
-        update={
-            "storage": base.storage.model_copy(
-                update={"url": f"sqlite:///{tmp_path / 'carebridge.db'}"}
-            )
-        }
-    )
+    url = f"sqlite:///{tmp_path / 'carebridge.db'}"
+    cluster = None
+    if os.environ.get("CB_TEST_STORE") == "postgresql":
+        cluster = request.getfixturevalue("pg_cluster")
+        name = cluster.fresh_database()
+        url = cluster.url(name)
+    yield base.model_copy(update={"storage": base.storage.model_copy(update={"url": url})})
+    if cluster is not None:
+        cluster.drop(name)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

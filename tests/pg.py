@@ -30,6 +30,8 @@ from bot.store.base import Store
 
 ENGINES = tuple(os.environ.get("CB_TEST_ENGINES", "sqlite,postgresql").split(","))
 _TEMPLATE = "cb_template"
+# For a long test whose store calls other tests already run on both engines.
+SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 
 def _pg_bin() -> Path:

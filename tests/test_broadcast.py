@@ -4,9 +4,7 @@ message per person across channels, preview, validation and recurrence."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 
 import pytest
 from broadcast_helpers import (
@@ -35,11 +33,10 @@ from channels.base import CollectingChannel
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "broadcast.db")
-    coordinators(s)
-    yield s
-    s.close()
+def store(any_store: SqliteStore) -> SqliteStore:
+    """Once per engine (tests/pg.py): SQLite and PostgreSQL."""
+    coordinators(any_store)
+    return any_store
 
 
 @pytest.fixture

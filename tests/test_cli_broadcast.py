@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from click.testing import CliRunner, Result
 import bot.cli_broadcast as cli_broadcast
 from bot.cli_broadcast import broadcast
 from bot.config import Config
-from bot.store import SqliteStore
+from bot.store import open_store
 from channels.base import CollectingChannel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,7 @@ def cfg(tmp_config: Config) -> Config:
 
 @pytest.fixture
 def people(cfg: Config) -> dict[str, int]:
-    with SqliteStore(cfg.storage_url().removeprefix("sqlite:///")) as store:
+    with closing(open_store(cfg.storage_url())) as store:
         coordinators(store)
         return {
             "sms": subscriber(store, "sms", "+15550000001"),

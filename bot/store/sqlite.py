@@ -55,7 +55,10 @@ from bot.store.base import (
 from bot.store.codec import _dt, _json, _ts
 from bot.store.migrations import MIGRATION_LOCK, MIGRATIONS, Migration, ledger_sql
 from bot.store.sql import NO_LIMIT, SQLITE, Connection, Dialect, Row
+from bot.store.sqlite_api import ApiSql
 from bot.store.sqlite_broadcasts import BroadcastSql, record_consents
+from bot.store.sqlite_dash import DashSql
+from bot.store.sqlite_io import IoSql
 from bot.store.sqlite_privacy import PrivacySql
 from bot.store.sqlite_work import WorkSql
 
@@ -112,7 +115,7 @@ def _private_file(path: Path) -> None:
                 log.warning("store: %s was readable by others; now 0600", file.name)
 
 
-class SqlStore(BroadcastSql, PrivacySql, WorkSql):
+class SqlStore(BroadcastSql, PrivacySql, IoSql, ApiSql, DashSql, WorkSql):
     """`Store` in SQL written once (docs/storage.md, "One SQL, two engines"): every query
     method lives here and in its mixins; an engine subclass (`SqliteStore`, `PostgresStore`)
     supplies the connection, the transactions and its `dialect`.
@@ -1376,10 +1379,11 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
                 " conditions = excluded.conditions, checkin_time = excluded.checkin_time,"
                 " timezone = excluded.timezone, team = excluded.team,"
                 " baselines = excluded.baselines,"
-                " session_id = coalesce(excluded.session_id, session_id),"
-                " enrolled_by = coalesce(excluded.enrolled_by, enrolled_by),"
+                " session_id = coalesce(excluded.session_id, enrollments.session_id),"
+                " enrolled_by = coalesce(excluded.enrolled_by, enrollments.enrolled_by),"
                 " updated_at = excluded.updated_at,"
-                " activated_at = coalesce(activated_at, excluded.activated_at) RETURNING *",
+                " activated_at = coalesce(enrollments.activated_at, excluded.activated_at)"
+                " RETURNING *",
                 (
                     contact_id,
                     new,
@@ -1501,12 +1505,12 @@ class SqlStore(BroadcastSql, PrivacySql, WorkSql):
         with self._atomic("advance_schedule") as conn:
             cursor = conn.execute(
                 "UPDATE schedules SET next_due_at = ?, updated_at = ?,"
-                " status = CASE WHEN ? IS NULL THEN ? ELSE status END"
+                " status = CASE WHEN ? = 1 THEN ? ELSE status END"
                 " WHERE id = ? AND status = ? AND next_due_at = ?",
                 (
                     _ts(next_due_at) if next_due_at else None,
                     _ts(now),
-                    _ts(next_due_at) if next_due_at else None,
+                    int(next_due_at is None),
                     ScheduleStatus.ENDED,
                     schedule_id,
                     ScheduleStatus.ACTIVE,

@@ -348,12 +348,12 @@ class BroadcastSql:
         with self._atomic("advance_recurrence") as conn:
             cursor = conn.execute(
                 "UPDATE broadcasts SET next_due_at = ?, updated_at = ?,"
-                " status = CASE WHEN ? IS NULL THEN ? ELSE status END"
+                " status = CASE WHEN ? = 1 THEN ? ELSE status END"
                 " WHERE id = ? AND status = ? AND next_due_at = ?",
                 (
                     nxt,
                     _ts(now),
-                    nxt,
+                    int(nxt is None),
                     BroadcastStatus.SENT,
                     broadcast_id,
                     BroadcastStatus.APPROVED,
@@ -674,7 +674,7 @@ class BroadcastSql:
         """Make this the preferred contact of its person for broadcasts."""
         with self._atomic("prefer_contact") as conn:
             cursor = conn.execute(
-                "UPDATE contacts SET preferred = (id = ?), updated_at = ?"
+                "UPDATE contacts SET preferred = CASE WHEN id = ? THEN 1 ELSE 0 END, updated_at = ?"
                 " WHERE person_id = (SELECT person_id FROM contacts WHERE id = ?)",
                 (contact_id, _ts(now), contact_id),
             )
