@@ -95,7 +95,8 @@ class WebState:
             log.info("inbound text cut at the length cap channel=%s", inbound.channel)
         await self.dispatcher.admit(inbound.channel)  # replies first when delivery is behind
         try:
-            await self.bridge.owner.run(self.bridge.handle, inbound)  # on the store's thread
+            # on the store's thread, with the messages queued meanwhile (group commit)
+            await self.bridge.owner.run_grouped(self.bridge.handle_group, inbound)
         except StoreError as exc:
             log.error("inbound channel=%s not stored: %s", inbound.channel, exc)
             return PlainTextResponse("database unavailable, retry later", status_code=503)
