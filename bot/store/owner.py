@@ -20,7 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 _Item = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
-GROUP_MAX = 16  # grouped items run together at most (urgent work waits for one group)
+GROUP_MAX = 8  # grouped items run together at most (urgent work waits for one group)
 
 
 class _Grouped:
