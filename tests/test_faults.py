@@ -172,7 +172,7 @@ def test_60_s_provider_outages_lose_nothing_and_never_stall_another_channel(
             stack.callback(serve.stop)
             sites.append(Site(kind, serve, Patients(serve)))
         pool = stack.enter_context(ThreadPoolExecutor(16))
-        list(pool.map(lambda site: site.serve.start(180), sites))  # all four start at once
+        list(pool.map(lambda site: site.serve.start(240), sites))  # all four start at once
 
         for site in sites:
             site.outage(True)
