@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 T = TypeVar("T")
+R = TypeVar("R")
 _Item = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 GROUP_MAX = 8  # grouped items run together at most (urgent work waits for one group)
 
@@ -81,12 +82,13 @@ class StoreOwner:
         """As `run`, ahead of everything not urgent (the dispatcher's claims and results)."""
         return await asyncio.wrap_future(self.submit(fn, *args, urgent=True))
 
-    async def run_grouped(self, many: Callable[[list[T]], Sequence[Any]], arg: T) -> Any:
+    async def run_grouped(self, many: Callable[[list[T]], Sequence[R | Exception]], arg: T) -> R:
         """Await `many([arg, ...])[i]` for this `arg`: the owner thread runs every grouped
         `arg` of the same `many` queued back to back (up to GROUP_MAX) in one call. `many`
         returns one result per argument, in order; an exception in that list is raised to
         that argument's caller only (an exception from `many` itself, to all of them)."""
-        return await asyncio.wrap_future(self.submit(_Grouped(many), arg))
+        result: R = await asyncio.wrap_future(self.submit(_Grouped(many), arg))
+        return result
 
     def close(self) -> None:
         """Finish the queued work and stop the thread."""
