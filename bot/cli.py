@@ -341,9 +341,45 @@ def flows() -> None:
 @flows.command("validate")
 @click.pass_context
 def flows_validate(ctx: click.Context) -> None:
-    """Load every flow file and report every problem at once."""
-    lib = _library(_config(ctx))
+    """Load every flow file and report every problem at once (with the voice and USSD checks)."""
+    cfg = _config(ctx)
+    lib = _library(cfg)
+    errors, warnings = live_text_problems(lib, cfg.ussd.max_chars)
+    for line in warnings:
+        click.echo(f"warning: {line}")
+    if errors:
+        raise click.ClickException("\n".join(errors))
     click.echo(f"ok: {len(lib.flows)} flows ({', '.join(sorted(lib.flows))})")
+
+
+def live_text_problems(lib: Any, ussd_max_chars: int) -> tuple[list[str], list[str]]:
+    """The flow texts that do not work on the live channels (docs/flows.md, `spoken:`):
+    errors: a sentence or choice too long for one USSD screen with its navigation lines
+    (pages break only between sentences and choices); warnings: a text with something a
+    voice reads badly (a URL, an emoji, °, a unit like mg/dL, a reading like 120/80) and no
+    `spoken:` variant in that language."""
+    from bot.loader import written_texts
+    from bot.messages import Outbound
+    from channels.ussd import content_limit, too_long, units
+    from channels.voice import unspeakable
+
+    errors: list[str] = []
+    warnings: list[str] = []
+    for item in written_texts(lib):
+        pieces = units([Outbound("ussd", "-", item.text, item.choices)])
+        room = content_limit(item.language, ussd_max_chars)
+        for piece in too_long(pieces, item.language, ussd_max_chars):
+            errors.append(
+                f"{item.where}: {len(piece)} characters in one sentence or choice; a USSD "
+                f"screen has room for {room} (split the sentence)"
+            )
+        found = unspeakable(item.text)
+        if found and not item.spoken:
+            warnings.append(
+                f"{item.where}: reads badly aloud ({' '.join(found)}); add a `spoken:` "
+                f"variant in '{item.language}'"
+            )
+    return errors, warnings
 
 
 @flows.command("test")

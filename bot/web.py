@@ -37,7 +37,9 @@ from bot.console import console_routes
 from bot.dispatch import Dispatcher, Sender
 from bot.errors import ChannelError, StoreError
 from bot.headers import EXCEPTION_HANDLERS, SecurityHeaders
+from bot.live import Live, Said, spoken_variant
 from bot.messages import Inbound
+from bot.phones import inbound_address
 from bot.readiness import Readiness, not_ready
 from bot.scheduler import SweepScheduler
 from bot.store import OutboxRow, OutboxStatus, Store
@@ -49,7 +51,24 @@ from channels.telegram import (
     parse_telegram_payload,
     verify_telegram_secret,
 )
+from channels.render import keyed_answer
 from channels.twilio import parse_twilio_status, parse_twilio_webhook
+from channels.ussd import SECRET_HEADER as USSD_SECRET_HEADER
+from channels.ussd import Pages, paginate, parse_ussd, verify_ussd
+from channels.voice import (
+    REPEAT,
+    Question,
+    SpeechVoice,
+    answer_text,
+    dial_twiml,
+    gather_twiml,
+    hangup_twiml,
+    offer_twiml,
+    parse_voice_webhook,
+    prompt,
+    speech_for,
+    turn_id,
+)
 
 TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
 
@@ -217,6 +236,7 @@ def create_app(
         Route("/webhooks/twilio/whatsapp", twilio_inbound("whatsapp"), methods=["POST"]),
         Route("/webhooks/twilio/status", twilio_status, methods=["POST"]),
         Route("/webhooks/telegram", telegram_webhook, methods=["POST"]),
+        *live_routes(),  # voice calls and USSD (issue 17)
     ]
     console = console_routes(bridge, wake=state.dispatcher.wake, env=env, off=off)  # /console
     app = Starlette(
@@ -227,6 +247,7 @@ def create_app(
     )
     app.state.web = state
     app.state.simulator = SimulatorGate(parse_many(config.simulator.rate_limit))
+    app.state.ussd_pages = Pages()
     if "web" in senders and not is_loopback(config.server.host):
         log.warning(
             "the browser simulator is on at %s (simulator.enabled: true): anyone who can reach "
@@ -551,3 +572,189 @@ async def sim_messages(request: Request) -> Response:
         _cursor(params.get("out")),
     )
     return JSONResponse(history)
+
+
+# --- voice calls and USSD (issue 17; docs/channels.md "Voice and USSD") --------------------------
+# The provider waits for the answer. Each request handles the patient's keys in one transaction
+# as any message, then claims the replies from the outbox and marks them sent (bot.live), all on
+# the store's owner thread; the TwiML / CON-END screen says exactly those rows.
+
+VOICE_PATH = "/webhooks/twilio/voice"
+USSD_PATH = "/webhooks/ussd"
+USSD_MAX_BODY = 16 * 1024
+_ENDED_CALL = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+def live_routes() -> list[Route]:
+    return [
+        Route(VOICE_PATH, twilio_voice, methods=["POST"]),
+        Route(USSD_PATH, ussd_webhook, methods=["POST"]),
+    ]
+
+
+def _question(expecting: Any) -> Question | None:
+    if expecting is None:
+        return None
+    return Question(str(expecting.type), len(expecting.options), bool(expecting.allow_unknown))
+
+
+def _small_int(raw: str | None, cap: int = 10_000) -> int:
+    return min(max(_cursor(raw), 0), cap)
+
+
+def _speaker(state: WebState) -> Callable[[str, str], str]:
+    library = state.bridge.library
+    return lambda text, language: spoken_variant(library, text, language)
+
+
+def _voice_for(state: WebState, language: str) -> SpeechVoice:
+    voices = state.config.voice.voices
+    chosen = voices.get(language) or voices.get("en")
+    if chosen is None:
+        return SpeechVoice("en-US")
+    return SpeechVoice(chosen.language, chosen.voice)
+
+
+async def twilio_voice(request: Request) -> Response:
+    """A call's webhook: answered (turn 0), keys or speech gathered, silence, or the answer to
+    the emergency offer to connect. Signed like SMS webhooks; answers TwiML."""
+    state = _state(request)
+    token = state.env.get("TWILIO_AUTH_TOKEN", "")
+    if not state.config.channels.voice.enabled or not token:
+        return PlainTextResponse("not found", status_code=404)
+    if declared_too_large(request, TWILIO_MAX_BODY):
+        return too_large(TWILIO_MAX_BODY)
+    signature = request.headers.get(TWILIO_SIGNATURE_HEADER)
+    if not signature:
+        log.warning("twilio voice webhook rejected: signature_missing")
+        return PlainTextResponse("forbidden", status_code=403)
+    try:
+        form = await read_form(request, TWILIO_MAX_BODY)
+    except BodyTooLarge:
+        return too_large(TWILIO_MAX_BODY)
+    try:
+        turn = parse_voice_webhook(form, signature, state.public_url(request), token)
+    except SignatureError as exc:
+        log.warning("twilio voice webhook rejected: %s", exc.code)
+        return PlainTextResponse("forbidden", status_code=403)
+    except ChannelError as exc:
+        return PlainTextResponse(f"bad request: {exc.code}", status_code=400)
+    if turn.status in _ENDED_CALL:  # a status report, not a caller waiting
+        return Response(EMPTY_TWIML, media_type="application/xml")
+    params = request.query_params
+    step, n = params.get("step", ""), _small_int(params.get("turn"))
+    quiet = _small_int(params.get("quiet"), 100)
+    cfg = state.config.voice
+    number = cfg.connect_number or state.config.emergency.number
+    address = inbound_address("voice", turn.address, state.config.phones.default_region)
+    live = Live(state.bridge, "voice")
+    pid = turn_id(turn.call_sid, n)
+    run = state.bridge.owner.run
+
+    def said_line(key: str) -> Callable[[str], str]:
+        return lambda language: prompt(key, language, number=number)
+
+    try:
+        if step == "connect" and turn.digits == "1":
+            said = await run(live.say, address, pid, said_line("connecting"))
+            voice = _voice_for(state, said.language)
+            lines = speech_for(said.rows, None, said.language, _speaker(state))
+            return _twiml(dial_twiml(lines, voice, number))
+        if step == "quiet" and quiet > cfg.silent_repeats:
+            said = await run(live.say, address, pid, said_line("goodbye"))
+            voice = _voice_for(state, said.language)
+            return _twiml(hangup_twiml(speech_for(said.rows, None, said.language), voice))
+        if step in ("connect", "quiet") or (turn.digits or "").rstrip("#") == REPEAT:
+            said = await run(live.repeat, address, pid)
+        elif n == 0 and turn.digits is None and turn.speech is None:
+            placed_by = turn.call_sid if turn.outbound else None
+            said = await run(live.begin, address, pid, said_line("resume"), placed_by)
+        else:
+            question = _question(await run(live.expecting, address))
+            text = answer_text(turn, question)
+            if text is None:
+                said = await run(live.repeat, address, pid)
+            else:
+                said = await run(live.answer, address, text, pid, said_line("connect_offer"))
+    except StoreError as exc:
+        log.error("voice turn not stored: %s", exc)
+        return PlainTextResponse("database unavailable, retry later", status_code=503)
+    return _twiml(_call_twiml(state, said, n + 1, quiet + 1 if step == "quiet" else 1))
+
+
+def _call_twiml(state: WebState, said: Said, next_turn: int, next_quiet: int) -> str:
+    cfg = state.config.voice
+    base = state.config.server.public_url.rstrip("/") + VOICE_PATH
+    voice = _voice_for(state, said.language)
+    question = None if said.emergency else _question(said.expecting)
+    lines = speech_for(said.rows, question, said.language, _speaker(state))
+    if said.emergency:
+        return offer_twiml(
+            lines, voice, f"{base}?turn={next_turn}&step=connect", cfg.gather_timeout_s
+        )
+    if said.expecting is None:
+        return hangup_twiml(lines, voice)
+    return gather_twiml(
+        lines,
+        voice,
+        f"{base}?turn={next_turn}",
+        f"{base}?turn={next_turn}&step=quiet&quiet={next_quiet}",
+        question=question,
+        speech=cfg.speech,
+        timeout_s=cfg.gather_timeout_s,
+    )
+
+
+def _twiml(xml: str) -> Response:
+    return Response(xml, media_type="application/xml")
+
+
+async def ussd_webhook(request: Request) -> Response:
+    """One step of a USSD session (Africa's Talking style form); answers `CON ...`/`END ...`.
+    The aggregator signs nothing: a shared secret (USSD_SHARED_SECRET, sent in the
+    X-Carebridge-Ussd-Secret header or as `?key=` in the callback URL) and/or
+    `ussd.allowed_networks` authenticate it."""
+    state = _state(request)
+    if not state.config.channels.ussd.enabled:
+        return PlainTextResponse("not found", status_code=404)
+    given = request.headers.get(USSD_SECRET_HEADER) or request.query_params.get("key")
+    try:
+        verify_ussd(
+            given,
+            state.env.get("USSD_SHARED_SECRET", ""),
+            request.client.host if request.client else None,
+            state.config.ussd.allowed_networks,
+        )
+    except SignatureError as exc:
+        log.warning("ussd request rejected: %s", exc.code)
+        return PlainTextResponse("forbidden", status_code=403)
+    try:
+        req = parse_ussd(await read_form(request, USSD_MAX_BODY))
+    except BodyTooLarge:
+        return too_large(USSD_MAX_BODY)
+    except ChannelError as exc:
+        return PlainTextResponse(f"bad request: {exc.code}", status_code=400)
+    pages: Pages = request.app.state.ussd_pages
+    moved = pages.navigate(req.session_id, req.latest)
+    if moved is not None:
+        return PlainTextResponse(moved)
+    address = inbound_address("ussd", req.address, state.config.phones.default_region)
+    live = Live(state.bridge, "ussd")
+    pid = f"{req.session_id}:{len(req.steps)}"
+    run = state.bridge.owner.run
+    try:
+        if req.latest is None:
+            said = await run(live.begin, address, pid, lambda lang: prompt("resume", lang))
+        else:
+            question = _question(await run(live.expecting, address))
+            kind, count = (question.type, question.options) if question else (None, 0)
+            text = keyed_answer(req.latest, kind, count, separator="#")
+            if text:
+                said = await run(live.answer, address, text, pid)
+            else:
+                said = await run(live.repeat, address, pid)
+    except StoreError as exc:
+        log.error("ussd step not stored: %s", exc)
+        return PlainTextResponse("database unavailable, retry later", status_code=503)
+    screens = paginate(said.rows, said.language, state.config.ussd.max_chars)
+    return PlainTextResponse(pages.show(req.session_id, screens, end=said.expecting is None))
