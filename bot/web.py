@@ -54,7 +54,7 @@ from channels.telegram import (
 from channels.render import keyed_answer
 from channels.twilio import parse_twilio_status, parse_twilio_webhook
 from channels.ussd import SECRET_HEADER as USSD_SECRET_HEADER
-from channels.ussd import Pages, paginate, parse_ussd, verify_ussd
+from channels.ussd import Pages, key_lines, paginate, parse_ussd, verify_ussd
 from channels.voice import (
     REPEAT,
     Question,
@@ -756,5 +756,11 @@ async def ussd_webhook(request: Request) -> Response:
     except StoreError as exc:
         log.error("ussd step not stored: %s", exc)
         return PlainTextResponse("database unavailable, retry later", status_code=503)
-    screens = paginate(said.rows, said.language, state.config.ussd.max_chars)
+    expecting = _question(said.expecting)
+    extra = (
+        key_lines(expecting.type, expecting.allow_unknown, said.language)
+        if expecting is not None and said.rows
+        else []
+    )
+    screens = paginate(said.rows, said.language, state.config.ussd.max_chars, extra)
     return PlainTextResponse(pages.show(req.session_id, screens, end=said.expecting is None))

@@ -1,6 +1,6 @@
 """USSD through an aggregator's session protocol (Africa's Talking style): parse the form,
 authenticate the aggregator, lay replies out as screens of at most 182 characters with
-"98 More" / "0 Back" pages, answer `CON ...` (wait for a key) or `END ...` (close).
+"98 More" / "00 Back" pages, answer `CON ...` (wait for a key) or `END ...` (close).
 Imports the standard library, `bot.messages`, `bot.errors` and the rest of `channels`.
 
 The aggregator POSTs `sessionId`, `serviceCode`, `phoneNumber` and `text`: everything keyed
@@ -25,13 +25,28 @@ from channels.render import _BOUNDARY, _chunks, split_text
 
 USSD_MAX_CHARS = 182  # GSM 03.90 USSD string of 7-bit characters
 MORE_KEY = "98"
-BACK_KEY = "0"
+BACK_KEY = "00"  # not "0": a multi-select takes 0 for "none of these"
 SECRET_HEADER = "X-Carebridge-Ussd-Secret"
 
 LABELS: dict[str, dict[str, str]] = {
     "more": {"en": "More", "hi": "आगे", "es": "Más"},
     "back": {"en": "Back", "hi": "पीछे", "es": "Atrás"},
+    "yes": {"en": "Yes", "hi": "हाँ", "es": "Sí"},
+    "no": {"en": "No", "hi": "नहीं", "es": "No"},
+    "unknown": {"en": "Don't know", "hi": "पता नहीं", "es": "No sé"},
 }
+UNKNOWN_KEYS = "##"  # "I do not know" (channels.render.keyed_answer with separator "#")
+
+
+def key_lines(question_type: str | None, allow_unknown: bool, language: str) -> list[str]:
+    """Lines a screen adds for keys the flow text cannot show on a keypad: `1. Yes` / `2. No`
+    under a yes/no question, `##. Don't know` where not knowing is an answer."""
+    lines = []
+    if question_type == "bool":
+        lines = [f"1. {_label('yes', language)}", f"2. {_label('no', language)}"]
+    if allow_unknown:
+        lines.append(f"{UNKNOWN_KEYS}. {_label('unknown', language)}")
+    return lines
 
 
 @dataclass(frozen=True)
@@ -110,12 +125,19 @@ def content_limit(language: str, limit: int = USSD_MAX_CHARS) -> int:
 def units(rows: Sequence[Outbound]) -> list[str]:
     """The pieces a screen is made of, in order: each row's sentences, then the last row's
     choices as `1. Yes` lines. Pages break only between pieces."""
-    pieces: list[str] = []
+    return [piece for piece, _ in _pieces(rows)]
+
+
+def _pieces(rows: Sequence[Outbound]) -> list[tuple[str, str]]:
+    """Pieces with what joins each to the one before: a space inside a paragraph, else a
+    line break."""
+    pieces: list[tuple[str, str]] = []
     for row in rows:
-        for line in row.text.strip().splitlines():
-            pieces.extend(c.strip() for c in _chunks(line.strip(), _BOUNDARY) if c.strip())
+        for paragraph in row.text.strip().split("\n"):
+            chunks = [c.strip() for c in _chunks(paragraph.strip(), _BOUNDARY) if c.strip()]
+            pieces.extend((c, " " if i else "\n") for i, c in enumerate(chunks))
     if rows:
-        pieces.extend(f"{i}. {c.strip()}" for i, c in enumerate(rows[-1].choices, 1))
+        pieces.extend((f"{i}. {c.strip()}", "\n") for i, c in enumerate(rows[-1].choices, 1))
     return pieces
 
 
@@ -126,17 +148,21 @@ def too_long(pieces: Sequence[str], language: str, limit: int = USSD_MAX_CHARS) 
 
 
 def paginate(
-    rows: Sequence[Outbound], language: str, limit: int = USSD_MAX_CHARS
+    rows: Sequence[Outbound],
+    language: str,
+    limit: int = USSD_MAX_CHARS,
+    extra: Sequence[str] = (),
 ) -> list[str]:
-    """The screens for these rows, each at most `limit` characters with its navigation lines.
-    A piece too long for a page is cut at words (the validator reports such texts)."""
+    """The screens for these rows (and `extra` lines, `key_lines`), each at most `limit`
+    characters with its navigation lines. A piece too long for a page is cut at words (the
+    validator reports such texts)."""
     room = content_limit(language, limit)
     pages: list[str] = []
     current = ""
-    for piece in units(rows):
+    for piece, gap in [*_pieces(rows), *((line, "\n") for line in extra)]:
         parts = split_text(piece, lambda t: len(t) <= room) if len(piece) > room else [piece]
         for part in parts:
-            joined = f"{current}\n{part}" if current else part
+            joined = f"{current}{gap}{part}" if current else part
             if len(joined) <= room:
                 current = joined
                 continue
