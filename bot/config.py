@@ -118,7 +118,8 @@ class VoiceConfig(_Model):
     """Calls over Twilio Voice (docs/channels.md, Voice)."""
 
     from_number: str | None = None  # caller id of outbound check-in calls (a Twilio number)
-    connect_number: str | None = None  # where "press 1 to be connected" dials; null: emergency.number
+    connect_number: str | None = None  # "press 1 to be connected" dials it; null: emergency
+
     speech: bool = True  # also listen for speech (`<Gather input="dtmf speech">`)
     gather_timeout_s: int = Field(6, ge=2, le=30)  # silence before the prompt is repeated
     silent_repeats: int = Field(2, ge=0, le=5)  # repeats after silence before hanging up

@@ -192,8 +192,12 @@ def spoken_variant(lib: Library, text: str, language: str) -> str:
     """`text` with every flow text in it that has a `spoken:` variant replaced by that variant
     (placeholders such as a reading the patient gave carried over); otherwise unchanged."""
     for pattern, spoken in _patterns(lib).get(language, ()):
-        text = pattern.sub(lambda m, s=spoken: s.format_map(_Values(m.groupdict())), text)
+        text = pattern.sub(_filler(spoken), text)
     return text
+
+
+def _filler(spoken: str) -> Callable[[re.Match[str]], str]:
+    return lambda match: spoken.format_map(_Values(match.groupdict()))
 
 
 def _patterns(lib: Library) -> dict[str, list[_Pattern]]:

@@ -36,6 +36,7 @@ from bot.config import Config, is_loopback
 from bot.console import console_routes
 from bot.dispatch import Dispatcher, Sender
 from bot.errors import ChannelError, StoreError
+from bot.flow import Library
 from bot.headers import EXCEPTION_HANDLERS, SecurityHeaders
 from bot.live import Live, Said, spoken_variant
 from bot.messages import Inbound
@@ -44,6 +45,7 @@ from bot.readiness import Readiness, not_ready
 from bot.scheduler import SweepScheduler
 from bot.store import OutboxRow, OutboxStatus, Store
 from channels.base import SignatureError
+from channels.render import keyed_answer
 from channels.simulator import SimulatorChannel, bot_message, patient_message
 from channels.telegram import (
     SECRET_HEADER,
@@ -51,12 +53,12 @@ from channels.telegram import (
     parse_telegram_payload,
     verify_telegram_secret,
 )
-from channels.render import keyed_answer
 from channels.twilio import parse_twilio_status, parse_twilio_webhook
 from channels.ussd import SECRET_HEADER as USSD_SECRET_HEADER
-from channels.ussd import Pages, key_lines, paginate, parse_ussd, verify_ussd
+from channels.ussd import Pages, UssdRequest, key_lines, paginate, parse_ussd, verify_ussd
 from channels.voice import (
     REPEAT,
+    CallTurn,
     Question,
     SpeechVoice,
     answer_text,
@@ -602,17 +604,51 @@ def _small_int(raw: str | None, cap: int = 10_000) -> int:
     return min(max(_cursor(raw), 0), cap)
 
 
-def _speaker(state: WebState) -> Callable[[str, str], str]:
-    library = state.bridge.library
+def _speaker(library: Library) -> Callable[[str, str], str]:
     return lambda text, language: spoken_variant(library, text, language)
 
 
-def _voice_for(state: WebState, language: str) -> SpeechVoice:
-    voices = state.config.voice.voices
+def _voice_for(config: Config, language: str) -> SpeechVoice:
+    voices = config.voice.voices
     chosen = voices.get(language) or voices.get("en")
     if chosen is None:
         return SpeechVoice("en-US")
     return SpeechVoice(chosen.language, chosen.voice)
+
+
+def voice_turn(live: Live, config: Config, turn: CallTurn, step: str, n: int, quiet: int) -> str:
+    """One request of a call, start to end (on the store's owner thread under `serve`; the
+    terminal simulator calls it directly): handle what was keyed or said, claim what to say,
+    and the TwiML that says it. `step`: "" (answered, or keys), "quiet" (the `<Gather>` heard
+    nothing; `quiet` times in a row), "connect" (the answer to the offer to connect)."""
+    number = config.voice.connect_number or config.emergency.number
+    address = inbound_address("voice", turn.address, config.phones.default_region)
+    pid = turn_id(turn.call_sid, n)
+    speak = _speaker(live.bridge.library)
+
+    def line(key: str) -> Callable[[str], str]:
+        return lambda language: prompt(key, language, number=number)
+
+    if step == "connect" and turn.digits == "1":
+        said = live.say(address, pid, line("connecting"))
+        lines = speech_for(said.rows, None, said.language, speak)
+        return dial_twiml(lines, _voice_for(config, said.language), number)
+    if step == "quiet" and quiet > config.voice.silent_repeats:
+        said = live.say(address, pid, line("goodbye"))
+        lines = speech_for(said.rows, None, said.language, speak)
+        return hangup_twiml(lines, _voice_for(config, said.language))
+    if step in ("connect", "quiet") or (turn.digits or "").rstrip("#") == REPEAT:
+        said = live.repeat(address, pid)
+    elif n == 0 and turn.digits is None and turn.speech is None:
+        placed_by = turn.call_sid if turn.outbound else None
+        said = live.begin(address, pid, line("resume"), placed_by)
+    else:
+        text = answer_text(turn, _question(live.expecting(address)))
+        if text is None:
+            said = live.repeat(address, pid)
+        else:
+            said = live.answer(address, text, pid, line("connect_offer"))
+    return _call_twiml(config, speak, said, n + 1, quiet + 1 if step == "quiet" else 1)
 
 
 async def twilio_voice(request: Request) -> Response:
@@ -644,50 +680,23 @@ async def twilio_voice(request: Request) -> Response:
     params = request.query_params
     step, n = params.get("step", ""), _small_int(params.get("turn"))
     quiet = _small_int(params.get("quiet"), 100)
-    cfg = state.config.voice
-    number = cfg.connect_number or state.config.emergency.number
-    address = inbound_address("voice", turn.address, state.config.phones.default_region)
     live = Live(state.bridge, "voice")
-    pid = turn_id(turn.call_sid, n)
-    run = state.bridge.owner.run
-
-    def said_line(key: str) -> Callable[[str], str]:
-        return lambda language: prompt(key, language, number=number)
-
     try:
-        if step == "connect" and turn.digits == "1":
-            said = await run(live.say, address, pid, said_line("connecting"))
-            voice = _voice_for(state, said.language)
-            lines = speech_for(said.rows, None, said.language, _speaker(state))
-            return _twiml(dial_twiml(lines, voice, number))
-        if step == "quiet" and quiet > cfg.silent_repeats:
-            said = await run(live.say, address, pid, said_line("goodbye"))
-            voice = _voice_for(state, said.language)
-            return _twiml(hangup_twiml(speech_for(said.rows, None, said.language), voice))
-        if step in ("connect", "quiet") or (turn.digits or "").rstrip("#") == REPEAT:
-            said = await run(live.repeat, address, pid)
-        elif n == 0 and turn.digits is None and turn.speech is None:
-            placed_by = turn.call_sid if turn.outbound else None
-            said = await run(live.begin, address, pid, said_line("resume"), placed_by)
-        else:
-            question = _question(await run(live.expecting, address))
-            text = answer_text(turn, question)
-            if text is None:
-                said = await run(live.repeat, address, pid)
-            else:
-                said = await run(live.answer, address, text, pid, said_line("connect_offer"))
+        xml = await state.bridge.owner.run(voice_turn, live, state.config, turn, step, n, quiet)
     except StoreError as exc:
         log.error("voice turn not stored: %s", exc)
         return PlainTextResponse("database unavailable, retry later", status_code=503)
-    return _twiml(_call_twiml(state, said, n + 1, quiet + 1 if step == "quiet" else 1))
+    return Response(xml, media_type="application/xml")
 
 
-def _call_twiml(state: WebState, said: Said, next_turn: int, next_quiet: int) -> str:
-    cfg = state.config.voice
-    base = state.config.server.public_url.rstrip("/") + VOICE_PATH
-    voice = _voice_for(state, said.language)
+def _call_twiml(
+    config: Config, speak: Callable[[str, str], str], said: Said, next_turn: int, next_quiet: int
+) -> str:
+    cfg = config.voice
+    base = config.server.public_url.rstrip("/") + VOICE_PATH
+    voice = _voice_for(config, said.language)
     question = None if said.emergency else _question(said.expecting)
-    lines = speech_for(said.rows, question, said.language, _speaker(state))
+    lines = speech_for(said.rows, question, said.language, speak)
     if said.emergency:
         return offer_twiml(
             lines, voice, f"{base}?turn={next_turn}&step=connect", cfg.gather_timeout_s
@@ -705,8 +714,30 @@ def _call_twiml(state: WebState, said: Said, next_turn: int, next_quiet: int) ->
     )
 
 
-def _twiml(xml: str) -> Response:
-    return Response(xml, media_type="application/xml")
+def ussd_step(live: Live, config: Config, req: UssdRequest, pages: Pages) -> str:
+    """One step of a USSD session, start to end (on the store's owner thread under `serve`;
+    the terminal simulator calls it directly): page within the screen shown, or handle the
+    keys and claim the next screen; the `CON ...`/`END ...` answer."""
+    moved = pages.navigate(req.session_id, req.latest)
+    if moved is not None:
+        return moved
+    address = inbound_address("ussd", req.address, config.phones.default_region)
+    pid = f"{req.session_id}:{len(req.steps)}"
+    if req.latest is None:
+        said = live.begin(address, pid, lambda language: prompt("resume", language))
+    else:
+        question = _question(live.expecting(address))
+        kind, count = (question.type, question.options) if question else (None, 0)
+        text = keyed_answer(req.latest, kind, count, separator="#")
+        said = live.answer(address, text, pid) if text else live.repeat(address, pid)
+    expecting = _question(said.expecting)
+    extra = (
+        key_lines(expecting.type, expecting.allow_unknown, said.language)
+        if expecting is not None and said.rows
+        else []
+    )
+    screens = paginate(said.rows, said.language, config.ussd.max_chars, extra)
+    return pages.show(req.session_id, screens, end=said.expecting is None)
 
 
 async def ussd_webhook(request: Request) -> Response:
@@ -735,32 +766,10 @@ async def ussd_webhook(request: Request) -> Response:
     except ChannelError as exc:
         return PlainTextResponse(f"bad request: {exc.code}", status_code=400)
     pages: Pages = request.app.state.ussd_pages
-    moved = pages.navigate(req.session_id, req.latest)
-    if moved is not None:
-        return PlainTextResponse(moved)
-    address = inbound_address("ussd", req.address, state.config.phones.default_region)
     live = Live(state.bridge, "ussd")
-    pid = f"{req.session_id}:{len(req.steps)}"
-    run = state.bridge.owner.run
     try:
-        if req.latest is None:
-            said = await run(live.begin, address, pid, lambda lang: prompt("resume", lang))
-        else:
-            question = _question(await run(live.expecting, address))
-            kind, count = (question.type, question.options) if question else (None, 0)
-            text = keyed_answer(req.latest, kind, count, separator="#")
-            if text:
-                said = await run(live.answer, address, text, pid)
-            else:
-                said = await run(live.repeat, address, pid)
+        answer = await state.bridge.owner.run(ussd_step, live, state.config, req, pages)
     except StoreError as exc:
         log.error("ussd step not stored: %s", exc)
         return PlainTextResponse("database unavailable, retry later", status_code=503)
-    expecting = _question(said.expecting)
-    extra = (
-        key_lines(expecting.type, expecting.allow_unknown, said.language)
-        if expecting is not None and said.rows
-        else []
-    )
-    screens = paginate(said.rows, said.language, state.config.ussd.max_chars, extra)
-    return PlainTextResponse(pages.show(req.session_id, screens, end=said.expecting is None))
+    return PlainTextResponse(answer)

@@ -89,8 +89,9 @@ def verify_ussd(
     configured, and the caller's address must be in `networks` when any are configured. With
     neither configured, nothing is accepted (`SignatureError("ussd_unconfigured")`)."""
     if not secret and not networks:
-        raise SignatureError("no USSD_SHARED_SECRET and no ussd.allowed_networks",
-                             code="ussd_unconfigured")
+        raise SignatureError(
+            "no USSD_SHARED_SECRET and no ussd.allowed_networks", code="ussd_unconfigured"
+        )
     if secret and not hmac.compare_digest((given_secret or "").encode(), secret.encode()):
         raise SignatureError("USSD shared secret missing or wrong", code="secret_invalid")
     if networks:
@@ -99,8 +100,7 @@ def verify_ussd(
         except ValueError:
             raise SignatureError("USSD caller address unknown", code="address_refused") from None
         if not any(ip in ipaddress.ip_network(n, strict=False) for n in networks):
-            raise SignatureError("USSD caller not in ussd.allowed_networks",
-                                 code="address_refused")
+            raise SignatureError("USSD caller not in ussd.allowed_networks", code="address_refused")
 
 
 def _label(key: str, language: str) -> str:
@@ -192,9 +192,7 @@ class Pages:
         self._ttl = ttl_s
         self._max = max_sessions
         self._lock = threading.Lock()
-        self._by_session: OrderedDict[str, tuple[tuple[str, ...], int, bool, float]] = (
-            OrderedDict()
-        )
+        self._by_session: OrderedDict[str, tuple[tuple[str, ...], int, bool, float]] = OrderedDict()
 
     def show(self, session_id: str, pages: Sequence[str], end: bool) -> str:
         """Remember `pages` for the session and return the first screen's answer."""
@@ -224,3 +222,19 @@ class Pages:
                 return None
             self._by_session[session_id] = (pages, index, end, time.monotonic())
         return respond(pages[index], end=end and index == len(pages) - 1)
+
+
+def phone_screen(answer: str, width: int = 30) -> str:
+    """An answer (`CON ...`/`END ...`) drawn as a basic phone's USSD screen, for the simulator:
+    the text wrapped in a box, then whether the phone waits for keys or the session closed."""
+    import textwrap
+
+    kind, _, screen = answer.partition(" ")
+    lines: list[str] = []
+    for line in screen.split("\n"):
+        lines.extend(textwrap.wrap(line, width) or [""])
+    top = "┌" + "─" * (width + 2) + "┐"
+    body = [f"│ {line.ljust(width)} │" for line in lines]
+    bottom = "└" + "─" * (width + 2) + "┘"
+    state = "[ reply: ____ ]  (CON: waiting for keys)" if kind == "CON" else "(END: session closed)"
+    return "\n".join([top, *body, bottom, f"{len(screen)}/{USSD_MAX_CHARS} characters  {state}"])

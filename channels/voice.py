@@ -48,7 +48,8 @@ PROMPTS: dict[str, dict[str, str]] = {
     "number": {
         "en": "Key the number, then press the hash key. For a decimal point, press star.",
         "hi": "नंबर दबाएं, फिर हैश दबाएं। दशमलव के लिए स्टार दबाएं।",
-        "es": "Marque el número y después la tecla numeral. Para el punto decimal, marque asterisco.",
+        "es": "Marque el número y después la tecla numeral. "
+        "Para el punto decimal, marque asterisco.",
     },
     "bp": {
         "en": "Key the top number, then star, then the bottom number, then the hash key.",
@@ -397,3 +398,25 @@ def unspeakable(text: str) -> list[str]:
     found = [m.group(0) for m in _UNSPEAKABLE.finditer(text)]
     found += [ch for ch in text if unicodedata.category(ch) == "So"]
     return list(dict.fromkeys(found))
+
+
+def script(twiml: str) -> list[str]:
+    """A TwiML answer as a script, for the simulator: what is said (`BOT:`), what the call
+    waits for (`WAIT:`), and a connection (`DIAL:`) or the end (`HANG UP`)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(twiml)
+    lines: list[str] = []
+    for verb in root:
+        if verb.tag == "Gather":
+            lines.extend(f"BOT: {s.text}" for s in verb.iter("Say"))
+            ending = "one key" if verb.get("numDigits") == "1" else "keys ending with #"
+            speech = " or speech" if "speech" in (verb.get("input") or "") else ""
+            lines.append(f"WAIT: {ending}{speech} (silence: the prompt again)")
+        elif verb.tag == "Say":
+            lines.append(f"BOT: {verb.text}")
+        elif verb.tag == "Dial":
+            lines.append(f"DIAL: {(verb.text or '').strip()}")
+        elif verb.tag == "Hangup":
+            lines.append("HANG UP")
+    return lines

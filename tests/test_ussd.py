@@ -18,8 +18,8 @@ from channels.ussd import BACK_KEY, MORE_KEY, USSD_MAX_CHARS
 from channels.voice import PROMPTS
 
 LANG_KEY = {"en": "1", "hi": "2", "es": "3"}
-# consent, COVID-19 check, no warning signs, age, fever and cough (# between numbers), 38.5 (# is the decimal
-# point on USSD), SpO2 97, four noes, no long-term condition
+# consent, COVID-19 check, no warning signs, age, fever and cough (# between numbers),
+# 38.5 (# is the decimal point on USSD), SpO2 97, four noes, no long-term condition
 COVID_KEYS = ["1", "1", "0", "34", "1#2", "38#5", "97", "2", "2", "2", "2", "0"]
 MILD = {"en": "symptoms look mild", "hi": "लक्षण हल्के", "es": "síntomas parecen leves"}
 THANKS = {"en": "Thank you", "hi": "धन्यवाद", "es": "Gracias"}

@@ -49,8 +49,10 @@ def hints(language: str) -> set[str]:
 def is_hint(line: str, language: str) -> bool:
     heads = {t.split("{")[0] for t in hints(language) | hints("en") if t.split("{")[0]}
     tails = {t.split("}")[-1] for t in hints(language) | hints("en") if "{" in t}
-    return line in hints(language) or any(line.startswith(h) for h in heads if len(h) > 3) or (
-        any(line.endswith(t) for t in tails if len(t) > 3)
+    return (
+        line in hints(language)
+        or any(line.startswith(h) for h in heads if len(h) > 3)
+        or (any(line.endswith(t) for t in tails if len(t) > 3))
     )
 
 
@@ -79,9 +81,12 @@ def test_a_covid_screening_over_voice_in_each_language(server: LiveServer) -> No
         assert rows and {r.status for r in rows} == {OutboxStatus.SENT}
         flow_lines = [
             line
-            for line in "\n".join(s.removeprefix("BOT: ") for s in caller.script if s.startswith("BOT"))
-            .split("\n")
-            if line and not is_hint(line, lang) and not line.startswith(("For ", "Para "))
+            for line in "\n".join(
+                s.removeprefix("BOT: ") for s in caller.script if s.startswith("BOT")
+            ).split("\n")
+            if line
+            and not is_hint(line, lang)
+            and not line.startswith(("For ", "Para "))
             and "दबाएं" not in line
         ]
         said = [spoken(spoken_variant(server.bridge.library, r.outbound.text, lang)) for r in rows]
@@ -112,7 +117,8 @@ def test_keys_a_voice_does_not_read_out(server: LiveServer) -> None:
 def test_a_keyed_red_flag_says_the_emergency_number_and_offers_to_connect(
     server: LiveServer, lang: str
 ) -> None:
-    caller = Caller(server.client(), number(20))
+    address = number(20 + int(LANG_KEY[lang]))
+    caller = Caller(server.client(), address)
     caller.dial()
     caller.press(LANG_KEY[lang])
     caller.press("1")  # consent
@@ -126,7 +132,7 @@ def test_a_keyed_red_flag_says_the_emergency_number_and_offers_to_connect(
     connected = caller.press("1")
     assert connected.dial == "112"
     assert PROMPTS["connecting"][lang].format(number="112") in connected.text
-    contact = server.bridge.store.find_contact("voice", number(20))
+    contact = server.bridge.store.find_contact("voice", address)
     assert contact is not None
     said = [r.outbound.text for r in server.bridge.store.outbox(contact.id)]
     assert said[-2] == PROMPTS["connect_offer"][lang].format(number="112")  # recorded

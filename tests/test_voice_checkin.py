@@ -56,9 +56,7 @@ def test_a_check_in_call_is_placed_through_the_outbox_and_answered_by_keys(
     assert call["_form"]["Url"] == PUBLIC + "/webhooks/twilio/voice"
     assert call["_form"]["From"] == SERVICE
     assert len([c for c in twilio.calls if c["to"] == address]) == 1  # one call, not per row
-    wait_for(
-        lambda: all(r.status == OutboxStatus.SENT for r in bridge.store.outbox(contact.id))
-    )
+    wait_for(lambda: all(r.status == OutboxStatus.SENT for r in bridge.store.outbox(contact.id)))
     assert {r.provider_id for r in bridge.store.outbox(contact.id)} == {call["sid"]}
 
     phone = Caller(server.client(), address, call_sid=call["sid"], outbound=True)

@@ -98,9 +98,7 @@ class LiveSql:
 
     def said_in(self, provider_id: str) -> list[OutboxRow]:
         """The rows sent under `provider_id` (a call turn, a USSD step, an outbound call)."""
-        rows = self._rows(
-            "SELECT id FROM outbox WHERE provider_id = ? ORDER BY id", (provider_id,)
-        )
+        rows = self._rows("SELECT id FROM outbox WHERE provider_id = ? ORDER BY id", (provider_id,))
         return self._by_ids([int(r[0]) for r in rows])
 
     def last_said(self, contact_id: int, channel: str) -> list[OutboxRow]:
