@@ -573,8 +573,9 @@ def channels_off(config: Config, env: Mapping[str, str] | None = None) -> dict[s
 
 
 def live_channels_off(config: Config, env: Mapping[str, str]) -> dict[str, str]:
-    """Why the voice dispatcher (outbound calls) and USSD cannot send; a voice or USSD message
-    that cannot go out waits in the outbox and is said when the patient calls or dials."""
+    """Why the voice dispatcher cannot place calls; a voice message that cannot go out waits in
+    the outbox and is said when the patient calls. USSD is never here: it has no sender (pull
+    only), and its messages always wait for the patient's next dial."""
     off: dict[str, str] = {}
     if not config.channels.voice.enabled:
         off["voice"] = "channels.voice.enabled is false"
@@ -582,7 +583,6 @@ def live_channels_off(config: Config, env: Mapping[str, str]) -> dict[str, str]:
         off["voice"] = "TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN not set"
     elif not config.voice.from_number:
         off["voice"] = "voice.from_number not set (calls in work; no check-in calls out)"
-    off["ussd"] = "USSD is pull-only: messages wait in the outbox until the patient dials"
     return off
 
 

@@ -584,6 +584,7 @@ async def sim_messages(request: Request) -> Response:
 VOICE_PATH = "/webhooks/twilio/voice"
 USSD_PATH = "/webhooks/ussd"
 USSD_MAX_BODY = 16 * 1024
+LANGUAGE_CONCEPT = "preferred_language"  # the language menu: each option in its own voice
 _ENDED_CALL = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 
@@ -597,7 +598,12 @@ def live_routes() -> list[Route]:
 def _question(expecting: Any) -> Question | None:
     if expecting is None:
         return None
-    return Question(str(expecting.type), len(expecting.options), bool(expecting.allow_unknown))
+    languages = (
+        tuple(o.value for o in expecting.options) if expecting.concept == LANGUAGE_CONCEPT else ()
+    )
+    return Question(
+        str(expecting.type), len(expecting.options), bool(expecting.allow_unknown), languages
+    )
 
 
 def _small_int(raw: str | None, cap: int = 10_000) -> int:
@@ -606,6 +612,10 @@ def _small_int(raw: str | None, cap: int = 10_000) -> int:
 
 def _speaker(library: Library) -> Callable[[str, str], str]:
     return lambda text, language: spoken_variant(library, text, language)
+
+
+def _voices(config: Config) -> dict[str, SpeechVoice]:
+    return {k: SpeechVoice(v.language, v.voice) for k, v in config.voice.voices.items()}
 
 
 def _voice_for(config: Config, language: str) -> SpeechVoice:
@@ -711,6 +721,7 @@ def _call_twiml(
         question=question,
         speech=cfg.speech,
         timeout_s=cfg.gather_timeout_s,
+        voices=_voices(config),
     )
 
 

@@ -127,6 +127,7 @@ class Question:
     type: str  # bool | number | choice | multi | text | bp
     options: int = 0
     allow_unknown: bool = False
+    languages: tuple[str, ...] = ()  # choosing a language: each option's language code
 
 
 @dataclass(frozen=True)
@@ -186,10 +187,21 @@ def spoken(text: str) -> str:
     return re.sub(r"[ \t]{2,}", " ", kept).strip()
 
 
-def key_hints(msg: Outbound, question: Question | None, language: str) -> list[str]:
-    """The key instructions after a question: one line per choice, or how to key a number."""
-    lines: list[str] = []
-    if msg.choices:
+Line = str | tuple[str, str]
+"""A line to say: text in the patient's language, or (text, language) in another one."""
+
+
+def key_hints(msg: Outbound, question: Question | None, language: str) -> list[Line]:
+    """The key instructions after a question: one line per choice, or how to key a number.
+    Choosing a language, each option is said in that language (`Question.languages`)."""
+    lines: list[Line] = []
+    by_language = question.languages if question is not None else ()
+    if msg.choices and len(by_language) == len(msg.choices):
+        lines = [
+            (prompt("press", lang, choice=spoken(c), n=str(i)), lang)
+            for i, (c, lang) in enumerate(zip(msg.choices, by_language, strict=True), 1)
+        ]
+    elif msg.choices:
         lines = [
             prompt("press", language, choice=spoken(c), n=str(i))
             for i, c in enumerate(msg.choices, 1)
@@ -219,10 +231,10 @@ def speech_for(
     question: Question | None,
     language: str,
     speak: Callable[[str, str], str] | None = None,
-) -> list[str]:
+) -> list[Line]:
     """The lines a response says for these outbox rows: each row's text (through `speak`, the
     flows' `spoken:` variants, then `spoken`), and after the last row its key hints."""
-    lines: list[str] = []
+    lines: list[Line] = []
     for i, row in enumerate(rows):
         text = speak(row.text, language) if speak is not None else row.text
         if text.strip():
@@ -232,16 +244,21 @@ def speech_for(
     return lines
 
 
-def _say_all(parent: Any, lines: Sequence[str], voice: SpeechVoice) -> None:
+Voices = Mapping[str, SpeechVoice]
+
+
+def _say_all(parent: Any, lines: Sequence[Line], voice: SpeechVoice, voices: Voices) -> None:
     for line in lines:
-        if voice.voice:
-            parent.say(line, voice=voice.voice, language=voice.language)
+        text, other = (line, None) if isinstance(line, str) else line
+        chosen = voices.get(other, voice) if other is not None else voice
+        if chosen.voice:
+            parent.say(text, voice=chosen.voice, language=chosen.language)
         else:
-            parent.say(line, language=voice.language)
+            parent.say(text, language=chosen.language)
 
 
 def gather_twiml(
-    lines: Sequence[str],
+    lines: Sequence[Line],
     voice: SpeechVoice,
     action: str,
     no_input: str,
@@ -249,6 +266,7 @@ def gather_twiml(
     question: Question | None,
     speech: bool = True,
     timeout_s: int = 6,
+    voices: Voices | None = None,
 ) -> str:
     """Say `lines` inside a `<Gather>` that posts the keys (or speech) to `action`; when the
     caller gives nothing, `<Redirect>` to `no_input`. A yes/no or a short choice ends on one
@@ -272,35 +290,35 @@ def gather_twiml(
     if "speech" in options["input"]:
         options.update(language=voice.language, speech_timeout="auto")
     gather = response.gather(**options)
-    _say_all(gather, lines, voice)
+    _say_all(gather, lines, voice, voices or {})
     response.redirect(no_input, method="POST")
     return str(response)
 
 
-def offer_twiml(lines: Sequence[str], voice: SpeechVoice, action: str, timeout_s: int = 6) -> str:
+def offer_twiml(lines: Sequence[Line], voice: SpeechVoice, action: str, timeout_s: int = 6) -> str:
     """An emergency: say `lines` (the emergency message and the offer to connect) and wait for
     one key (1: connect) posted to `action`; silence posts there too, with no Digits."""
     response = VoiceResponse()
     gather = response.gather(
         input="dtmf", action=action, method="POST", num_digits=1, timeout=timeout_s
     )
-    _say_all(gather, lines, voice)
+    _say_all(gather, lines, voice, {})
     response.redirect(action, method="POST")
     return str(response)
 
 
-def dial_twiml(lines: Sequence[str], voice: SpeechVoice, number: str) -> str:
+def dial_twiml(lines: Sequence[Line], voice: SpeechVoice, number: str) -> str:
     """Say `lines` ("connecting you to ...") and connect the call to `number`."""
     response = VoiceResponse()
-    _say_all(response, lines, voice)
+    _say_all(response, lines, voice, {})
     response.dial(number)
     return str(response)
 
 
-def hangup_twiml(lines: Sequence[str], voice: SpeechVoice) -> str:
+def hangup_twiml(lines: Sequence[Line], voice: SpeechVoice) -> str:
     """Say `lines` and end the call (the conversation is over, or nobody answers)."""
     response = VoiceResponse()
-    _say_all(response, lines, voice)
+    _say_all(response, lines, voice, {})
     response.hangup()
     return str(response)
 

@@ -61,7 +61,13 @@ def test_a_covid_screening_over_voice_in_each_language(server: LiveServer) -> No
     for i, lang in enumerate(("en", "hi", "es")):
         caller = Caller(server.client(), number(i))
         first = caller.dial()
-        assert "English" in first.text and "हिन्दी" in first.text and "Español" in first.text
+        # the language menu: each option in its own language and voice
+        options = {s.text: s.attrib["language"] for s in first.says[1:4]}
+        assert options == {
+            "For English, press 1.": voices["en"].language,
+            "हिन्दी के लिए 2 दबाएं।": voices["hi"].language,
+            "Para Español, marque 3.": voices["es"].language,
+        }
         caller.press(LANG_KEY[lang])
         for keys in COVID_KEYS:
             twiml = caller.press(keys)
@@ -89,7 +95,11 @@ def test_a_covid_screening_over_voice_in_each_language(server: LiveServer) -> No
             and not line.startswith(("For ", "Para "))
             and "दबाएं" not in line
         ]
-        said = [spoken(spoken_variant(server.bridge.library, r.outbound.text, lang)) for r in rows]
+        library = server.bridge.library
+        said = [  # the language menu was said before the language was chosen: in English
+            spoken(spoken_variant(library, r.outbound.text, "en" if i == 0 else lang))
+            for i, r in enumerate(rows)
+        ]
         assert flow_lines == said
 
 
