@@ -658,6 +658,8 @@ def voice_turn(live: Live, config: Config, turn: CallTurn, step: str, n: int, qu
             said = live.repeat(address, pid)
         else:
             said = live.answer(address, text, pid, line("connect_offer"))
+    if not said.rows:  # a human has the conversation, or the number opted out: never silence
+        said = live.say(address, pid, line("nothing_new"))
     return _call_twiml(config, speak, said, n + 1, quiet + 1 if step == "quiet" else 1)
 
 
@@ -741,6 +743,8 @@ def ussd_step(live: Live, config: Config, req: UssdRequest, pages: Pages) -> str
         kind, count = (question.type, question.options) if question else (None, 0)
         text = keyed_answer(req.latest, kind, count, separator="#")
         said = live.answer(address, text, pid) if text else live.repeat(address, pid)
+    if not said.rows:  # a human has the conversation, or the number opted out: never blank
+        said = live.say(address, pid, lambda language: prompt("nothing_new", language))
     expecting = _question(said.expecting)
     extra = (
         key_lines(expecting.type, expecting.allow_unknown, said.language)

@@ -96,6 +96,11 @@ PROMPTS: dict[str, dict[str, str]] = {
         "hi": "अब आपको {number} से जोड़ा जा रहा है।",
         "es": "Le estamos comunicando con el {number}.",
     },
+    "nothing_new": {
+        "en": "Thank you. There is nothing new for you right now; our team has your messages.",
+        "hi": "धन्यवाद। अभी आपके लिए कुछ नया नहीं है; हमारी टीम के पास आपके संदेश हैं।",
+        "es": "Gracias. Por ahora no hay nada nuevo para usted; nuestro equipo tiene sus mensajes.",
+    },
     "goodbye": {
         "en": "We did not hear an answer. Call again when you are ready; we will continue "
         "where we stopped. Goodbye.",

@@ -233,3 +233,14 @@ def test_unsigned_or_forged_calls_are_refused(server: LiveServer) -> None:
         answer = client.post("/webhooks/twilio/voice", data=forged.data, headers=forged.headers)
         assert answer.status_code == 403
     assert server.bridge.store.find_contact("voice", number(80)) is None
+
+
+def test_a_call_while_a_human_has_the_conversation_is_never_silent(server: LiveServer) -> None:
+    caller = Caller(server.client(), number(90))
+    caller.dial()
+    caller.press("1")  # English
+    caller.press("1")  # consent
+    handed = caller.press("3")  # talk to a person
+    assert handed.hangup and handed.says
+    again = Caller(server.client(), number(90)).dial()
+    assert again.hangup and again.text == PROMPTS["nothing_new"]["en"]
