@@ -658,6 +658,7 @@ def build_channels(
             config.voice.from_number or "",
             f"{public}/webhooks/twilio/voice",
             api_base_url=config.twilio.api_base_url,
+            status_callback_url=f"{public}/webhooks/twilio/voice",
         )
     return senders, off
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from limits import RateLimitItem, parse_many
@@ -44,6 +44,7 @@ from bot.phones import inbound_address
 from bot.readiness import Readiness, not_ready
 from bot.scheduler import SweepScheduler
 from bot.store import OutboxRow, OutboxStatus, Store
+from bot.store.sqlite_voice import LiveOutbox
 from channels.base import SignatureError
 from channels.render import keyed_answer
 from channels.simulator import SimulatorChannel, bot_message, patient_message
@@ -585,6 +586,14 @@ VOICE_PATH = "/webhooks/twilio/voice"
 USSD_PATH = "/webhooks/ussd"
 USSD_MAX_BODY = 16 * 1024
 LANGUAGE_CONCEPT = "preferred_language"  # the language menu: each option in its own voice
+# A placed call's final CallStatus -> the status of the outbox rows it was placed for.
+CALL_OUTCOME = {
+    "completed": "delivered",  # answered: the webhook said them
+    "busy": "undelivered",
+    "no-answer": "undelivered",
+    "failed": "failed",
+    "canceled": "failed",
+}
 _ENDED_CALL = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 
@@ -688,6 +697,17 @@ async def twilio_voice(request: Request) -> Response:
     except ChannelError as exc:
         return PlainTextResponse(f"bad request: {exc.code}", status_code=400)
     if turn.status in _ENDED_CALL:  # a status report, not a caller waiting
+        outcome = CALL_OUTCOME.get(turn.status)
+        if outcome is not None:  # the rows a call we placed was for: heard, or not
+            try:
+                store = cast(LiveOutbox, state.bridge.store)
+                now = state.bridge.clock()
+                await state.bridge.owner.run(
+                    store.finish_call, turn.call_sid, outcome, now, turn.status
+                )
+            except StoreError as exc:
+                log.error("voice call status not stored: %s", exc)
+                return PlainTextResponse("database unavailable, retry later", status_code=503)
         return Response(EMPTY_TWIML, media_type="application/xml")
     params = request.query_params
     step, n = params.get("step", ""), _small_int(params.get("turn"))

@@ -139,6 +139,11 @@ class Caller:
     last: Twiml | None = None
     script: list[str] = field(default_factory=list)  # what was said and keyed, in order
 
+    def status(self, url: str, status: str) -> Twiml:
+        """The call's final status callback (completed, busy, no-answer, failed)."""
+        self.script.append(f"(call {status})")
+        return self._post(url, {"CallStatus": status})
+
     def _post(self, url: str, extra: dict[str, str]) -> Twiml:
         params = {
             "AccountSid": ACCOUNT,

@@ -32,6 +32,7 @@ def stack(
             SERVICE,
             PUBLIC + "/webhooks/twilio/voice",
             api_base_url=twilio.api_base_url,
+            status_callback_url=PUBLIC + "/webhooks/twilio/voice",
         )
         cfg = live_config(config, tmp_path_factory.mktemp("calls"), from_number=SERVICE)
         with LiveServer(cfg, senders={"voice": caller}, dispatch=True) as server:
@@ -73,3 +74,26 @@ def test_a_check_in_call_is_placed_through_the_outbox_and_answered_by_keys(
     session = bridge.store.current_session(contact)
     assert session.answers["systolic_bp"] == 135 and session.answers["diastolic_bp"] == 85
     assert {r.status for r in bridge.store.outbox(contact.id)} == {OutboxStatus.SENT}
+    phone.status(call["_form"]["StatusCallback"], "completed")  # the patient hangs up
+    placed = [r for r in bridge.store.outbox(contact.id) if r.provider_id == call["sid"]]
+    assert placed and {r.status for r in placed} == {OutboxStatus.DELIVERED}
+
+
+def test_an_unanswered_check_in_call_is_recorded_undelivered(
+    stack: tuple[LiveServer, FakeTwilio],
+) -> None:
+    server, twilio = stack
+    bridge = server.bridge
+    address = "+919800000299"
+    now = bridge.clock()
+    contact = bridge.store.get_or_create_contact("voice", address, now, language="en")
+    bridge.store.update_contact(contact.id, consent_care=True, now=now)
+    bridge.start_checkin(contact.id, "hypertension_checkin", now)
+    wait_for(lambda: any(c["to"] == address for c in twilio.calls))
+    call = next(c for c in twilio.calls if c["to"] == address)
+    assert call["_form"]["StatusCallback"] == PUBLIC + "/webhooks/twilio/voice"
+    wait_for(lambda: all(r.status == OutboxStatus.SENT for r in bridge.store.outbox(contact.id)))
+    phone = Caller(server.client(), address, call_sid=call["sid"], outbound=True)
+    phone.status(call["_form"]["StatusCallback"], "no-answer")
+    rows = bridge.store.outbox(contact.id)
+    assert {(r.status, r.error_code) for r in rows} == {(OutboxStatus.UNDELIVERED, "no-answer")}

@@ -32,6 +32,8 @@ class LiveOutbox(Protocol):
 
     def last_said(self, contact_id: int, channel: str) -> list[OutboxRow]: ...
 
+    def finish_call(self, call_sid: str, status: str, now: datetime, code: str) -> int: ...
+
 
 class LiveSql:
     """Mixin: needs `_atomic`, `_rows` and `get_outbox` from SqliteStore."""
@@ -115,6 +117,25 @@ class LiveSql:
                 turn = self.said_in(row.provider_id)
                 return [r for r in turn if "line" not in r.outbound.meta]
         return []
+
+    def finish_call(self, call_sid: str, status: str, now: datetime, code: str) -> int:
+        """A call we placed ended: the rows it was placed for become `status` (delivered,
+        undelivered or failed; final), unless they already have a final status. Returns how
+        many rows changed."""
+        final = OutboxStatus(status)
+        with self._atomic("finish_call") as conn:
+            return conn.execute(
+                "UPDATE outbox SET status = ?, error_code = ?, finished_at = ?"
+                " WHERE provider_id = ? AND status IN (?, ?)",
+                (
+                    final,
+                    None if final is OutboxStatus.DELIVERED else code,
+                    _ts(now),
+                    call_sid,
+                    OutboxStatus.SENDING,
+                    OutboxStatus.SENT,
+                ),
+            ).rowcount
 
     def _by_ids(self, ids: list[int]) -> list[OutboxRow]:
         found = (self.get_outbox(i) for i in ids)
