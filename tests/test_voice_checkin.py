@@ -97,3 +97,26 @@ def test_an_unanswered_check_in_call_is_recorded_undelivered(
     phone.status(call["_form"]["StatusCallback"], "no-answer")
     rows = bridge.store.outbox(contact.id)
     assert {(r.status, r.error_code) for r in rows} == {(OutboxStatus.UNDELIVERED, "no-answer")}
+
+
+@pytest.mark.parametrize("lang", ["en", "hi", "es"])
+def test_a_red_flag_keyed_in_a_check_in_call_offers_to_connect(
+    stack: tuple[LiveServer, FakeTwilio], lang: str
+) -> None:
+    server, twilio = stack
+    bridge = server.bridge
+    address = {"en": "+919800000211", "hi": "+919800000212", "es": "+919800000213"}[lang]
+    now = bridge.clock()
+    contact = bridge.store.get_or_create_contact("voice", address, now, language=lang)
+    bridge.store.update_contact(contact.id, consent_care=True, now=now)
+    bridge.start_checkin(contact.id, "hypertension_checkin", now)
+    wait_for(lambda: any(c["to"] == address for c in twilio.calls))
+    call = next(c for c in twilio.calls if c["to"] == address)
+    wait_for(lambda: all(r.status == OutboxStatus.SENT for r in bridge.store.outbox(contact.id)))
+    phone = Caller(server.client(), address, call_sid=call["sid"], outbound=True)
+    phone.dial(call["_form"]["Url"])
+    warned = phone.press("1")  # chest pain, the first warning sign
+    assert "112" in warned.text
+    assert warned.gather is not None and "step=connect" in warned.gather.attrib["action"]
+    connected = phone.press("1")
+    assert connected.dial == "112"
