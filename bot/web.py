@@ -652,11 +652,15 @@ def voice_turn(live: Live, config: Config, turn: CallTurn, step: str, n: int, qu
         said = live.say(address, pid, line("connecting"))
         lines = speech_for(said.rows, None, said.language, speak)
         return dial_twiml(lines, _voice_for(config, said.language), number)
+    if step == "connect":  # the offer declined (another key, or silence): end the call
+        said = live.say(address, pid, line("declined"))
+        lines = speech_for(said.rows, None, said.language, speak)
+        return hangup_twiml(lines, _voice_for(config, said.language))
     if step == "quiet" and quiet > config.voice.silent_repeats:
         said = live.say(address, pid, line("goodbye"))
         lines = speech_for(said.rows, None, said.language, speak)
         return hangup_twiml(lines, _voice_for(config, said.language))
-    if step in ("connect", "quiet") or (turn.digits or "").rstrip("#") == REPEAT:
+    if step == "quiet" or (turn.digits or "").rstrip("#") == REPEAT:
         said = live.repeat(address, pid)
     elif n == 0 and turn.digits is None and turn.speech is None:
         placed_by = turn.call_sid if turn.outbound else None

@@ -96,6 +96,11 @@ PROMPTS: dict[str, dict[str, str]] = {
         "hi": "अब आपको {number} से जोड़ा जा रहा है।",
         "es": "Le estamos comunicando con el {number}.",
     },
+    "declined": {
+        "en": "If you need help, call {number} now. Goodbye.",
+        "hi": "मदद चाहिए तो अभी {number} पर कॉल करें। नमस्ते।",
+        "es": "Si necesita ayuda, llame ahora al {number}. Adiós.",
+    },
     "nothing_new": {
         "en": "Thank you. There is nothing new for you right now; our team has your messages.",
         "hi": "धन्यवाद। अभी आपके लिए कुछ नया नहीं है; हमारी टीम के पास आपके संदेश हैं।",

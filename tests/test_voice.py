@@ -158,7 +158,8 @@ def test_a_spoken_red_flag_at_any_point_of_the_screening(server: LiveServer) -> 
         assert twiml.gather is not None and "step=connect" in twiml.gather.attrib["action"]
         assert PROMPTS["connect_offer"][lang].format(number="112") in twiml.text
         declined = caller.silence()  # no key: the call ends, the clinician was alerted
-        assert declined.dial is None
+        assert declined.dial is None and declined.hangup
+        assert declined.text == PROMPTS["declined"][lang].format(number="112")
 
 
 def test_a_dropped_call_resumes_where_it_stopped(server: LiveServer) -> None:
