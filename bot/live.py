@@ -21,6 +21,7 @@ from bot import engine
 from bot.app import CareBridge
 from bot.flow import Library
 from bot.messages import Inbound, Outbound
+from bot.phones import PHONE_CHANNELS
 from bot.session import Contact
 from bot.store import Lane, OutboxRow
 from bot.store.sqlite_voice import LiveOutbox
@@ -70,7 +71,7 @@ class Live:
         time-out), `resume` and the question it stopped at; else start a conversation as a
         first message would."""
         done = self.outbox.said_in(provider_id)
-        contact = self.store.find_contact(self.channel, address)
+        contact = self._known(address)
         if done and contact is not None:  # the provider asked again: say the same again
             return self._said(contact, done, repeated=True)
         if contact is not None:
@@ -139,6 +140,31 @@ class Live:
         return self._queue_and_claim(contact, address, provider_id, [text(language)], [])
 
     # --- helpers ------------------------------------------------------------------------
+
+    def _known(self, address: str) -> Contact | None:
+        """The contact of this number on this channel. A first call or dial from a number
+        that has a contact on another phone channel is linked to it (one person): their
+        language carries over, and a conversation left open there continues here."""
+        contact = self.store.find_contact(self.channel, address)
+        if contact is not None:
+            return contact
+        others = [
+            other
+            for channel in sorted(PHONE_CHANNELS)
+            if channel != self.channel
+            and (other := self.store.find_contact(channel, address)) is not None
+        ]
+        if not others:
+            return None
+        now = self.bridge.clock()
+        with self.store.transaction():
+            contact = self.store.get_or_create_contact(self.channel, address, now)
+            for other in others:
+                self.store.link_contacts(contact.id, other.id, now)
+            chosen = next((o for o in others if o.language_set), None)
+            if chosen is not None and not contact.language_set:
+                self.store.update_contact(contact.id, language=chosen.language, now=now)
+        return self.store.find_contact(self.channel, address)
 
     def _queue_and_claim(
         self,

@@ -238,3 +238,17 @@ def test_a_call_while_a_human_has_the_conversation_is_never_silent(server: LiveS
     assert handed.hangup and handed.says
     again = Caller(server.client(), number(90)).dial()
     assert again.hangup and again.text == PROMPTS["nothing_new"]["en"]
+
+
+def test_a_patient_known_on_sms_is_one_person_and_keeps_their_language(
+    server: LiveServer,
+) -> None:
+    store, now = server.bridge.store, server.bridge.clock()
+    sms = store.get_or_create_contact("sms", number(95), now, language="hi")
+    store.update_contact(sms.id, consent_care=True, now=now)
+    twiml = Caller(server.client(), number(95)).dial()
+    assert {s.attrib["language"] for s in twiml.says} == {"hi-IN"}  # no language menu
+    assert "carebridge में आपका स्वागत है" in twiml.text  # consent is per channel, in Hindi
+    voice = store.find_contact("voice", number(95))
+    assert voice is not None and voice.language == "hi"
+    assert [c.id for c in store.linked_contacts(voice.id)] == [sms.id]
