@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["nlu.py", "webhook.py", "broadcast.py", "login.py", "cli.py"]
+SCRIPTS = ["nlu.py", "webhook.py", "broadcast.py", "login.py", "cli.py", "export.py"]
 
 
 def main() -> int:

@@ -33,6 +33,8 @@ from bot.events import (
     RedFlagRaised,
     TriageDecided,
 )
+from bot.events_out import CHANNEL as EVENTS_CHANNEL
+from bot.events_out import Events, WebhookSender
 from bot.flow import EMERGENCY_LEVELS, Library
 from bot.loader import load_library
 from bot.messages import Inbound, Outbound
@@ -143,6 +145,11 @@ class CareBridge:
             flows=self.library.flows,
         )
         self.privacy = Privacy(self.store, config, self.library, clock)  # retention, FORGET
+        # outgoing event webhooks (docs/api.md): queued in the transaction of what they report
+        self.outgoing = Events(self.store, config.events)
+        self.tickets.notify = lambda event, data, now, contact: self.outgoing.emit(
+            event, data, now, contact_id=contact
+        )
 
     def close(self) -> None:
         self.owner.close()
@@ -367,6 +374,8 @@ class CareBridge:
                     self.store.add_transcript(contact_id, session.id, "out", text, channel, now)
                 case ContactChanged(field=name, value=value):
                     self.store.update_contact(contact_id, now=now, **{name: value})
+                    if name == "opted_out" and value is True:
+                        self.outgoing.emit("contact.opted_out", {}, now, contact_id=contact_id)
                 case EscalationOpened():
                     ticket_id = self.store.open_escalation(
                         contact_id,
@@ -383,8 +392,21 @@ class CareBridge:
                 case AnswerRecorded(concept=concept, value=value):
                     cdef = self.library.concepts.get(concept)
                     if cdef and cdef.type == "number" and isinstance(value, int | float):
-                        self.store.add_reading(
+                        reading_id = self.store.add_reading(
                             contact_id, session.id, concept, float(value), cdef.unit, now
+                        )
+                        self.outgoing.emit(
+                            "reading.recorded",
+                            {
+                                "reading_id": reading_id,
+                                "session_id": session.id,
+                                "concept": concept,
+                                "value": float(value),
+                                "unit": cdef.unit,
+                                "at": now.isoformat(),
+                            },
+                            now,
+                            contact_id=contact_id,
                         )
                 case FollowUpScheduled():
                     self.store.schedule_job(
@@ -400,6 +422,12 @@ class CareBridge:
                     )
                 case TriageDecided():
                     log.info("triage contact=%s flow=%s level=%s", contact_id, ev.flow, ev.level)
+                    self.outgoing.emit(
+                        "triage.decided",
+                        {"session_id": session.id, "flow": ev.flow, "level": ev.level},
+                        now,
+                        contact_id=contact_id,
+                    )
                 case PrivacyRequested(kind="forget"):
                     self.privacy.forget(contact_id, source="patient", now=now)
                 case PrivacyRequested(kind=kind):
@@ -660,6 +688,8 @@ def build_channels(
             api_base_url=config.twilio.api_base_url,
             status_callback_url=f"{public}/webhooks/twilio/voice",
         )
+    if config.events.subscriptions:  # event webhooks (docs/api.md); a missing secret: ConfigError
+        senders[EVENTS_CHANNEL] = WebhookSender(list(config.events.subscriptions), env)
     return senders, off
 
 
@@ -680,7 +710,7 @@ def build_dispatcher(
     return Dispatcher(
         store,
         senders,
-        rates={**rates, "web": 100.0},
+        rates={**rates, "web": 100.0, EVENTS_CHANNEL: config.events.rate_per_s},
         policy=RetryPolicy(d.retry_base_s, d.retry_cap_s, d.max_attempts),
         delivery=DeliveryPolicy(
             lease_s=d.lease_s,

@@ -9,7 +9,6 @@ input) is one `Error:` line on stderr and exit 1, never a traceback.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Iterator
 from importlib import import_module
@@ -35,12 +34,15 @@ LAZY_GROUPS = {
         "bot.cli_broadcast:broadcast",
         "Health-advice broadcasts to subscribers (docs/broadcasts.md).",
     ),
+    "contacts": ("bot.cli_io:contacts", "Bring contacts in from a CSV or XLSX file."),
+    "export": ("bot.cli_io:export", "Results out: CSV per flow or a FHIR R4 Bundle."),
     "nlu": ("bot.cli_nlu:nlu", "Understanding layer: parse, test and train."),
     "patients": (
         "bot.cli_patients:patients",
         ("Enroll patients for scheduled check-ins; see their schedules, check-ins and trends."),
     ),
     "users": ("bot.cli_users:users", "Console users: clinicians, coordinators and admins."),
+    "tokens": ("bot.cli_tokens:tokens", "API tokens for other systems (docs/api.md)."),
 }
 
 
@@ -81,13 +83,20 @@ def _config(ctx: click.Context) -> Config:
 @click.group(cls=LazyGroup)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None)
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level (ids only, never text).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as text or one JSON object each (default: logging.json in the config).",
+)
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+def main(
+    ctx: click.Context, config_path: str | None, verbose: bool, log_format: str | None
+) -> None:
     """carebridge: symptom-checker and check-in chatbot for telemedicine."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
-    for noisy in ("httpx", "httpcore", "telegram", "twilio", "uvicorn.access"):
-        # their INFO/DEBUG lines carry URLs with the bot token, phone numbers or message text
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from bot import logs
+
+    logs.configure(verbose=verbose, json_lines=log_format == "json")
     if ctx.invoked_subcommand == "nlu":  # the NLU reads only its data files: start fast
         ctx.obj = {}
         return
@@ -97,6 +106,8 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
         ctx.obj = {"config": load_config(config_path)}
     except CarebridgeError as exc:
         raise click.ClickException(str(exc)) from None
+    if log_format is None and ctx.obj["config"].logging.json_lines:
+        logs.configure(verbose=verbose, json_lines=True)
 
 
 def _library(cfg: Config) -> Any:

@@ -379,6 +379,77 @@ class PhonesConfig(_Model):
         return value.upper()
 
 
+# -- the API for other systems, outgoing events, /metrics and logs (issue 16; docs/api.md,
+# docs/operations.md) ----------------------------------------------------------------------------
+
+EVENT_TYPES: tuple[str, ...] = (
+    "escalation.opened",
+    "escalation.claimed",
+    "escalation.resolved",
+    "triage.decided",
+    "reading.recorded",
+    "contact.opted_out",
+)
+"""What a subscription may ask for (docs/api.md, Events); "*" means all of them."""
+
+
+class EventSubscription(_Model):
+    """One receiver of signed event webhooks."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    url: str = Field(pattern=r"^https?://")
+    secret_env: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")  # the HMAC key, from the environment
+    events: list[str] = Field(min_length=1)
+    include_phone: bool = False  # add the contact's phone number / chat id to payloads
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        bad = [e for e in value if e != "*" and e not in EVENT_TYPES]
+        if bad:
+            raise ValueError(f"unknown event {bad[0]!r}; use {', '.join(EVENT_TYPES)} or '*'")
+        return value
+
+    def wants(self, event: str) -> bool:
+        return "*" in self.events or event in self.events
+
+
+class EventsConfig(_Model):
+    """Outgoing event webhooks, delivered through the outbox (channel `webhook`)."""
+
+    rate_per_s: float = Field(20.0, gt=0)
+    subscriptions: list[EventSubscription] = Field(default_factory=list)
+
+    @field_validator("subscriptions")
+    @classmethod
+    def _unique(cls, value: list[EventSubscription]) -> list[EventSubscription]:
+        names = [s.name for s in value]
+        if len(set(names)) != len(names):
+            raise ValueError("two subscriptions have the same name")
+        return value
+
+
+class ApiConfig(_Model):
+    """The token-authenticated API under /api/v1."""
+
+    enabled: bool = True
+    page_size: int = Field(100, ge=1, le=1000)  # rows per page unless ?limit= asks for fewer
+    max_page_size: int = Field(1000, ge=1, le=10_000)
+
+
+class MetricsConfig(_Model):
+    """GET /metrics (Prometheus text format)."""
+
+    enabled: bool = True
+    # open: anyone who can reach the server; loopback: requests from this machine, or with an
+    # API token that has the metrics:read scope; token: only with such a token
+    access: Literal["open", "loopback", "token"] = "loopback"
+
+
+class LoggingConfig(_Model):
+    json_lines: bool = Field(False, alias="json")  # one JSON object per log line
+
+
 class Config(_Model):
     service_name: str = "carebridge"
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
@@ -400,6 +471,10 @@ class Config(_Model):
     phones: PhonesConfig = PhonesConfig()
     retention: RetentionConfig = RetentionConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    api: ApiConfig = ApiConfig()
+    events: EventsConfig = EventsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     def simulator_on(self) -> bool:
         """Whether the browser simulator runs: `simulator.enabled`, or when that is null, only

@@ -1,7 +1,8 @@
 """The clinician console (docs/console.md): pages under /console and a JSON API under /api; every
 route checks log-in, role and (for changes) CSRF, and audits each view or change of patient data.
-Imports bot (app, auth, broadcast, console_broadcasts, escalation, store, console_view), starlette
-and jinja2; never channels. The broadcast pages live in bot.console_broadcasts.
+Imports bot (app, auth, broadcast, console_broadcasts, console_dashboards, escalation, store,
+console_view), starlette and jinja2; never channels. The broadcast pages live in
+bot.console_broadcasts, the dashboards in bot.console_dashboards.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 import anyio
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -32,7 +34,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
-from bot import console_broadcasts
+from bot import console_broadcasts, console_dashboards, console_io, console_tokens
 from bot import console_view as view
 from bot.app import CareBridge, build_broadcasts
 from bot.auth import (
@@ -57,7 +59,11 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 POLL_HEADER = "x-carebridge-poll"  # sent by console.js with its background requests
-STATIC_FILES = {"console.js": "text/javascript", "console.css": "text/css"}
+STATIC_FILES = {
+    "console.js": "text/javascript",
+    "console.css": "text/css",
+    "dashboards.css": "text/css",  # issue 16: the dashboards (bot.console_dashboards)
+}
 CLINICIAN = frozenset({Role.CLINICIAN})
 ADMIN = frozenset({Role.ADMIN})
 ANY_ROLE = frozenset(Role)
@@ -86,6 +92,7 @@ class Ctx:
     form: dict[str, str]
     console: Console
     wake: bool = False  # the outbox got messages: wake the dispatcher
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # name -> (filename, data)
 
     @property
     def user(self) -> UserRow:
@@ -238,9 +245,14 @@ def console_routes(
         ("GET", "/api/tickets/{ticket:int}/transcript", CLINICIAN, api_transcript, True),
         ("GET", "/api/patients/{contact:int}/readings", CLINICIAN, api_readings, True),
         *console_broadcasts.pages(),  # /console/broadcasts..., /api/broadcasts...
+        *console_io.pages(),  # /console/contacts/import..., /console/exports...
+        *console_tokens.pages(),  # /console/tokens (admins; issue 16, docs/api.md)
+        *console_dashboards.pages(),  # /console/dashboards... (issue 16)
     ]
     for method, path, roles, handler, api in pages:
-        routes.append(Route(path, _guarded(console, roles, handler, api=api), methods=[method]))
+        upload = (method, path) in console_io.UPLOADS
+        guarded = _guarded(console, roles, handler, api=api, upload=upload)
+        routes.append(Route(path, guarded, methods=[method]))
         ROUTE_ROLES[(method, path)] = roles
     return routes
 
@@ -261,9 +273,10 @@ def _forbidden(api: bool, why: str = "your role may not open this page") -> Resp
 
 
 def _guarded(
-    console: Console, roles: frozenset[Role], handler: Handler, *, api: bool
+    console: Console, roles: frozenset[Role], handler: Handler, *, api: bool, upload: bool = False
 ) -> Callable[[Request], Awaitable[Response]]:
-    """Log-in, password-change, role and CSRF checks around a synchronous handler."""
+    """Log-in, password-change, role and CSRF checks around a synchronous handler; an `upload`
+    route's form may carry one file (at most console_io.MAX_UPLOAD_BYTES)."""
 
     async def endpoint(request: Request) -> Response:
         # The live views poll in the background: that is not activity for the idle timeout.
@@ -291,14 +304,23 @@ def _guarded(
             )
             return _secured(_forbidden(api))
         form: dict[str, str] = {}
+        files: dict[str, tuple[str, bytes]] = {}
         if request.method == "POST":
             # 100: the broadcast form has two texts per language and the audience ticks
-            async with request.form(max_files=0, max_fields=100) as data:
+            async with request.form(max_files=int(upload), max_fields=100) as data:
                 form = {k: v for k, v in data.items() if isinstance(v, str)}
+                for name, value in data.items():
+                    if isinstance(value, UploadFile):
+                        if (value.size or 0) > console_io.MAX_UPLOAD_BYTES:
+                            mb = console_io.MAX_UPLOAD_BYTES // 2**20
+                            return _secured(
+                                PlainTextResponse(f"413: files up to {mb} MB", status_code=413)
+                            )
+                        files[name] = (value.filename or "upload", await value.read())
             token = request.headers.get("x-csrf-token") or form.get("csrf")
             if not Auth.check_csrf(login, token):
                 return _secured(_forbidden(api, "the form has expired; reload the page"))
-        ctx = Ctx(request, login, form, console)
+        ctx = Ctx(request, login, form, console, files=files)
         response = await run_in_threadpool(handler, ctx)
         if ctx.wake:
             console.wake()

@@ -23,6 +23,8 @@ _EMERGENCY_LEVELS = frozenset({"emergency", "emergency_ambulance"})
 Clock = Callable[[], datetime]
 Splitter = Callable[[Outbound], list[Outbound]]
 FlowStarter = Callable[[int, str, str], object]  # (contact_id, flow_id, kind)
+# (event, data, now, contact_id): bot.app sets it to the event webhooks' emit (bot.events_out)
+Notify = Callable[[str, dict[str, Any], datetime, int], object]
 
 MAX_REPLY_CHARS = 1600  # about ten SMS segments; longer replies belong in a call
 MAX_NOTE_CHARS = 4000
@@ -91,6 +93,7 @@ class Tickets:
         self.split = split
         self.start_flow = start_flow
         self.flows = frozenset(flows)
+        self.notify: Notify = lambda *_: None  # outgoing events, inside the same transaction
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -137,6 +140,7 @@ class Tickets:
         red flag (the emergency reply has gone out already).
         """
         ticket = self._plan(self.get(ticket_id), now)
+        self._notify("escalation.opened", ticket, now)
         if ticket.status is EscalationStatus.CLAIMED:
             self._set_session(ticket.contact_id, SessionStatus.HANDED_OFF, now)
         elif ticket.deadline_at is not None and ticket.deadline_at <= now:
@@ -231,6 +235,7 @@ class Tickets:
             self._set_session(ticket.contact_id, SessionStatus.HANDED_OFF, now)
             detail = {"took_over_from": before} if before and before != user.username else {}
             self._audit(user, "claim", ticket, now, **detail)
+            self._notify("escalation.claimed", self.get(ticket.id), now)
         log.info("ticket=%s claimed by user=%s", ticket_id, user.id)
         return self.get(ticket_id)
 
@@ -308,6 +313,7 @@ class Tickets:
             self._set_session(ticket.contact_id, SessionStatus.COMPLETED, now)
             detail: dict[str, Any] = {"flow": flow} if flow else {}
             self._audit(user, str(status), ticket, now, **detail)
+            self._notify("escalation.resolved", self.get(ticket.id), now)
             if flow is not None and self.start_flow is not None:
                 self.start_flow(ticket.contact_id, flow, "reply")
         log.info("ticket=%s %s by user=%s", ticket_id, status, user.id)
@@ -361,6 +367,26 @@ class Tickets:
         if session.id is None:
             session = session.evolve(started_at=now)
         self.store.save_session(session.evolve(status=status, node=None, stack=()), now)
+
+    def _notify(self, event: str, ticket: EscalationRow, now: datetime) -> None:
+        """Tell the event webhooks: ids, level, priority, status and timings; no text."""
+        data: dict[str, Any] = {
+            "escalation_id": ticket.id,
+            "level": ticket.level,
+            "priority": ticket.priority,
+            "reason": ticket.reason,
+            "flow": ticket.flow,
+            "red_flags": list(ticket.red_flags),
+            "status": str(ticket.status),
+            "opened_at": ticket.opened_at.isoformat(),
+            "appended": ticket.appended,
+        }
+        if ticket.claimed_at is not None:
+            data["claimed_at"] = ticket.claimed_at.isoformat()
+            data["wait_s"] = round((ticket.claimed_at - ticket.opened_at).total_seconds(), 3)
+        if ticket.closed_at is not None:
+            data["closed_at"] = ticket.closed_at.isoformat()
+        self.notify(event, data, now, ticket.contact_id)
 
     def _audit(
         self, user: UserRow, action: str, ticket: EscalationRow, now: datetime, **detail: Any

@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from bot.api import ApiTokens, api_routes
 from bot.app import CareBridge, build_broadcasts, build_channels, build_dispatcher
 from bot.config import Config, is_loopback
 from bot.console import console_routes
@@ -40,6 +41,8 @@ from bot.flow import Library
 from bot.headers import EXCEPTION_HANDLERS, SecurityHeaders
 from bot.live import Live, Said, spoken_variant
 from bot.messages import Inbound
+from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from bot.metrics import Metrics, TimedInterpreter
 from bot.phones import inbound_address
 from bot.readiness import Readiness, not_ready
 from bot.scheduler import SweepScheduler
@@ -102,6 +105,7 @@ class WebState:
     env: Mapping[str, str]
     disabled: dict[str, str] = field(default_factory=dict)
     readiness: Readiness | None = None
+    metrics: Metrics | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -117,12 +121,18 @@ class WebState:
             log.info("inbound text cut at the length cap channel=%s", inbound.channel)
         await self.dispatcher.admit(inbound.channel)  # replies first when delivery is behind
         try:
-            await self.bridge.owner.run(self.bridge.handle, inbound)  # on the store's thread
+            handled = await self.bridge.owner.run(self.bridge.handle, inbound)  # store's thread
         except StoreError as exc:
             log.error("inbound channel=%s not stored: %s", inbound.channel, exc)
+            self._count(inbound.channel, "store_error")
             return PlainTextResponse("database unavailable, retry later", status_code=503)
+        self._count(inbound.channel, "duplicate" if handled.duplicate else "handled")
         self.dispatcher.wake()
         return None
+
+    def _count(self, channel: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.inbound.labels(channel, outcome).inc()
 
 
 def create_app(
@@ -141,13 +151,19 @@ def create_app(
     disabled: dict[str, str] = {}
     if senders is None:
         senders, disabled = build_channels(config, env)
+    # --- operations (issue 16, docs/operations.md): metrics fed by the parts they measure
+    metrics = Metrics(bridge.store, bridge.clock)
+    bridge.interpreter = TimedInterpreter(bridge.interpreter, metrics.nlu)
+    bridge.outgoing.observers.append(metrics.observe_event)
+    counted = metrics.senders(senders)  # a live view: channels that fail to start drop out
     state = WebState(
         config,
         bridge,
         senders,
-        build_dispatcher(config, bridge.store, senders, owner=bridge.owner),
+        build_dispatcher(config, bridge.store, counted, owner=bridge.owner),
         env,
         disabled,
+        metrics=metrics,
     )
 
     off = {**disabled}  # what broadcasts cannot use (the simulator too, unless it is here)
@@ -203,13 +219,19 @@ def create_app(
             metronome = SweepScheduler(
                 bridge,
                 also=(
-                    bridge.tickets.sweep_deadlines,
-                    build_broadcasts(config, bridge.store, bridge.clock, off).sweep,
-                    bridge.privacy.sweep,  # retention (docs/security.md)
+                    metrics.timed("deadlines", bridge.tickets.sweep_deadlines),
+                    metrics.timed(
+                        "broadcasts",
+                        build_broadcasts(config, bridge.store, bridge.clock, off).sweep,
+                    ),
+                    metrics.timed("retention", bridge.privacy.sweep),  # docs/security.md
                 ),
                 on_sweep=lambda report: (
                     report.outbox_ids and loop.call_soon_threadsafe(state.dispatcher.wake)
                 ),
+            )
+            metronome.sweeper.sweep = metrics.timed(  # type: ignore[method-assign,assignment]
+                "checkins", metronome.sweeper.sweep
             )
             metronome.start()
             metronome_ref.append(metronome)
@@ -242,8 +264,12 @@ def create_app(
         *live_routes(),  # voice calls and USSD (issue 17)
     ]
     console = console_routes(bridge, wake=state.dispatcher.wake, env=env, off=off)  # /console
+    # --- issue 16: the API for other systems (/api/v1) and /metrics (docs/api.md, operations.md)
+    issue16 = api_routes(bridge)
+    if config.metrics.enabled:
+        issue16.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     app = Starlette(
-        routes=[*routes, *console],
+        routes=[*routes, *issue16, *console],
         lifespan=lifespan,
         middleware=[Middleware(SecurityHeaders)],  # CSP, nosniff, DENY on every response
         exception_handlers=EXCEPTION_HANDLERS,  # error pages that name nothing internal
@@ -279,6 +305,28 @@ async def readyz(request: Request) -> Response:
     waiting = not_ready(checks)
     body = {"status": "not ready" if waiting else "ready", "checks": checks, "not_ready": waiting}
     return JSONResponse(body, status_code=503 if waiting else 200)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus text format; who may read it is `metrics.access` (docs/operations.md)."""
+    state = _state(request)
+    assert state.metrics is not None
+    access = state.config.metrics.access
+    client = request.client.host if request.client else ""
+    if access == "token" or (access == "loopback" and not is_loopback(client)):
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        tokens = ApiTokens(state.bridge.store, state.bridge.clock)
+        token = None
+        if scheme.lower() == "bearer" and value:
+            token = await run_in_threadpool(tokens.check, value.strip())
+        if token is None or "metrics:read" not in token.scopes:
+            return PlainTextResponse(
+                f"send an API token with the metrics:read scope (metrics.access is {access})",
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    body = await run_in_threadpool(state.metrics.render)
+    return Response(body, media_type=METRICS_CONTENT_TYPE)
 
 
 # --- request bodies ---------------------------------------------------------------------------
@@ -339,6 +387,7 @@ def twilio_inbound(kind: str) -> Handler:
         signature = request.headers.get(TWILIO_SIGNATURE_HEADER)
         if not signature:  # nothing to verify against: do not read the body
             log.warning("twilio %s webhook rejected: signature_missing", kind)
+            state._count(kind, "rejected")
             return PlainTextResponse("forbidden", status_code=403)
         try:
             form = await read_form(request, TWILIO_MAX_BODY)
@@ -354,6 +403,7 @@ def twilio_inbound(kind: str) -> Handler:
             )
         except SignatureError as exc:
             log.warning("twilio %s webhook rejected: %s", kind, exc.code)
+            state._count(kind, "rejected")
             return PlainTextResponse("forbidden", status_code=403)
         except ChannelError as exc:
             return PlainTextResponse(f"bad request: {exc.code}", status_code=400)
@@ -421,6 +471,7 @@ async def telegram_webhook(request: Request) -> Response:
         verify_telegram_secret(request.headers.get(SECRET_HEADER), secret)
     except SignatureError as exc:
         log.warning("telegram webhook rejected: %s", exc.code)
+        state._count("telegram", "rejected")
         return PlainTextResponse("forbidden", status_code=403)
     try:
         body = await read_body(request, TELEGRAM_MAX_BODY)

@@ -113,6 +113,17 @@ class Vocabulary:
         self.spellings = list(self.spelled)
 
     @lru_cache(maxsize=20_000)  # noqa: B019 - one Vocabulary per data folder, kept for life
+    def lookup_exact(self, key: str, raw: str) -> tuple[tuple[str, tuple[Word, ...]], ...]:
+        """Terms whose first word this token is as spelled: the same skeleton or a prefix."""
+        out = list(self.exact.get(key, ()))
+        out.extend(
+            (group, words)
+            for first, group, words in self.prefixes
+            if key.startswith(first[0]) or raw.startswith(first[1])
+        )
+        return tuple(out)
+
+    @lru_cache(maxsize=20_000)  # noqa: B019 - one Vocabulary per data folder, kept for life
     def lookup(self, key: str, raw: str) -> tuple[tuple[str, tuple[Word, ...]], ...]:
         """Terms whose first word this token (skeleton `key`, spelling `raw`) can be:
         the same skeleton, a prefix, or a typo of a spelling (see `_close`)."""
@@ -128,13 +139,16 @@ class Vocabulary:
                 or (typo_ok and len(raw) == 4 and _short_prefix_typo(raw, first[1]))
             ):
                 out.append((group, words))
-        if key not in self.exact and typo_ok and len(raw) >= 4:
-            # every spelling a typo may be ("vomiti": "vomito" as well as "vomita")
+        if typo_ok and len(raw) >= 4:
+            # every spelling a typo may be ("vomiti": "vomito" as well as "vomita"); a word
+            # that is itself a term is a typo only of the first word of a longer term, whose
+            # later words must then follow ("vómits sin parar": English "vomits")
+            known = key in self.exact
             for spelling, _, _ in extract(
                 raw, self.spellings, scorer=OSA.distance, score_cutoff=2, limit=None
             ):
                 if close_typo(raw, spelling):
-                    out.extend(self.spelled[spelling])
+                    out.extend(t for t in self.spelled[spelling] if not known or len(t[1]) > 1)
         return tuple(out)
 
 
@@ -143,7 +157,9 @@ def _prefix_typo(raw: str, prefix: str) -> bool:
     n = len(prefix)
     swap = sorted(raw[:n]) == sorted(prefix)
     if n < 5 and not swap:
-        return False  # four letters: only two letters swapped ("hruts" for hurt*)
+        # four letters: only two letters swapped ("hruts" for hurt*) or a wrong first
+        # vowel ("ozules" for azul*)
+        return raw[0] in _VOWELS and prefix[0] in _VOWELS and raw[1:n] == prefix[1:]
     if raw[0] != prefix[0] and not swap and not (raw[0] in _VOWELS and prefix[0] in _VOWELS):
         return False
     return any(OSA.distance(raw[:m], prefix) <= 1 for m in (n - 1, n, n + 1) if m <= len(raw))
@@ -225,8 +241,9 @@ def tokenize(text: str, offset: int = 0) -> list[Token]:
     return out
 
 
-def word_fits(tok: Token, word: Word | str) -> bool:
-    """Whether a token is a term word (a later word of a term: one edit allowed from 4 letters)."""
+def word_fits(tok: Token, word: Word | str, exact: bool = False) -> bool:
+    """Whether a token is a term word (a later word of a term: one edit allowed from 4
+    letters, none when `exact`)."""
     if isinstance(word, str):
         word = _word(word)
     key, raw = tok.key, tok.text.replace("'", "")
@@ -234,14 +251,21 @@ def word_fits(tok: Token, word: Word | str) -> bool:
     if prefix:
         if key.startswith(skel) or raw.startswith(spelled):
             return True
-        # a slip inside a later word's stem ("nahi motte" for "nahi mit*")
+        if exact:
+            return False
+        # a slip inside a later word's stem ("nahi motte" for "nahi mit*"), or in the stem
+        # itself, from four letters ("ke vichr", "ke ivchar" for "ke vichar*")
         n = len(spelled)
+        if n >= 3 and len(raw) > n and raw[0] == spelled[0] and OSA.distance(raw[:n], spelled) <= 1:
+            return True
         return (
-            n >= 3 and len(raw) > n and raw[0] == spelled[0] and OSA.distance(raw[:n], spelled) <= 1
+            n >= 4
+            and (raw[0] == spelled[0] or sorted(raw[:n]) == sorted(spelled))
+            and any(OSA.distance(raw[:m], spelled) <= 1 for m in (n - 1, n) if m <= len(raw))
         )
     if key == skel or raw == spelled:
         return True
-    if len(raw) < 4 or len(spelled) < 4:
+    if exact or len(raw) < 4 or len(spelled) < 4:
         return False
     return OSA.distance(raw, spelled, score_cutoff=2) <= (2 if len(spelled) >= 11 else 1)
 
@@ -268,6 +292,10 @@ class Composer:
         self._recent: dict[str, list[ComposedHit]] = {}
         self._recent_groups: dict[str, frozenset[str]] = {}
         self.common = frozenset(str(w).lower() for w in doc.get("common_words") or ())
+        self.strict = frozenset(str(g) for g in doc.get("strict_groups") or ())
+        for g in self.strict:
+            if g not in groups:
+                raise ValueError(f"{where}: strict_groups: unknown term group {g!r}")
         self.rules: list[tuple[str, tuple[str, ...], bool]] = []
         self.unless: dict[str, tuple[str, ...]] = {}
         for concept, spec in rules.items():
@@ -291,23 +319,36 @@ class Composer:
     def tokens(self, folded: str) -> list[Token]:
         return tokenize(folded)
 
-    def group_spans(self, toks: list[Token]) -> dict[str, list[tuple[int, int]]]:
-        """Token index spans (first, last) where each term group occurs."""
+    def group_spans(
+        self, toks: list[Token], exact: bool = False
+    ) -> dict[str, list[tuple[int, int]]]:
+        """Token index spans (first, last) where each term group occurs; `exact`: only as
+        spelled (skeleton, spelling or prefix), no typo."""
         out: dict[str, list[tuple[int, int]]] = {}
         for i, tok in enumerate(toks):
-            for group, words in self.vocab.lookup(tok.key, tok.text.replace("'", "")):
+            raw = tok.text.replace("'", "")
+            found = (
+                self.vocab.lookup_exact(tok.key, raw) if exact else self.vocab.lookup(tok.key, raw)
+            )
+            for group, words in found:
                 j = i + len(words)
                 if j > len(toks):
                     continue
-                if all(word_fits(toks[i + k], w) for k, w in enumerate(words[1:], 1)):
+                if all(word_fits(toks[i + k], w, exact) for k, w in enumerate(words[1:], 1)):
                     spans = out.setdefault(group, [])
                     if (i, j - 1) not in spans:
                         spans.append((i, j - 1))
         return out
 
+    def look_alike_spans(self, toks: list[Token]) -> dict[str, list[tuple[int, int]]]:
+        """Where the `unless:` groups occur: as spelled only. A look-alike word vetoes a sign,
+        so a slip must never make one ("dadai" is not "dawai": a missed emergency costs
+        more than a false alarm)."""
+        return self.group_spans(toks, exact=True)
+
     def vetoed(self, folded: str) -> set[str]:
         """Concepts whose `unless:` words occur in the text ("through my nose")."""
-        spans = self.group_spans(self.tokens(folded))
+        spans = self.look_alike_spans(self.tokens(folded))
         return {c for c, groups in self.unless.items() if any(g in spans for g in groups)}
 
     def loose_spans(self, toks: list[Token], group: str) -> list[tuple[int, int]]:
@@ -394,9 +435,19 @@ class Composer:
             if not toks:
                 continue
             spans = self.group_spans(toks)
+            alike = self.look_alike_spans(toks)
+            for g in self.strict:  # as spelled only: never a slip, never a loose part
+                spans.pop(g, None)
+                if g in alike:
+                    spans[g] = alike[g]
             for concept, groups, near in self.rules:
                 missing = [g for g in groups if g not in spans]
-                if len(missing) == 1 and len(groups) > 1 and not near:
+                if (
+                    len(missing) == 1
+                    and len(groups) > 1
+                    and not near
+                    and missing[0] not in self.strict
+                ):
                     # every other part is there: a slip in a short word still counts,
                     # as a near match (the bot asks)
                     taken = {
@@ -413,13 +464,13 @@ class Composer:
                     ]
                     if loose:
                         found = self._best({**spans, missing[0]: loose}, groups, toks)
-                        if found is not None and not any(g in spans for g in self.unless[concept]):
+                        if found is not None and not any(g in alike for g in self.unless[concept]):
                             start, end = at + toks[found[0]].start, at + toks[found[1]].end
                             hits.append(ComposedHit(concept, start, end, True, True))
                     continue
                 if missing:
                     continue
-                if any(g in spans for g in self.unless[concept]):
+                if any(g in alike for g in self.unless[concept]):
                     continue  # "a little", "small": a look-alike, not the sign
                 best = self._best(spans, groups, toks)
                 if best is not None:

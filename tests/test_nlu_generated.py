@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from nlu_gen import generate
+from nlu_gen import enlarge, generate
 
 from nlu.evaluate import RedFlagReport, evaluate_redflags
 from nlu.interpreter import Interpreter
@@ -37,6 +37,32 @@ def heldout(it: Interpreter) -> dict[str, RedFlagReport]:
 
 def test_the_files_are_what_the_generator_writes() -> None:
     assert generate.main(["--check"]) == 0
+
+
+def test_the_enlarged_tuning_pool_never_holds_a_heldout_text() -> None:
+    """Other seeds of the same generator, held-out texts dropped by the same hash: the pool
+    is bigger than the tuning half and can never contain a held-out message."""
+    msgs = enlarge.pool("hi", 2)
+    assert all(not generate.held_out(m.text) for m in msgs)
+    assert len({m.text for m in msgs}) == len(msgs)
+    doc = yaml.safe_load((FOLDER / "hi_tuning.yml").read_text(encoding="utf-8"))
+    assert len(msgs) > len(doc["red_flags"]) + len(doc["benign"])
+    with pytest.raises(ValueError):
+        enlarge.pool("hi", 1, first=0)  # seed SEED is the fixed sets' own
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_enlarged_tuning_pool_recall_100_percent(
+    it: Interpreter, lang: str, tmp_path: Path
+) -> None:
+    """One extra seed's tuning-half messages (python -m tests.nlu_gen.enlarge runs more)."""
+    path = tmp_path / f"{lang}_pool.yml"
+    path.write_text(
+        generate.render(lang, "tuning (enlarged)", enlarge.pool(lang, 1)), encoding="utf-8"
+    )
+    report = evaluate_redflags(lambda t: it.interpret(t, None, lang), path)
+    assert report.missed == [], report.missed
+    assert report.false_alarm_rate <= 0.02, report.false_alarms
 
 
 def test_each_language_has_2000_messages_in_two_halves() -> None:

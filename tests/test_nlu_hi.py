@@ -59,6 +59,20 @@ def test_recall_100_percent_and_false_alarms_at_most_2_percent(
     assert report.false_alarm_rate <= 0.02, report.false_alarms
 
 
+def test_clinically_written_set_recall_100_percent_false_alarms_at_most_2_percent(
+    it: Interpreter,
+) -> None:
+    """hi_clinical.yml: danger signs in wordings the generator does not use ("dil mein
+    dard", "pasliyan chal rahi", "20 din ka baby", "stanpan", plurals); a tuning set."""
+    path = TESTS / "hi_clinical.yml"
+    cases, benign = load_redflag_cases(path)
+    assert len(cases) >= 100 and len(benign) >= 50
+    assert {f for c in cases for f in c.flags} == set(GLOBAL_RED_FLAGS)
+    report = evaluate_redflags(lambda t: it.interpret(t, None, "hi"), path)
+    assert report.missed == [] and report.recall == 1.0
+    assert report.false_alarm_rate <= 0.02, report.false_alarms
+
+
 @pytest.mark.parametrize(
     ("text", "flags"),
     [

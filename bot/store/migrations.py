@@ -773,6 +773,29 @@ def _test_contacts(db: Database) -> None:
     )
 
 
+def _api(db: Database) -> None:
+    """The API for other systems (docs/api.md): bearer tokens, kept only as their SHA-256, with
+    their scopes (a JSON list), who made them and when they were last used or revoked."""
+    _table(
+        db,
+        "api_tokens",
+        {
+            "name": str,
+            "token_hash": str,
+            "prefix": str,
+            "scopes": str,
+            "created_at": str,
+            "created_by": str,
+            "last_used_at": str,
+            "revoked_at": str,
+            "revoked_by": str,
+        },
+        not_null=("name", "token_hash", "prefix", "scopes", "created_at", "created_by"),
+        defaults={"scopes": "[]"},
+    )
+    _index(db, "api_tokens", "token_hash", unique=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "checkins", _checkins),
@@ -783,4 +806,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "privacy", _privacy),
     Migration(8, "phone_merge", _phone_merge),
     Migration(9, "test_contacts", _test_contacts),
+    Migration(10, "api", _api),
 )
