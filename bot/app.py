@@ -645,6 +645,21 @@ def channels_off(config: Config, env: Mapping[str, str] | None = None) -> dict[s
         off["telegram"] = "channels.telegram.enabled is false"
     elif not env.get("TELEGRAM_BOT_TOKEN"):
         off["telegram"] = "TELEGRAM_BOT_TOKEN not set"
+    off.update(live_channels_off(config, env))
+    return off
+
+
+def live_channels_off(config: Config, env: Mapping[str, str]) -> dict[str, str]:
+    """Why the voice dispatcher cannot place calls; a voice message that cannot go out waits in
+    the outbox and is said when the patient calls. USSD is never here: it has no sender (pull
+    only), and its messages always wait for the patient's next dial."""
+    off: dict[str, str] = {}
+    if not config.channels.voice.enabled:
+        off["voice"] = "channels.voice.enabled is false"
+    elif not env.get("TWILIO_ACCOUNT_SID") or not env.get("TWILIO_AUTH_TOKEN"):
+        off["voice"] = "TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN not set"
+    elif not config.voice.from_number:
+        off["voice"] = "voice.from_number not set (calls in work; no check-in calls out)"
     return off
 
 
@@ -711,6 +726,17 @@ def build_channels(
         senders["telegram"] = TelegramChannel(
             env["TELEGRAM_BOT_TOKEN"], api_base_url=config.telegram.api_base_url
         )
+    if "voice" not in off:
+        from channels.voice import VoiceCaller
+
+        senders["voice"] = VoiceCaller(
+            env["TWILIO_ACCOUNT_SID"],
+            env["TWILIO_AUTH_TOKEN"],
+            config.voice.from_number or "",
+            f"{public}/webhooks/twilio/voice",
+            api_base_url=config.twilio.api_base_url,
+            status_callback_url=f"{public}/webhooks/twilio/voice",
+        )
     if config.events.subscriptions:  # event webhooks (docs/api.md); a missing secret: ConfigError
         senders[EVENTS_CHANNEL] = WebhookSender(list(config.events.subscriptions), env)
     return senders, off
@@ -725,7 +751,8 @@ def build_dispatcher(
     """The outbox dispatcher with the configured rates, leases and retries; its store calls
     run on `owner`'s thread when given."""
     rates = {
-        name: getattr(config.channels, name).rate_per_s for name in ("sms", "whatsapp", "telegram")
+        name: getattr(config.channels, name).rate_per_s
+        for name in ("sms", "whatsapp", "telegram", "voice")
     }
     d = config.delivery
     extra: dict[str, Any] = {"run_store": owner.run_urgent} if owner is not None else {}
