@@ -82,21 +82,7 @@ def test_heldout_false_alarms_at_most_2_percent(
     assert heldout[lang].false_alarm_rate <= 0.02
 
 
-SHORT_OF_TARGET = pytest.mark.xfail(
-    strict=True,
-    reason="held-out recall hi 99.2% (docs/nlu.md); the target is 100%. Strict: "
-    "when it is met this marker must go.",
-)
-
-
-@pytest.mark.parametrize(
-    "lang",
-    [
-        "en",
-        pytest.param("hi", marks=SHORT_OF_TARGET),
-        "es",
-    ],
-)
+@pytest.mark.parametrize("lang", LANGS)
 def test_heldout_recall_is_100_percent(heldout: dict[str, RedFlagReport], lang: str) -> None:
     assert heldout[lang].recall == 1.0
 

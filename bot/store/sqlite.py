@@ -60,6 +60,7 @@ from bot.store.sqlite_broadcasts import BroadcastSql, record_consents
 from bot.store.sqlite_dash import DashSql
 from bot.store.sqlite_io import IoSql
 from bot.store.sqlite_privacy import PrivacySql
+from bot.store.sqlite_voice import LiveSql
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def _private_file(path: Path) -> None:
                 log.warning("store: %s was readable by others; now 0600", file.name)
 
 
-class SqlStore(BroadcastSql, PrivacySql, IoSql, ApiSql, DashSql):
+class SqlStore(BroadcastSql, PrivacySql, IoSql, ApiSql, DashSql, LiveSql):
     """`Store` in SQL written once (docs/storage.md, "One SQL, two engines"): every query
     method lives here and in its mixins; an engine subclass (`SqliteStore`, `PostgresStore`)
     supplies the connection, the transactions and its `dialect`.
