@@ -326,7 +326,10 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("postgresql://carebridge:s3cret@db.example/care", "PostgreSQL is not available"),
+        (
+            "postgresql://carebridge:s3cret@127.0.0.1:1/care",
+            "cannot connect to PostgreSQL at 127.0.0.1:1/care",
+        ),
         ("mysql://carebridge@db.example/care", "expected sqlite:///"),
         ("sqlite:///", "is a folder; give the path of a database file"),
         ("sqlite:////proc/carebridge/care.db", "cannot open the database /proc/carebridge"),
