@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -167,12 +167,7 @@ class CareBridge:
         Messages from one address are handled one at a time. Called on the owner thread
         itself (`serve` does: two thread hand-offs per message instead of six), it runs all
         three steps there, one message after another."""
-        # one number, one contact: SMS/WhatsApp addresses in E.164 whatever the provider wrote
-        address = inbound_address(
-            inbound.channel, inbound.address, self.config.phones.default_region
-        )
-        if address != inbound.address:
-            inbound = replace(inbound, address=address)
+        inbound = self._normalized(inbound)
         turn = contextlib.nullcontext() if self.owner.here else self._turn(inbound)
         with turn:
             for _ in range(_RETHINKS):
@@ -186,6 +181,60 @@ class CareBridge:
                     return handled
                 log.info("conversation changed meanwhile contact=%s: again", begun.contact.id)
             raise RuntimeError("the conversation kept changing while a message was handled")
+
+    def handle_group(self, inbounds: Sequence[Inbound]) -> list[Handled | Exception]:
+        """`handle` for messages that queued up together, on the store's owner thread (`serve`
+        runs it through `StoreOwner.run_grouped`): the first steps of all of them in one
+        transaction, then the NLU and the engine with none open, then their last steps in one
+        more; so two commits per group instead of two per message. Each message's last step is
+        still all-or-nothing (a savepoint in the group's transaction), and a webhook is only
+        answered after its group committed. A message whose address came earlier in the
+        group, a conversation that changed meanwhile, or any error in a group transaction
+        (which then rolls back whole) falls back to `handle`, one message at a time.
+        Returns one result per message, in order: its `Handled`, or the exception it raised."""
+        inbounds = [self._normalized(i) for i in inbounds]
+        results: list[Handled | Exception | None] = [None] * len(inbounds)
+        seen: set[tuple[str, str]] = set()
+        group: list[int] = []
+        for i, inbound in enumerate(inbounds):
+            if (inbound.channel, inbound.address) not in seen:
+                seen.add((inbound.channel, inbound.address))
+                group.append(i)
+        if len(group) > 1:
+            try:
+                with self.store.transaction():
+                    begun = [self._begin(inbounds[i]) for i in group]
+                plans = [
+                    None if b is None else self._think(b, inbounds[i])
+                    for i, b in zip(group, begun, strict=True)
+                ]
+                with self.store.transaction():
+                    for i, b, plan in zip(group, begun, plans, strict=True):
+                        if b is None or plan is None:
+                            log.info("duplicate inbound channel=%s", inbounds[i].channel)
+                            results[i] = Handled(duplicate=True)
+                        else:  # None when the conversation changed: `handle` below
+                            results[i] = self._commit(b, plan, inbounds[i])
+            except Exception as exc:  # nothing of the last steps committed: one at a time
+                log.warning(
+                    "a group of %d messages rolled back (%s)", len(group), type(exc).__name__
+                )
+                results = [None] * len(inbounds)
+        for i, result in enumerate(results):
+            if result is None:
+                try:
+                    results[i] = self.handle(inbounds[i])
+                except Exception as exc:  # this message's caller gets it
+                    results[i] = exc
+        return [r for r in results if r is not None]
+
+    def _normalized(self, inbound: Inbound) -> Inbound:
+        """One number, one contact: SMS/WhatsApp addresses in E.164 whatever the provider
+        wrote."""
+        address = inbound_address(
+            inbound.channel, inbound.address, self.config.phones.default_region
+        )
+        return inbound if address == inbound.address else replace(inbound, address=address)
 
     def recover_inbound(self, max_age: timedelta = timedelta(hours=1)) -> int:
         """Handle the messages a crash left recorded but unhandled (between `handle`'s first
@@ -596,6 +645,21 @@ def channels_off(config: Config, env: Mapping[str, str] | None = None) -> dict[s
         off["telegram"] = "channels.telegram.enabled is false"
     elif not env.get("TELEGRAM_BOT_TOKEN"):
         off["telegram"] = "TELEGRAM_BOT_TOKEN not set"
+    off.update(live_channels_off(config, env))
+    return off
+
+
+def live_channels_off(config: Config, env: Mapping[str, str]) -> dict[str, str]:
+    """Why the voice dispatcher cannot place calls; a voice message that cannot go out waits in
+    the outbox and is said when the patient calls. USSD is never here: it has no sender (pull
+    only), and its messages always wait for the patient's next dial."""
+    off: dict[str, str] = {}
+    if not config.channels.voice.enabled:
+        off["voice"] = "channels.voice.enabled is false"
+    elif not env.get("TWILIO_ACCOUNT_SID") or not env.get("TWILIO_AUTH_TOKEN"):
+        off["voice"] = "TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN not set"
+    elif not config.voice.from_number:
+        off["voice"] = "voice.from_number not set (calls in work; no check-in calls out)"
     return off
 
 
@@ -662,6 +726,17 @@ def build_channels(
         senders["telegram"] = TelegramChannel(
             env["TELEGRAM_BOT_TOKEN"], api_base_url=config.telegram.api_base_url
         )
+    if "voice" not in off:
+        from channels.voice import VoiceCaller
+
+        senders["voice"] = VoiceCaller(
+            env["TWILIO_ACCOUNT_SID"],
+            env["TWILIO_AUTH_TOKEN"],
+            config.voice.from_number or "",
+            f"{public}/webhooks/twilio/voice",
+            api_base_url=config.twilio.api_base_url,
+            status_callback_url=f"{public}/webhooks/twilio/voice",
+        )
     if config.events.subscriptions:  # event webhooks (docs/api.md); a missing secret: ConfigError
         senders[EVENTS_CHANNEL] = WebhookSender(list(config.events.subscriptions), env)
     return senders, off
@@ -676,7 +751,8 @@ def build_dispatcher(
     """The outbox dispatcher with the configured rates, leases and retries; its store calls
     run on `owner`'s thread when given."""
     rates = {
-        name: getattr(config.channels, name).rate_per_s for name in ("sms", "whatsapp", "telegram")
+        name: getattr(config.channels, name).rate_per_s
+        for name in ("sms", "whatsapp", "telegram", "voice")
     }
     d = config.delivery
     extra: dict[str, Any] = {"run_store": owner.run_urgent} if owner is not None else {}

@@ -154,9 +154,10 @@ def _open_store(cfg: Config, *, probe: bool = False) -> Store:
 @main.command()
 @click.option(
     "--channel",
-    type=click.Choice(["sms", "whatsapp", "telegram"]),
+    type=click.Choice(["sms", "whatsapp", "telegram", "voice", "ussd"]),
     default="sms",
     show_default=True,
+    help="voice: a call as a script of prompts and keys; ussd: a phone's USSD screen.",
 )
 @click.option("--script", type=click.File("rb"), default=None, help="Patient lines, one per line.")
 @click.option("--jsonl", is_flag=True, help="Machine mode: JSON object per reply line.")
@@ -180,6 +181,15 @@ def chat(
     lines = script if script is not None else sys.stdin.buffer
     where = script.name if script is not None and hasattr(script, "name") else "stdin"
     interactive = script is None and sys.stdin.isatty() and not jsonl
+    if channel in ("voice", "ussd"):
+        if jsonl:
+            app.close()
+            raise click.UsageError("--jsonl is for text channels; voice and ussd show a call")
+        try:
+            live_chat(app, cfg, channel, address, _lines(lines, interactive, where))
+        finally:
+            app.close()
+        return
     try:
         if not jsonl:
             click.echo(f"carebridge chat ({channel}). Type your message; Ctrl-D to leave.\n")
@@ -201,6 +211,79 @@ def chat(
                     click.echo(render_text(out, channel) + "\n")
     finally:
         app.close()
+
+
+def live_chat(app: Any, cfg: Config, channel: str, address: str, lines: Iterator[str]) -> None:
+    """A call or a USSD session in the terminal, through the same steps as the webhooks:
+    voice as a script (BOT: what is said, KEYS/SAYS: what the patient did, WAIT, DIAL, HANG
+    UP); USSD as the phone's screen. Keys are digits, * and #; on a call anything else is
+    speech; `!hangup` drops the call or the USSD session; after an end the next line dials."""
+    import secrets
+
+    from bot.live import Live
+    from bot.web import ussd_step, voice_turn
+    from channels.ussd import Pages, UssdRequest, phone_screen
+    from channels.voice import CallTurn, script
+
+    live = Live(app, channel)
+    keys_only = set("0123456789*#")
+    pages = Pages()
+    where: dict[str, Any] = {}
+
+    def dial() -> None:
+        where.update(sid=secrets.token_hex(8), n=0, keyed=[], open=True, step="", quiet=0)
+        click.echo(f"--- {'call' if channel == 'voice' else 'dial'} ---")
+        if channel == "voice":
+            show_call(CallTurn(where["sid"], address, False, None, None, "in-progress"))
+        else:
+            show_ussd()
+
+    def show_call(turn: CallTurn) -> None:
+        from urllib.parse import parse_qs, urlsplit
+        from xml.etree import ElementTree
+
+        xml = voice_turn(live, cfg, turn, where["step"], where["n"], where["quiet"])
+        for shown in script(xml):
+            click.echo(shown)
+        gather = ElementTree.fromstring(xml).find("Gather")
+        if gather is None:
+            where["open"] = False
+            return
+        query = parse_qs(urlsplit(gather.get("action", "")).query)
+        where["n"] = int(query.get("turn", ["0"])[0])
+        where["step"] = query.get("step", [""])[0]
+
+    def show_ussd() -> None:
+        text = "*".join(where["keyed"])
+        answer = ussd_step(live, cfg, UssdRequest(where["sid"], "*384#", address, text), pages)
+        click.echo(phone_screen(answer))
+        where["open"] = answer.startswith("CON ")
+
+    dial()
+    for line in lines:
+        text = line.strip()
+        if not text:
+            continue
+        if not where["open"] or text == "!hangup":
+            click.echo("(the line is closed)" if text == "!hangup" else "")
+            dial()
+            continue
+        if channel == "ussd":
+            click.echo(f"KEYS: {text}")
+            where["keyed"].append(text)
+            show_ussd()
+            continue
+        keyed = set(text) <= keys_only
+        click.echo(f"KEYS: {text}" if keyed else f"SAYS: {text}")
+        turn = CallTurn(
+            where["sid"],
+            address,
+            False,
+            text.rstrip("#") if keyed else None,
+            None if keyed else text,
+            "in-progress",
+        )
+        show_call(turn)
 
 
 def render_text(out: Outbound, channel: str) -> str:
@@ -352,9 +435,45 @@ def flows() -> None:
 @flows.command("validate")
 @click.pass_context
 def flows_validate(ctx: click.Context) -> None:
-    """Load every flow file and report every problem at once."""
-    lib = _library(_config(ctx))
+    """Load every flow file and report every problem at once (with the voice and USSD checks)."""
+    cfg = _config(ctx)
+    lib = _library(cfg)
+    errors, warnings = live_text_problems(lib, cfg.ussd.max_chars)
+    for line in warnings:
+        click.echo(f"warning: {line}")
+    if errors:
+        raise click.ClickException("\n".join(errors))
     click.echo(f"ok: {len(lib.flows)} flows ({', '.join(sorted(lib.flows))})")
+
+
+def live_text_problems(lib: Any, ussd_max_chars: int) -> tuple[list[str], list[str]]:
+    """The flow texts that do not work on the live channels (docs/flows.md, `spoken:`):
+    errors: a sentence or choice too long for one USSD screen with its navigation lines
+    (pages break only between sentences and choices); warnings: a text with something a
+    voice reads badly (a URL, an emoji, °, a unit like mg/dL, a reading like 120/80) and no
+    `spoken:` variant in that language."""
+    from bot.loader import written_texts
+    from bot.messages import Outbound
+    from channels.ussd import content_limit, too_long, units
+    from channels.voice import unspeakable
+
+    errors: list[str] = []
+    warnings: list[str] = []
+    for item in written_texts(lib):
+        pieces = units([Outbound("ussd", "-", item.text, item.choices)])
+        room = content_limit(item.language, ussd_max_chars)
+        for piece in too_long(pieces, item.language, ussd_max_chars):
+            errors.append(
+                f"{item.where}: {len(piece)} characters in one sentence or choice; a USSD "
+                f"screen has room for {room} (split the sentence)"
+            )
+        found = unspeakable(item.text)
+        if found and not item.spoken:
+            warnings.append(
+                f"{item.where}: reads badly aloud ({' '.join(found)}); add a `spoken:` "
+                f"variant in '{item.language}'"
+            )
+    return errors, warnings
 
 
 @flows.command("test")

@@ -293,6 +293,11 @@ def where_to_see(config: Config, channel: str, address: str) -> str:
             f"see it in: the browser simulator at {url}, in the browser that chats as "
             f"{address} (it appears within a second while `carebridge serve` runs)"
         )
+    if channel == "ussd":  # pull only: nothing is sent, the next dial shows it
+        return (
+            f"see it in: the patient's next dial of the USSD code ({mask(address)}); "
+            "it waits in the outbox until then"
+        )
     off = channels_off(config).get(channel)
     if off:
         return f"see it in: nowhere yet: {channel} is off ({off}); it waits in the outbox"

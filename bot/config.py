@@ -68,6 +68,8 @@ class ChannelsConfig(_Model):
     sms: ChannelSwitch = ChannelSwitch()
     whatsapp: ChannelSwitch = ChannelSwitch()
     telegram: ChannelSwitch = ChannelSwitch(rate_per_s=30.0)
+    voice: ChannelSwitch = ChannelSwitch()  # outbound calls per second; answers are synchronous
+    ussd: ChannelSwitch = ChannelSwitch()  # pull only: the rate is not used
 
 
 class DeliveryConfig(_Model):
@@ -95,6 +97,52 @@ class TwilioConfig(_Model):
     sms_from: str | None = None
     whatsapp_from: str | None = None
     whatsapp_template_sid: str | None = None
+
+
+class SpeechVoiceConfig(_Model):
+    """How `<Say>` speaks one language and which language `<Gather>` listens for."""
+
+    language: str  # BCP-47 as Twilio takes it: en-US, hi-IN, es-US
+    voice: str | None = None  # e.g. Polly.Aditi; null: Twilio's default voice for the language
+
+
+def _default_voices() -> dict[str, SpeechVoiceConfig]:
+    return {
+        "en": SpeechVoiceConfig(language="en-IN", voice="Polly.Raveena"),
+        "hi": SpeechVoiceConfig(language="hi-IN", voice="Polly.Aditi"),
+        "es": SpeechVoiceConfig(language="es-US", voice="Polly.Lupe"),
+    }
+
+
+class VoiceConfig(_Model):
+    """Calls over Twilio Voice (docs/channels.md, Voice)."""
+
+    from_number: str | None = None  # caller id of outbound check-in calls (a Twilio number)
+    connect_number: str | None = None  # "press 1 to be connected" dials it; null: emergency
+
+    speech: bool = True  # also listen for speech (`<Gather input="dtmf speech">`)
+    gather_timeout_s: int = Field(6, ge=2, le=30)  # silence before the prompt is repeated
+    silent_repeats: int = Field(2, ge=0, le=5)  # repeats after silence before hanging up
+    voices: dict[str, SpeechVoiceConfig] = Field(default_factory=_default_voices)
+
+
+class UssdConfig(_Model):
+    """USSD through an aggregator (docs/channels.md, USSD). The secret is USSD_SHARED_SECRET."""
+
+    max_chars: int = Field(182, ge=60, le=182)  # one screen, navigation lines included
+    allowed_networks: list[str] = Field(default_factory=list)  # aggregator addresses (CIDR)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP network like 203.0.113.0/24: {net!r}") from None
+        return value
 
 
 class TelegramConfig(_Model):
@@ -413,6 +461,8 @@ class Config(_Model):
     delivery: DeliveryConfig = DeliveryConfig()
     twilio: TwilioConfig = TwilioConfig()
     telegram: TelegramConfig = TelegramConfig()
+    voice: VoiceConfig = VoiceConfig()
+    ussd: UssdConfig = UssdConfig()
     server: ServerConfig = ServerConfig()
     escalation: EscalationConfig = EscalationConfig()
     console: ConsoleConfig = ConsoleConfig()

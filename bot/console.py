@@ -245,7 +245,9 @@ def console_routes(
         ("GET", "/api/tickets/{ticket:int}/transcript", CLINICIAN, api_transcript, True),
         ("GET", "/api/patients/{contact:int}/readings", CLINICIAN, api_readings, True),
         *console_broadcasts.pages(),  # /console/broadcasts..., /api/broadcasts...
-from bot import console_broadcasts, console_dashboards, console_io, console_tokens
+        *console_io.pages(),  # /console/contacts/import..., /console/exports...
+        *console_tokens.pages(),  # /console/tokens (admins; issue 16, docs/api.md)
+        *console_dashboards.pages(),  # /console/dashboards... (issue 16)
     ]
     for method, path, roles, handler, api in pages:
         upload = (method, path) in console_io.UPLOADS

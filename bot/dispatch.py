@@ -3,9 +3,10 @@
 Per channel, two lanes run as tasks of their own: the emergency lane (claimed first, full rate)
 and everything else (replies, reminders, broadcasts; a share of the rate, leaving headroom for
 emergencies). A slow or hanging provider stalls only its own channel: every send has a timeout
-shorter than the lease. Store work is batched (one claim per sweep of many rows, one result
-transaction for every outcome that finished meanwhile) and runs off the event loop, on the
-store's owner thread when one is given. Delivery is at-least-once: docs/channels.md, Delivery.
+shorter than the lease; a provider's Retry-After pauses its channel until then. Store work is
+batched (one claim per sweep of many rows, one result transaction for every outcome that
+finished meanwhile) and runs off the event loop, on the store's owner thread when one is given.
+Delivery is at-least-once: docs/channels.md, Delivery.
 Imports bot.store, bot.messages, bot.errors, bot.schedules (pure) and the `Channel` protocol
 shape (duck-typed: anything with `name` and `async send(Outbound) -> str`).
 """
@@ -109,6 +110,7 @@ class Dispatcher:
     _failing: dict[tuple[str, str, Lane], tuple[int, float]] = field(
         default_factory=dict, init=False
     )
+    _paused: dict[str, datetime] = field(default_factory=dict, init=False)  # per Retry-After
 
     # -- running -------------------------------------------------------------------------
 
@@ -196,6 +198,12 @@ class Dispatcher:
         if not urgent:
             self._caught_up[channel] = caught_up
         while not self._stop.is_set():
+            pause = self._pause_left(channel)
+            if pause > 0:  # the provider asked for no sends until then: claim nothing
+                caught_up.set()  # held by the provider, not short of CPU
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), pause)
+                continue
             free = cap - len(in_flight)
             rows: list[OutboxRow] = []
             if free > 0:
@@ -321,6 +329,11 @@ class Dispatcher:
         if self._stop.is_set() and not urgent:  # shutting down: hand the row back, due at once
             self._record(lambda: self.store.mark_retry(row.id, "shutdown", self.clock()))
             return
+        pause = self._pause_left(msg.channel)
+        if pause > 0:  # a 429 came back while this row waited: hand it back, due after it
+            due = self.clock() + timedelta(seconds=pause)
+            self._record(lambda: self.store.release_outbox(row.id, due))
+            return
         prepared = await self.run_store(self._prepare, msg) if msg.channel == "whatsapp" else msg
         try:
             provider_id = await asyncio.wait_for(
@@ -359,6 +372,17 @@ class Dispatcher:
         if wait > 0:
             await asyncio.sleep(wait)
         self._last_chat_send[key] = loop.time()
+
+    def _pause_left(self, channel: str) -> float:
+        """Seconds until `channel`'s provider accepts sends again (its last Retry-After)."""
+        until = self._paused.get(channel)
+        if until is None:
+            return 0.0
+        left = (until - self.clock()).total_seconds()
+        if left <= 0:
+            del self._paused[channel]
+            return 0.0
+        return left
 
     # -- store-side checks (run on the store's thread) ---------------------------------------
 
@@ -428,6 +452,10 @@ class Dispatcher:
         self.store.mark_failed(row.id, status, error, self.clock())
 
     def _retry(self, row: OutboxRow, exc: TransientChannelError) -> None:
+        if exc.retry_after:  # the provider said when: nothing goes to it before then
+            until = self.clock() + timedelta(seconds=exc.retry_after)
+            channel = row.outbound.channel
+            self._paused[channel] = max(self._paused.get(channel, until), until)
         self._note(row, failed=row.attempts < self.policy.max_attempts)
         if row.attempts >= self.policy.max_attempts:
             self._record(lambda: self._fail(row, OutboxStatus.FAILED, exc.code or "retries"))

@@ -31,7 +31,8 @@ from bot.store import EnrollmentRow, EnrollmentStatus, NewSchedule, Store
 log = logging.getLogger(__name__)
 
 ENROLLMENT_FLOW = "enrollment"
-CHANNELS = ("sms", "whatsapp", "telegram", "web")  # web: the browser simulator (test contacts)
+# web: the browser simulator (test contacts); voice and ussd: calls and USSD (docs/channels.md)
+CHANNELS = ("sms", "whatsapp", "telegram", "voice", "ussd", "web")
 GLUCOSE_UNITS = ("mg/dL", "mmol/L")
 BASELINES = ("glucose_unit", "peak_flow_best_lpm", "usual_weight_kg", "due_date")
 """Concepts kept per patient and put into every check-in conversation's answers."""

@@ -211,6 +211,9 @@ class Flow:
     nodes: dict[str, Node]
     defines: dict[str, Condition] = field(default_factory=dict)
     path: str = ""
+    spoken: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Texts read aloud on a call instead of the written ones (`spoken:` in the YAML): per
+    language, written template -> spoken template (docs/flows.md)."""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -354,6 +354,7 @@ def _load_flow(
             nodes=nodes,
             defines=defines,
             path=str(path),
+            spoken=v.spoken,
         ),
         [],
     )
@@ -374,6 +375,37 @@ class _Validator:
         self.languages = languages
         self.node_ids = node_ids
         self.defines: set[str] = set()
+        self.spoken: dict[str, dict[str, str]] = {}  # language -> written -> read aloud
+
+    def spoken_of(self, node: str, field_: str, value: Any, written: Text) -> None:
+        """An optional `spoken:` variant of `written`: some languages, same placeholders."""
+        if value is None:
+            return
+        if not isinstance(value, dict) or not value:
+            self.p.add(node, field_, "must be a mapping of language -> text read aloud")
+            return
+        for lang, txt in value.items():
+            lang = str(lang)
+            if lang not in written:
+                self.p.add(node, f"{field_}.{lang}", f"there is no written '{lang}' text to read")
+                continue
+            if not isinstance(txt, str) or not txt.strip():
+                self.p.add(node, f"{field_}.{lang}", "must be a non-empty string")
+                continue
+            try:
+                names = {n for _, n, _, _ in string.Formatter().parse(txt) if n is not None}
+                want = {n for _, n, _, _ in string.Formatter().parse(written[lang]) if n}
+            except ValueError as exc:
+                self.p.add(node, f"{field_}.{lang}", f"bad placeholder syntax: {exc}")
+                continue
+            if names != want:
+                self.p.add(
+                    node,
+                    f"{field_}.{lang}",
+                    f"placeholders {sorted(names)} differ from the written text's {sorted(want)}",
+                )
+                continue
+            self.spoken.setdefault(lang, {})[written[lang]] = " ".join(txt.split())
 
     # texts ---------------------------------------------------------------------------
     def text(self, node: str, field_: str, value: Any) -> Text | None:
@@ -530,7 +562,9 @@ class _Validator:
         return builder(nid, raw, nxt)
 
     def _say(self, nid: str, raw: dict[str, Any], nxt: tuple[Case, ...]) -> Node | None:
-        return SayNode(nid, self.text(nid, "say", raw["say"]) or {}, nxt)
+        text = self.text(nid, "say", raw["say"]) or {}
+        self.spoken_of(nid, "spoken", raw.get("spoken"), text)
+        return SayNode(nid, text, nxt)
 
     def _route(self, nid: str, raw: dict[str, Any], nxt: tuple[Case, ...]) -> Node | None:
         return RouteNode(nid, nxt)
@@ -546,12 +580,13 @@ class _Validator:
             self.p.add(nid, "end", "must be true or a mapping {say, exit}")
             return None
         for key in spec:
-            if key not in ("say", "exit"):
-                self.p.add(nid, f"end.{key}", "unknown field (say, exit)")
+            if key not in ("say", "exit", "spoken"):
+                self.p.add(nid, f"end.{key}", "unknown field (say, exit, spoken)")
         exit_ = spec.get("exit", "flow")
         if exit_ not in ("flow", "all", "human"):
             self.p.add(nid, "end.exit", "must be 'flow', 'all' or 'human'")
         text = self.text(nid, "end.say", spec["say"]) if "say" in spec else None
+        self.spoken_of(nid, "end.spoken", spec.get("spoken"), text or {})
         return EndNode(nid, text, exit_ in ("all", "human"), exit_ == "human")
 
     def _escalate(self, nid: str, raw: dict[str, Any], nxt: tuple[Case, ...]) -> Node | None:
@@ -566,6 +601,7 @@ class _Validator:
 
     def _ask(self, nid: str, raw: dict[str, Any], nxt: tuple[Case, ...]) -> Node | None:
         text = self.text(nid, "ask", raw["ask"]) or {}
+        self.spoken_of(nid, "spoken", raw.get("spoken"), text)
         qtype = raw.get("type")
         if qtype not in QUESTION_TYPES:
             self.p.add(nid, "type", f"must be one of {list(QUESTION_TYPES)}")
@@ -696,10 +732,11 @@ class _Validator:
                 self.p.add(nid, f, "must be a mapping {say, follow_up, next}")
                 continue
             for k in item:
-                if k not in ("when", "say", "follow_up", "next"):
+                if k not in ("when", "say", "follow_up", "next", "spoken"):
                     self.p.add(nid, f"{f}.{k}", "unknown field")
             when = self.condition(nid, f"{f}.when", item["when"]) if "when" in item else None
             text = self.text(nid, f"{f}.say", item["say"]) if "say" in item else None
+            self.spoken_of(nid, f"{f}.spoken", item.get("spoken"), text or {})
             nxt = item.get("next")
             if nxt is not None and nxt not in self.node_ids:
                 self.p.add(nid, f"{f}.next", f"unknown node '{nxt}'")
@@ -746,7 +783,18 @@ class _Validator:
 
 
 _EXTRA_FIELDS: dict[str, set[str]] = {
-    "ask": {"concept", "concepts", "type", "options", "unknown", "hint", "range", "input_unit"},
+    "say": {"spoken"},
+    "ask": {
+        "concept",
+        "concepts",
+        "type",
+        "options",
+        "unknown",
+        "hint",
+        "range",
+        "input_unit",
+        "spoken",
+    },
     "triage": {"outcomes"},
     "classify": {"rules"},
 }
@@ -827,3 +875,54 @@ def _red_flag_specs(
         if flag not in section:
             problems.add("red_flags", flag, "missing: every global red flag needs a level")
     return out
+
+
+# --- texts for the live channels (voice, USSD): what `flows validate` checks -----------------
+
+
+@dataclass(frozen=True)
+class WrittenText:
+    """One text a patient is told, as the validator sees it for voice and USSD."""
+
+    where: str  # file:node:field
+    language: str
+    text: str  # with the library's placeholders filled in
+    spoken: bool  # a `spoken:` variant exists for it
+    choices: tuple[str, ...] = ()  # an ask node's option labels
+
+
+def written_texts(lib: Library) -> Iterator[WrittenText]:
+    """Every node and outcome text of every flow, per language, placeholders filled."""
+    fill = _Filled(lib.placeholders)
+    for flow in lib.flows.values():
+        for node in flow.nodes.values():
+            texts: list[tuple[str, Text | None, tuple[Option, ...]]] = []
+            if isinstance(node, SayNode):
+                texts.append(("say", node.text, ()))
+            elif isinstance(node, AskNode):
+                texts.append(("ask", node.text, node.options))
+            elif isinstance(node, EndNode):
+                texts.append(("end.say", node.text, ()))
+            elif isinstance(node, TriageNode):
+                for level, outcomes in node.outcomes.items():
+                    texts += [
+                        (f"outcomes.{level}[{i}].say", o.text, ()) for i, o in enumerate(outcomes)
+                    ]
+            for field_, text, options in texts:
+                for lang, template in (text or {}).items():
+                    spoken = template in flow.spoken.get(lang, {})
+                    labels = tuple(o.text.get(lang, "") for o in options)
+                    yield WrittenText(
+                        f"{flow.path}:{node.id}:{field_}.{lang}",
+                        lang,
+                        template.format_map(fill),
+                        spoken,
+                        labels,
+                    )
+
+
+class _Filled(dict[str, str]):
+    """Placeholders the library knows filled in; the others (answers) left as `{name}`."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"

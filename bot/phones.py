@@ -14,7 +14,7 @@ from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberTyp
 
 from bot.errors import CarebridgeError
 
-PHONE_CHANNELS = frozenset({"sms", "whatsapp"})
+PHONE_CHANNELS = frozenset({"sms", "whatsapp", "voice", "ussd"})
 _WHY = {
     NumberParseException.INVALID_COUNTRY_CODE: "no country code; start it with + and the code",
     NumberParseException.NOT_A_NUMBER: "not a phone number",

@@ -1,6 +1,7 @@
 """Readiness for `GET /readyz` and `carebridge serve`'s "ready" line: the database takes a real
 write, the flows and the NLU of every configured language are loaded and warm, and the
-dispatcher and the scheduler run. May import bot (not channels); the NLU is duck-typed.
+dispatcher and the scheduler run. May import bot and nlu (not channels); the interpreter is
+duck-typed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 from bot.errors import StoreError
 from bot.flow import Library
 from bot.store import Store
+from nlu import detect_language
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,7 @@ class Readiness:
         started = time.monotonic()
         try:
             warm_interpreter(self.interpreter, self.languages)
+            detect_language("warm up", self.languages)  # its cues (a first contact's language)
         except Exception as exc:  # readiness says so; messages still get the lazy path
             self.nlu_state = f"warm-up failed: {type(exc).__name__}"
             log.error("nlu warm-up failed: %s", type(exc).__name__)

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from limits import RateLimitItem, parse_many
@@ -37,14 +37,19 @@ from bot.config import Config, is_loopback
 from bot.console import console_routes
 from bot.dispatch import Dispatcher, Sender
 from bot.errors import ChannelError, StoreError
+from bot.flow import Library
 from bot.headers import EXCEPTION_HANDLERS, SecurityHeaders
+from bot.live import Live, Said, spoken_variant
 from bot.messages import Inbound
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.metrics import Metrics, TimedInterpreter
+from bot.phones import inbound_address
 from bot.readiness import Readiness, not_ready
 from bot.scheduler import SweepScheduler
 from bot.store import OutboxRow, OutboxStatus, Store
+from bot.store.sqlite_voice import LiveOutbox
 from channels.base import SignatureError
+from channels.render import keyed_answer
 from channels.simulator import SimulatorChannel, bot_message, patient_message
 from channels.telegram import (
     SECRET_HEADER,
@@ -53,6 +58,23 @@ from channels.telegram import (
     verify_telegram_secret,
 )
 from channels.twilio import parse_twilio_status, parse_twilio_webhook
+from channels.ussd import SECRET_HEADER as USSD_SECRET_HEADER
+from channels.ussd import Pages, UssdRequest, key_lines, paginate, parse_ussd, verify_ussd
+from channels.voice import (
+    REPEAT,
+    CallTurn,
+    Question,
+    SpeechVoice,
+    answer_text,
+    dial_twiml,
+    gather_twiml,
+    hangup_twiml,
+    offer_twiml,
+    parse_voice_webhook,
+    prompt,
+    speech_for,
+    turn_id,
+)
 
 TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
 
@@ -99,7 +121,8 @@ class WebState:
             log.info("inbound text cut at the length cap channel=%s", inbound.channel)
         await self.dispatcher.admit(inbound.channel)  # replies first when delivery is behind
         try:
-            handled = await self.bridge.owner.run(self.bridge.handle, inbound)  # store's thread
+            # on the store's thread, with the messages queued meanwhile (group commit)
+            handled = await self.bridge.owner.run_grouped(self.bridge.handle_group, inbound)
         except StoreError as exc:
             log.error("inbound channel=%s not stored: %s", inbound.channel, exc)
             self._count(inbound.channel, "store_error")
@@ -239,6 +262,7 @@ def create_app(
         Route("/webhooks/twilio/whatsapp", twilio_inbound("whatsapp"), methods=["POST"]),
         Route("/webhooks/twilio/status", twilio_status, methods=["POST"]),
         Route("/webhooks/telegram", telegram_webhook, methods=["POST"]),
+        *live_routes(),  # voice calls and USSD (issue 17)
     ]
     console = console_routes(bridge, wake=state.dispatcher.wake, env=env, off=off)  # /console
     # --- issue 16: the API for other systems (/api/v1) and /metrics (docs/api.md, operations.md)
@@ -253,6 +277,7 @@ def create_app(
     )
     app.state.web = state
     app.state.simulator = SimulatorGate(parse_many(config.simulator.rate_limit))
+    app.state.ussd_pages = Pages()
     if "web" in senders and not is_loopback(config.server.host):
         log.warning(
             "the browser simulator is on at %s (simulator.enabled: true): anyone who can reach "
@@ -602,3 +627,240 @@ async def sim_messages(request: Request) -> Response:
         _cursor(params.get("out")),
     )
     return JSONResponse(history)
+
+
+# --- voice calls and USSD (issue 17; docs/channels.md "Voice and USSD") --------------------------
+# The provider waits for the answer. Each request handles the patient's keys in one transaction
+# as any message, then claims the replies from the outbox and marks them sent (bot.live), all on
+# the store's owner thread; the TwiML / CON-END screen says exactly those rows.
+
+VOICE_PATH = "/webhooks/twilio/voice"
+USSD_PATH = "/webhooks/ussd"
+USSD_MAX_BODY = 16 * 1024
+LANGUAGE_CONCEPT = "preferred_language"  # the language menu: each option in its own voice
+# A placed call's final CallStatus -> the status of the outbox rows it was placed for.
+CALL_OUTCOME = {
+    "completed": "delivered",  # answered: the webhook said them
+    "busy": "undelivered",
+    "no-answer": "undelivered",
+    "failed": "failed",
+    "canceled": "failed",
+}
+_ENDED_CALL = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+def live_routes() -> list[Route]:
+    return [
+        Route(VOICE_PATH, twilio_voice, methods=["POST"]),
+        Route(USSD_PATH, ussd_webhook, methods=["POST"]),
+    ]
+
+
+def _question(expecting: Any) -> Question | None:
+    if expecting is None:
+        return None
+    languages = (
+        tuple(o.value for o in expecting.options) if expecting.concept == LANGUAGE_CONCEPT else ()
+    )
+    return Question(
+        str(expecting.type), len(expecting.options), bool(expecting.allow_unknown), languages
+    )
+
+
+def _small_int(raw: str | None, cap: int = 10_000) -> int:
+    return min(max(_cursor(raw), 0), cap)
+
+
+def _speaker(library: Library) -> Callable[[str, str], str]:
+    return lambda text, language: spoken_variant(library, text, language)
+
+
+def _voices(config: Config) -> dict[str, SpeechVoice]:
+    return {k: SpeechVoice(v.language, v.voice) for k, v in config.voice.voices.items()}
+
+
+def _voice_for(config: Config, language: str) -> SpeechVoice:
+    voices = config.voice.voices
+    chosen = voices.get(language) or voices.get("en")
+    if chosen is None:
+        return SpeechVoice("en-US")
+    return SpeechVoice(chosen.language, chosen.voice)
+
+
+def voice_turn(live: Live, config: Config, turn: CallTurn, step: str, n: int, quiet: int) -> str:
+    """One request of a call, start to end (on the store's owner thread under `serve`; the
+    terminal simulator calls it directly): handle what was keyed or said, claim what to say,
+    and the TwiML that says it. `step`: "" (answered, or keys), "quiet" (the `<Gather>` heard
+    nothing; `quiet` times in a row), "connect" (the answer to the offer to connect)."""
+    number = config.voice.connect_number or config.emergency.number
+    address = inbound_address("voice", turn.address, config.phones.default_region)
+    pid = turn_id(turn.call_sid, n)
+    speak = _speaker(live.bridge.library)
+
+    def line(key: str) -> Callable[[str], str]:
+        return lambda language: prompt(key, language, number=number)
+
+    if step == "connect" and turn.digits == "1":
+        said = live.say(address, pid, line("connecting"))
+        lines = speech_for(said.rows, None, said.language, speak)
+        return dial_twiml(lines, _voice_for(config, said.language), number)
+    if step == "connect":  # the offer declined (another key, or silence): end the call
+        said = live.say(address, pid, line("declined"))
+        lines = speech_for(said.rows, None, said.language, speak)
+        return hangup_twiml(lines, _voice_for(config, said.language))
+    if step == "quiet" and quiet > config.voice.silent_repeats:
+        said = live.say(address, pid, line("goodbye"))
+        lines = speech_for(said.rows, None, said.language, speak)
+        return hangup_twiml(lines, _voice_for(config, said.language))
+    if step == "quiet" or (turn.digits or "").rstrip("#") == REPEAT:
+        said = live.repeat(address, pid)
+    elif n == 0 and turn.digits is None and turn.speech is None:
+        placed_by = turn.call_sid if turn.outbound else None
+        said = live.begin(address, pid, line("resume"), placed_by)
+    else:
+        text = answer_text(turn, _question(live.expecting(address)))
+        if text is None:
+            said = live.repeat(address, pid)
+        else:
+            said = live.answer(address, text, pid, line("connect_offer"))
+    if not said.rows:  # a human has the conversation, or the number opted out: never silence
+        said = live.say(address, pid, line("nothing_new"))
+    return _call_twiml(config, speak, said, n + 1, quiet + 1 if step == "quiet" else 1)
+
+
+async def twilio_voice(request: Request) -> Response:
+    """A call's webhook: answered (turn 0), keys or speech gathered, silence, or the answer to
+    the emergency offer to connect. Signed like SMS webhooks; answers TwiML."""
+    state = _state(request)
+    token = state.env.get("TWILIO_AUTH_TOKEN", "")
+    if not state.config.channels.voice.enabled or not token:
+        return PlainTextResponse("not found", status_code=404)
+    if declared_too_large(request, TWILIO_MAX_BODY):
+        return too_large(TWILIO_MAX_BODY)
+    signature = request.headers.get(TWILIO_SIGNATURE_HEADER)
+    if not signature:
+        log.warning("twilio voice webhook rejected: signature_missing")
+        return PlainTextResponse("forbidden", status_code=403)
+    try:
+        form = await read_form(request, TWILIO_MAX_BODY)
+    except BodyTooLarge:
+        return too_large(TWILIO_MAX_BODY)
+    try:
+        turn = parse_voice_webhook(form, signature, state.public_url(request), token)
+    except SignatureError as exc:
+        log.warning("twilio voice webhook rejected: %s", exc.code)
+        return PlainTextResponse("forbidden", status_code=403)
+    except ChannelError as exc:
+        return PlainTextResponse(f"bad request: {exc.code}", status_code=400)
+    if turn.status in _ENDED_CALL:  # a status report, not a caller waiting
+        outcome = CALL_OUTCOME.get(turn.status)
+        if outcome is not None:  # the rows a call we placed was for: heard, or not
+            try:
+                store = cast(LiveOutbox, state.bridge.store)
+                now = state.bridge.clock()
+                await state.bridge.owner.run(
+                    store.finish_call, turn.call_sid, outcome, now, turn.status
+                )
+            except StoreError as exc:
+                log.error("voice call status not stored: %s", exc)
+                return PlainTextResponse("database unavailable, retry later", status_code=503)
+        return Response(EMPTY_TWIML, media_type="application/xml")
+    params = request.query_params
+    step, n = params.get("step", ""), _small_int(params.get("turn"))
+    quiet = _small_int(params.get("quiet"), 100)
+    live = Live(state.bridge, "voice")
+    try:
+        xml = await state.bridge.owner.run(voice_turn, live, state.config, turn, step, n, quiet)
+    except StoreError as exc:
+        log.error("voice turn not stored: %s", exc)
+        return PlainTextResponse("database unavailable, retry later", status_code=503)
+    return Response(xml, media_type="application/xml")
+
+
+def _call_twiml(
+    config: Config, speak: Callable[[str, str], str], said: Said, next_turn: int, next_quiet: int
+) -> str:
+    cfg = config.voice
+    base = config.server.public_url.rstrip("/") + VOICE_PATH
+    voice = _voice_for(config, said.language)
+    question = None if said.emergency else _question(said.expecting)
+    lines = speech_for(said.rows, question, said.language, speak)
+    if said.emergency:
+        return offer_twiml(
+            lines, voice, f"{base}?turn={next_turn}&step=connect", cfg.gather_timeout_s
+        )
+    if said.expecting is None:
+        return hangup_twiml(lines, voice)
+    return gather_twiml(
+        lines,
+        voice,
+        f"{base}?turn={next_turn}",
+        f"{base}?turn={next_turn}&step=quiet&quiet={next_quiet}",
+        question=question,
+        speech=cfg.speech,
+        timeout_s=cfg.gather_timeout_s,
+        voices=_voices(config),
+    )
+
+
+def ussd_step(live: Live, config: Config, req: UssdRequest, pages: Pages) -> str:
+    """One step of a USSD session, start to end (on the store's owner thread under `serve`;
+    the terminal simulator calls it directly): page within the screen shown, or handle the
+    keys and claim the next screen; the `CON ...`/`END ...` answer."""
+    moved = pages.navigate(req.session_id, req.latest)
+    if moved is not None:
+        return moved
+    address = inbound_address("ussd", req.address, config.phones.default_region)
+    pid = f"{req.session_id}:{len(req.steps)}"
+    if req.latest is None:
+        said = live.begin(address, pid, lambda language: prompt("resume", language))
+    else:
+        question = _question(live.expecting(address))
+        kind, count = (question.type, question.options) if question else (None, 0)
+        text = keyed_answer(req.latest, kind, count, separator="#")
+        said = live.answer(address, text, pid) if text else live.repeat(address, pid)
+    if not said.rows:  # a human has the conversation, or the number opted out: never blank
+        said = live.say(address, pid, lambda language: prompt("nothing_new", language))
+    expecting = _question(said.expecting)
+    extra = (
+        key_lines(expecting.type, expecting.allow_unknown, said.language)
+        if expecting is not None and said.rows
+        else []
+    )
+    screens = paginate(said.rows, said.language, config.ussd.max_chars, extra)
+    return pages.show(req.session_id, screens, end=said.expecting is None)
+
+
+async def ussd_webhook(request: Request) -> Response:
+    """One step of a USSD session (Africa's Talking style form); answers `CON ...`/`END ...`.
+    The aggregator signs nothing: a shared secret (USSD_SHARED_SECRET, sent in the
+    X-Carebridge-Ussd-Secret header or as `?key=` in the callback URL) and/or
+    `ussd.allowed_networks` authenticate it."""
+    state = _state(request)
+    if not state.config.channels.ussd.enabled:
+        return PlainTextResponse("not found", status_code=404)
+    given = request.headers.get(USSD_SECRET_HEADER) or request.query_params.get("key")
+    try:
+        verify_ussd(
+            given,
+            state.env.get("USSD_SHARED_SECRET", ""),
+            request.client.host if request.client else None,
+            state.config.ussd.allowed_networks,
+        )
+    except SignatureError as exc:
+        log.warning("ussd request rejected: %s", exc.code)
+        return PlainTextResponse("forbidden", status_code=403)
+    try:
+        req = parse_ussd(await read_form(request, USSD_MAX_BODY))
+    except BodyTooLarge:
+        return too_large(USSD_MAX_BODY)
+    except ChannelError as exc:
+        return PlainTextResponse(f"bad request: {exc.code}", status_code=400)
+    pages: Pages = request.app.state.ussd_pages
+    live = Live(state.bridge, "ussd")
+    try:
+        answer = await state.bridge.owner.run(ussd_step, live, state.config, req, pages)
+    except StoreError as exc:
+        log.error("ussd step not stored: %s", exc)
+        return PlainTextResponse("database unavailable, retry later", status_code=503)
+    return PlainTextResponse(answer)

@@ -1,4 +1,5 @@
-"""Channel adapters: one module per provider (twilio, telegram) plus pure rendering (render).
+"""Channel adapters: one module per provider (twilio, telegram, voice, ussd) plus pure
+rendering (render).
 May import `bot.messages` and `bot.errors`, nothing else of `bot`; importing this package
 does not load the provider libraries.
 """

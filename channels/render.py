@@ -273,3 +273,30 @@ def split_outbound(msg: Outbound, *, max_segments: int = 3) -> list[Outbound]:
         parts.append(last)
     total = len(parts)
     return [replace(p, meta={**p.meta, "part": f"{i}/{total}"}) for i, p in enumerate(parts, 1)]
+
+
+# --- keypads (voice and USSD) -----------------------------------------------------------------
+
+
+def keyed_answer(keys: str, question_type: str | None, options: int = 0, *, separator: str) -> str:
+    """Keys pressed on a phone keypad as the text a patient would have typed.
+
+    `separator` is the key that joins numbers (`*` on a call, `#` on USSD, where `*` already
+    separates the steps): twice alone means "I do not know" (`skip`); in a number it is the
+    decimal point (`38*5` -> `38.5`), in a blood pressure the slash (`120*80` -> `120/80`),
+    in a multi-select a gap between option numbers (`1*10` -> `1 10`); a multi-select of at
+    most nine options may also be keyed as one run of digits (`127` -> `1 2 7`).
+    """
+    keys = "".join(keys.split())
+    if keys == separator * 2:
+        return "skip"
+    if question_type == "number":
+        return keys.replace(separator, ".")
+    if question_type == "bp":
+        return keys.replace(separator, "/")
+    if question_type == "multi":
+        parts = [p for p in keys.split(separator) if p]
+        if len(parts) == 1 and options <= 9 and parts[0].isdigit():
+            parts = list(parts[0])
+        return " ".join(parts)
+    return " ".join(p for p in keys.split(separator) if p)

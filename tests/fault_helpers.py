@@ -88,7 +88,7 @@ class Serve:
             env.update(TELEGRAM_BOT_TOKEN=self.telegram.token, TELEGRAM_WEBHOOK_SECRET=TG_SECRET)
         return env
 
-    def start(self, timeout: float = 60.0) -> float:
+    def start(self, timeout: float = 120.0) -> float:
         """Start and wait until it answers (/readyz when it exists, else /healthz)."""
         began = time.monotonic()
         with self.log.open("ab") as out:
@@ -103,7 +103,8 @@ class Serve:
             assert self.proc.poll() is None, f"serve exited: {self.log.read_text()[-2000:]}"
             for path in ("/readyz", "/healthz"):
                 try:
-                    code = httpx.get(self.url + path, timeout=1).status_code
+                    # a loaded machine answers slowly: a short timeout would never see the 200
+                    code = httpx.get(self.url + path, timeout=10).status_code
                 except httpx.HTTPError:
                     break
                 if code == 200:

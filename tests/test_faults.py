@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakes.telegram_server import FakeTelegram
@@ -97,63 +100,147 @@ def test_kill_9_under_load_loses_nothing_and_emergencies_still_go_out_at_once(
     assert max(times.values()) <= EMERGENCY_WITHIN_S
 
 
-# -- provider faults: one server (SMS via Twilio, Telegram) for every kind of outage ---------
+# -- provider faults: four outages of 60 s at once, each on its own server ------------------
+
+OUTAGE_S = 60.0
+KINDS = ("500", "429", "timeout", "refuse")
+RETRY_AFTER_S = 5  # what the 429 provider asks for
+IN_FLIGHT_GRACE_S = 1.0  # a request already on its way when the 429 came back is no breach
+WAVES = (0.0, 20.0, 40.0)  # seconds into the outage when patients write
+# Backoff capped at 3 s so that replies go seconds after the outage; 100 attempts at >= 1.5 s
+# each outlast it (the default budget, about 12 min at least, is unit-tested in
+# test_outbox_leases.py).
+OUTAGE_DELIVERY = {**FAST, "retry_cap_s": 3, "max_attempts": 100}
 
 
-@pytest.fixture(scope="module")
-def providers(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    with FakeTwilio() as twilio, FakeTelegram() as telegram:
-        twilio.hang_seconds = 8.0
-        serve = Serve(tmp_path_factory.mktemp("outage"), twilio, telegram, delivery=FAST)
-        with serving(serve):
-            yield serve
+@dataclass
+class Site:
+    """One `carebridge serve` with its own fake Twilio in one fault mode and a healthy fake
+    Telegram."""
 
+    kind: str
+    serve: Serve
+    patients: Patients
+    telegram_lag_s: list[float] = field(default_factory=list)
 
-OUTAGE_S = 3.0
+    @property
+    def twilio(self) -> FakeTwilio:
+        return self.serve.twilio
 
-
-@pytest.mark.parametrize("mode", ["500", "429", "timeout", "refuse"])
-def test_a_provider_outage_loses_nothing_and_never_stalls_another_channel(
-    providers: Serve, mode: str
-) -> None:
-    twilio, telegram = providers.twilio, providers.telegram
-    assert telegram is not None
-    patients = Patients(providers)
-    base = 1000 * (["500", "429", "timeout", "refuse"].index(mode) + 1)
-    chat = 7_000_000 + base
-    before = ledger(providers)
-    if mode == "refuse":
-        twilio.refuse()
-    else:
-        twilio.outage(mode, retry_after=2)
-    began = time.monotonic()
-    try:
-        for n in range(base, base + 5):
-            patients.post(n, "hi")  # acknowledged although Twilio is down
-        posted = time.monotonic()
-        assert telegram_post(providers, chat, "hi") == 200
-        wait_until(
-            lambda: any(m.get("chat_id") in (chat, str(chat)) for m in telegram.sent),
-            OUTAGE_S,
-            "the Telegram reply during the Twilio outage",
-        )
-        telegram_s = time.monotonic() - posted
-        assert ledger(providers).not_sent > 0  # Twilio is really down
-        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - began)))
-    finally:
-        if mode == "refuse":
-            twilio.resume()
+    def outage(self, on: bool) -> None:
+        if self.kind == "refuse":
+            self.twilio.refuse() if on else self.twilio.resume()
         else:
-            twilio.outage(None)
-    wait_until(lambda: ledger(providers).not_sent == 0, 20, "every SMS reply after the outage")
-    after = ledger(providers)
-    print(
-        f"\noutage {mode} {OUTAGE_S:.0f}s: sms replies={after.replies - before.replies}"
-        f" delivered={after.delivered - before.delivered} missing={after.missing}"
-        f" duplicates={after.duplicates} telegram reply during it in {telegram_s:.2f}s"
-    )
-    assert after.missing == 0 and after.replies - before.replies >= 5
-    assert after.duplicates == before.duplicates  # an outage is not a crash: no duplicates
+            self.twilio.outage(self.kind if on else None, retry_after=RETRY_AFTER_S)
+
+    def rows(self, channel: str, where: str = "1 = 1") -> int:
+        sql = f"SELECT count(*) FROM outbox WHERE channel = ? AND {where}"
+        return int(self.serve.query(sql, (channel,))[0][0])
+
+    def telegram_all_delivered(self) -> bool:
+        telegram = self.serve.telegram
+        assert telegram is not None
+        rows = self.rows("telegram")
+        pending = self.rows("telegram", "status NOT IN ('sent', 'delivered')")
+        return rows > 0 and pending == 0 and len(telegram.sent) >= rows
+
+    def retry_after_breaches(self) -> tuple[int, int]:
+        """(requests that came back 429, requests that arrived after a 429 had told the
+        dispatcher to wait and before the time it named)."""
+        with self.twilio.lock:
+            arrivals = sorted((r.at, r.outcome) for r in self.twilio.requests)
+        told = [at for at, outcome in arrivals if outcome == "429"]
+        breaches = sum(
+            1
+            for at, _ in arrivals
+            if any(t + IN_FLIGHT_GRACE_S <= at < t + RETRY_AFTER_S for t in told)
+        )
+        return len(told), breaches
+
+
+def test_60_s_provider_outages_lose_nothing_and_never_stall_another_channel(
+    tmp_path: Path,
+) -> None:
+    with ExitStack() as stack:
+        sites: list[Site] = []
+        for kind in KINDS:
+            twilio = stack.enter_context(FakeTwilio())
+            twilio.hang_seconds = 3 * FAST["send_timeout_s"]  # the dispatcher gives up first
+            telegram = stack.enter_context(FakeTelegram())
+            (tmp_path / kind).mkdir()
+            serve = Serve(tmp_path / kind, twilio, telegram, delivery=OUTAGE_DELIVERY)
+            stack.callback(serve.stop)
+            sites.append(Site(kind, serve, Patients(serve)))
+        pool = stack.enter_context(ThreadPoolExecutor(16))
+        list(pool.map(lambda site: site.serve.start(240), sites))  # all four start at once
+
+        for site in sites:
+            site.outage(True)
+        began = time.monotonic()
+        outage_ends = began + OUTAGE_S
+        chat = {site.kind: 7_000_000 + 1000 * i for i, site in enumerate(sites)}
+        for w, at in enumerate(WAVES):
+            time.sleep(max(0.0, began + at - time.monotonic()))
+            posts: list[Any] = []
+            for site in sites:  # new patients say hi; the last wave's answer the language menu
+                posts += [pool.submit(site.patients.post, 10 * w + i, "hi") for i in range(4)]
+                if w:
+                    answer = site.patients.post
+                    posts += [pool.submit(answer, 10 * (w - 1) + i, "1") for i in range(4)]
+            list(f.result() for f in posts)
+            posted = time.monotonic()
+            for site in sites:
+                assert telegram_post(site.serve, chat[site.kind] + w, "hi") == 200
+                if w:
+                    assert telegram_post(site.serve, chat[site.kind] + w - 1, "1") == 200
+            for site in sites:  # every Telegram reply so far, while Twilio is still down
+                wait_until(
+                    site.telegram_all_delivered,
+                    outage_ends - time.monotonic() - 1.0,
+                    f"the Telegram replies during the Twilio {site.kind} outage",
+                )
+                site.telegram_lag_s.append(time.monotonic() - posted)
+            for site in sites:  # and Twilio really is down: it accepted nothing
+                assert site.rows("sms", "status NOT IN ('sent', 'delivered')") > 0
+                assert not site.twilio.messages, f"{site.kind}: Twilio accepted during its outage"
+        time.sleep(max(0.0, outage_ends - time.monotonic()))
+        for site in sites:
+            site.outage(False)
+        lifted = time.monotonic()
+        for site in sites:
+            wait_until(
+                lambda site=site: ledger(site.serve).not_sent == 0,
+                60,
+                f"every SMS reply after the {site.kind} outage",
+            )
+        recovered_s = time.monotonic() - lifted
+        print(f"\n60 s Twilio outages, all four at once; every SMS reply {recovered_s:.1f}s after")
+        for site in sites:
+            counts = ledger(site.serve)
+            gave_up = site.rows("sms", "status IN ('failed', 'undelivered')")
+            ((most_attempts,),) = site.serve.query(
+                "SELECT max(attempts) FROM outbox WHERE channel = 'sms'"
+            )
+            told, breaches = site.retry_after_breaches()
+            print(
+                f"  {site.kind:>7}: inbound={counts.inbound} sms replies={counts.replies}"
+                f" delivered={counts.delivered} missing={counts.missing}"
+                f" duplicates={counts.duplicates} given up={gave_up}"
+                f" most attempts={most_attempts} provider calls={len(site.twilio.requests)}"
+                f" telegram replies={site.rows('telegram')} all delivered"
+                f" {', '.join(f'{s:.1f}' for s in site.telegram_lag_s)}s after each wave"
+                + (f" 429s={told} sends before Retry-After={breaches}" * (site.kind == "429"))
+            )
+            assert counts.inbound == len(site.patients.acked) + 2 * len(WAVES) - 1
+            assert counts.unprocessed == 0
+            assert counts.replies >= 4 * (2 * len(WAVES) - 1)  # a reply to every SMS at least
+            assert counts.missing == 0 and counts.delivered == counts.replies
+            assert counts.duplicates == 0  # an outage is not a crash: nothing went twice
+            assert gave_up == 0  # the retry budget outlasted the outage
+            assert most_attempts >= 3  # retried through it, not parked
+            assert len(site.telegram_lag_s) == len(WAVES)
+            if site.kind == "429":
+                assert told > 0 and breaches == 0
 
 
 # -- the emergency lane ------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -112,14 +111,3 @@ def test_red_flags_are_checked_with_a_question_pending(it: Interpreter) -> None:
     u = it.interpret("38.5 and he is having a fit", Expectation("t", QuestionType.NUMBER, "Cel"))
     assert u.red_flags == ("convulsions",)
     assert u.answer is not None and u.answer.value == 38.5
-
-
-def test_detection_is_fast(it: Interpreter) -> None:
-    text = "my father can't breathe properly and his lips are blue, no chest pain"
-    it.interpret(text)
-    n = 300
-    t0 = time.perf_counter()
-    for _ in range(n):
-        red_flags(text)
-    per_call = (time.perf_counter() - t0) / n
-    assert per_call < 0.002  # generous: ~0.1 ms on a quiet machine

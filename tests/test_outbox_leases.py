@@ -1,17 +1,27 @@
 """The outbox as a work queue (issue 12): leases a crash cannot freeze, the emergency lane,
-and the order hold that keeps a failing row from silencing a contact."""
+the order hold that keeps a failing row from silencing a contact, a retry budget longer than
+an outage, and a provider's Retry-After honoured for the whole channel."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
+from bot.config import DeliveryConfig
+from bot.dispatch import Dispatcher, RetryPolicy
+from bot.errors import TransientChannelError
 from bot.messages import Outbound
 from bot.session import Contact
 from bot.store import Lane, OutboxStatus, SqliteStore
+from channels.base import CollectingChannel
+
+ROOT = Path(__file__).resolve().parent.parent
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=15)
@@ -98,3 +108,48 @@ def test_an_unhandled_inbound_message_is_pending_until_processed(store: SqliteSt
     store.mark_inbound_processed(inbox_id, T0)
     assert store.pending_inbound("sms", "SM-in-1") is None
     assert store.pending_inbound("sms", "SM-unknown") is None
+
+
+class _LowestJitter(random.Random):
+    """Jitter that always draws its lowest value: the shortest a backoff can be."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
+
+
+def test_the_configured_retry_budget_outlasts_a_long_provider_outage() -> None:
+    """A reply is given up only after `max_attempts`; at the shortest jitter the shipped
+    settings (config.yaml, and the defaults) keep retrying for well over 10 minutes, so a
+    60 s outage (the fault suite's) never costs a reply."""
+    shipped = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))["delivery"]
+    for config in (DeliveryConfig(), DeliveryConfig(**shipped)):
+        policy = RetryPolicy(config.retry_base_s, config.retry_cap_s, config.max_attempts)
+        rng = _LowestJitter()
+        budget = sum(policy.delay(n, None, rng) for n in range(1, policy.max_attempts))
+        assert budget >= 600, f"replies are given up after {budget:.0f} s of an outage"
+
+
+def test_a_retry_after_pauses_the_whole_channel_until_the_time_it_names(
+    store: SqliteStore, contact: Contact
+) -> None:
+    other = store.get_or_create_contact("sms", "+15550002", T0)
+    first = store.enqueue(sms(contact, "one"), T0)
+    second = store.enqueue(sms(other, "two"), T0)
+    channel, now = CollectingChannel("sms"), [T0]
+    channel.fail_next(TransientChannelError("429", code="20429", retry_after=30))
+    dispatcher = Dispatcher(store, {"sms": channel}, clock=lambda: now[0])
+
+    async def scenario() -> None:
+        assert await dispatcher.run_once() == 2
+        assert channel.sent == []  # the second row was not sent to a provider that said wait
+        held = store.get_outbox(second)
+        assert held is not None and held.status is OutboxStatus.QUEUED
+        assert held.attempts == 0 and held.next_attempt_at >= at(30)  # handed back, unsent
+        now[0] = at(29)
+        assert await dispatcher.run_once() == 0
+        now[0] = at(31)
+        await dispatcher.run_once()
+
+    asyncio.run(scenario())
+    assert sorted(m.text for m in channel.sent) == ["one", "two"]
+    assert {r.status for r in map(store.get_outbox, (first, second)) if r} == {OutboxStatus.SENT}

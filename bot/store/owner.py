@@ -2,8 +2,9 @@
 
 Webhook handlers and the dispatcher hand it their work instead of contending for the store's
 lock from many threads; the dispatcher's short claims and result writes go ahead of queued
-messages (`urgent`), so replies keep flowing while webhooks pour in. Imports only the
-standard library.
+messages (`urgent`), so replies keep flowing while webhooks pour in. Grouped work
+(`run_grouped`: the inbound messages) that queued up meanwhile runs as one call, so its
+transactions commit once per group (group commit). Imports only the standard library.
 """
 
 from __future__ import annotations
@@ -12,13 +13,31 @@ import asyncio
 import functools
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 T = TypeVar("T")
+R = TypeVar("R")
 _Item = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+GROUP_MAX = 8  # grouped items run together at most (urgent work waits for one group)
+
+
+class _Grouped:
+    """Marks a queued item as one argument of `many`, to run with its queued neighbours."""
+
+    def __init__(self, many: Callable[[list[Any]], Sequence[Any]]) -> None:
+        self.many = many
+
+    def __call__(self, arg: Any) -> Any:  # alone (never reached: `_work` groups it)
+        return _unwrap(self.many([arg])[0])
+
+
+def _unwrap(result: Any) -> Any:
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 class StoreOwner:
@@ -63,6 +82,14 @@ class StoreOwner:
         """As `run`, ahead of everything not urgent (the dispatcher's claims and results)."""
         return await asyncio.wrap_future(self.submit(fn, *args, urgent=True))
 
+    async def run_grouped(self, many: Callable[[list[T]], Sequence[R | Exception]], arg: T) -> R:
+        """Await `many([arg, ...])[i]` for this `arg`: the owner thread runs every grouped
+        `arg` of the same `many` queued back to back (up to GROUP_MAX) in one call. `many`
+        returns one result per argument, in order; an exception in that list is raised to
+        that argument's caller only (an exception from `many` itself, to all of them)."""
+        result: R = await asyncio.wrap_future(self.submit(_Grouped(many), arg))
+        return result
+
     def close(self) -> None:
         """Finish the queued work and stop the thread."""
         with self._ready:
@@ -80,9 +107,37 @@ class StoreOwner:
                 if not queue:
                     return  # closed and drained
                 future, fn, args, kwargs = queue.popleft()
+                many = fn.many if isinstance(fn, _Grouped) else None
+                group = [(future, args[0])] if many is not None else []
+                while many is not None and queue and len(group) < GROUP_MAX:
+                    f, g, a, _ = queue[0]
+                    if not (isinstance(g, _Grouped) and g.many == many):  # bound methods: ==
+                        break
+                    queue.popleft()
+                    group.append((f, a[0]))
+            if many is not None:
+                self._run_group(many, group)
+                continue
             if not future.set_running_or_notify_cancel():
                 continue
             try:
                 future.set_result(fn(*args, **kwargs))
             except BaseException as exc:  # handed to the waiting caller
                 future.set_exception(exc)
+
+    @staticmethod
+    def _run_group(many: Callable[[list[Any]], Sequence[Any]], group: list[Any]) -> None:
+        live = [(f, arg) for f, arg in group if f.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            results = many([arg for _, arg in live])
+        except BaseException as exc:  # handed to every waiting caller
+            for f, _ in live:
+                f.set_exception(exc)
+            return
+        for (f, _), result in zip(live, results, strict=True):
+            if isinstance(result, BaseException):
+                f.set_exception(result)
+            else:
+                f.set_result(result)

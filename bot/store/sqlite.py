@@ -56,9 +56,10 @@ from bot.store.codec import _dt, _json, _ts
 from bot.store.migrations import MIGRATIONS, Migration
 from bot.store.sqlite_api import ApiSql
 from bot.store.sqlite_broadcasts import BroadcastSql, record_consents
-from bot.store.sqlite_io import IoSql
 from bot.store.sqlite_dash import DashSql
+from bot.store.sqlite_io import IoSql
 from bot.store.sqlite_privacy import PrivacySql
+from bot.store.sqlite_voice import LiveSql
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def _private_file(path: Path) -> None:
                 log.warning("store: %s was readable by others; now 0600", file.name)
 
 
-class SqliteStore(BroadcastSql, PrivacySql, IoSql, ApiSql, DashSql):
+class SqliteStore(BroadcastSql, PrivacySql, IoSql, ApiSql, DashSql, LiveSql):
     """`Store` on one SQLite file. Thread-safe: one connection guarded by a re-entrant lock.
 
     The broadcast methods live in bot.store.sqlite_broadcasts (the `BroadcastSql` mixin).

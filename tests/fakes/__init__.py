@@ -29,6 +29,7 @@ class Recorded:
     params: dict[str, Any]
     content_type: str
     outcome: str  # "ok", or the injected failure ("500", "timeout", "21610", ...)
+    at: float = 0.0  # when it arrived (time.time())
 
 
 @dataclass
@@ -166,6 +167,7 @@ class FakeServer:
     # recording ---------------------------------------------------------------------------
 
     async def _record(self, request: Request, outcome: str) -> Recorded:
+        at = time.time()
         params: dict[str, Any] = dict(request.query_params)
         content_type = request.headers.get("content-type", "").split(";")[0].strip()
         if content_type == "application/json":
@@ -186,6 +188,7 @@ class FakeServer:
             params=params,
             content_type=content_type,
             outcome=outcome,
+            at=at,
         )
         with self.lock:
             self.requests.append(recorded)

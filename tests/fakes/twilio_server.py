@@ -49,6 +49,7 @@ class FakeTwilio(FakeServer):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.messages: list[dict[str, Any]] = []  # accepted messages, Twilio JSON shape
+        self.calls: list[dict[str, Any]] = []  # placed calls (Calls.json), Twilio JSON shape
         self._seq = itertools.count(1)
         self._rules: list[tuple[Callable[[dict[str, str]], bool], str]] = []
 
@@ -64,6 +65,9 @@ class FakeTwilio(FakeServer):
             routes=[
                 Route(base + ".json", self._create, methods=["POST"]),
                 Route(base + "/{sid}.json", self._fetch, methods=["GET"]),
+                Route(
+                    "/2010-04-01/Accounts/{account}/Calls.json", self._create_call, methods=["POST"]
+                ),
             ]
         )
 
@@ -160,6 +164,45 @@ class FakeTwilio(FakeServer):
             return JSONResponse(_public(self.message(request.path_params["sid"])))
         except StopIteration:
             return _error(404, 20404, "The requested resource was not found")
+
+    async def _create_call(self, request: Request) -> Response:
+        """`POST .../Calls.json`: an outbound call (To, From, Url); failures as for messages."""
+        if not self._authorized(request):
+            await self._record(request, "401")
+            return _error(401, 20003, "Authenticate")
+        failure = self._take_failure("Calls.json")
+        await self._record(request, failure.kind if failure else "ok")
+        if failure is not None:
+            if failure.kind == "timeout":
+                await self._hang()
+                return _error(504, 20504, "Gateway timeout")
+            status, code, text = _ERRORS[failure.kind]
+            return _error(status, code, text)
+        async with request.form() as form:
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        if not fields.get("To") or not fields.get("From"):
+            return _error(400, 21201, "No 'To' number is specified")
+        if not (fields.get("Url") or fields.get("Twiml")):
+            return _error(400, 21205, "Url parameter is required.")
+        now = format_datetime(datetime.now(UTC), usegmt=True)
+        sid = new_sid("CA")
+        call = {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "api_version": "2010-04-01",
+            "date_created": now,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "from": fields["From"],
+            "to": fields["To"],
+            "status": "queued",
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{sid}.json",
+            "_form": fields,
+            "_at": time.time(),
+        }
+        with self.lock:
+            self.calls.append(call)
+        return JSONResponse(_public(call), status_code=201)
 
     def status_callback(
         self, sid: str, status: str, *, error_code: str | None = None, url: str | None = None
