@@ -21,30 +21,9 @@ import click
 from tqdm import tqdm
 
 from bot import io_export, io_import
-from bot.config import Config
-from bot.errors import CarebridgeError
+from bot.cli_patients import _bridge  # one way to open the bot for a CLI command
 from bot.store import TRIAGE_LEVELS
 from bot.store.sqlite_io import ExportFilter
-
-
-def _config(ctx: click.Context) -> Config:
-    cfg: Config = ctx.obj["config"]
-    return cfg
-
-
-@contextmanager
-def _bridge(ctx: click.Context) -> Iterator[Any]:
-    from bot.app import CareBridge, load_flows
-
-    cfg = _config(ctx)
-    try:
-        bridge = CareBridge(cfg, library=load_flows(cfg))
-    except CarebridgeError as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        yield bridge
-    finally:
-        bridge.close()
 
 
 @click.group()

@@ -20,5 +20,10 @@ def _dt(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
+def _flag(value: int | None) -> bool | None:
+    """A nullable 0/1 column as a nullable bool (unknown stays unknown)."""
+    return None if value is None else bool(value)
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -52,7 +52,7 @@ from bot.store.base import (
     TranscriptEntry,
     UserRow,
 )
-from bot.store.codec import _dt, _json, _ts
+from bot.store.codec import _dt, _flag, _json, _ts
 from bot.store.migrations import MIGRATION_LOCK, MIGRATIONS, Migration, ledger_sql
 from bot.store.sql import NO_LIMIT, SQLITE, Connection, Dialect, Row
 from bot.store.sqlite_api import ApiSql
@@ -88,10 +88,6 @@ _OPEN_ESCALATION = (EscalationStatus.WAITING, EscalationStatus.CLAIMED)
 
 def _dt_req(text: str) -> datetime:
     return datetime.fromisoformat(text)
-
-
-def _flag(value: int | None) -> bool | None:
-    return None if value is None else bool(value)
 
 
 def _checked(value: str, allowed: Any, what: str) -> str:

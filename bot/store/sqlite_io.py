@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from bot.store.codec import _dt, _ts
+from bot.store.codec import _dt, _flag, _ts
 from bot.store.sql import Connection, Row
 
 EXPORT_BATCH = 2000  # rows per read while exporting
@@ -155,10 +155,6 @@ class IoStore(Protocol):
         """Readings that pass `flt` (their time, their conversation's flow and level), oldest
         id first; `after`: only ids above it."""
         ...
-
-
-def _flag(value: int | None) -> bool | None:
-    return None if value is None else bool(value)
 
 
 def _marks(values: tuple[Any, ...]) -> str:
