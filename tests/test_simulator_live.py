@@ -21,6 +21,7 @@ from bot.config import Config
 from bot.store import OutboxStatus
 from bot.web import create_app
 
+OTHER2 = "sim-ussdpages1"
 OTHER = "sim-gateoff01"  # the same database: a contact the gated-off server never saw
 
 
@@ -103,8 +104,15 @@ def test_the_live_endpoint_keeps_the_gate_the_outbox_and_the_test_contact(
         assert contact is not None and bridge.store.contact_row(contact.id).test  # type: ignore[union-attr]
         said = [r for r in bridge.store.outbox(contact.id) if r.status is OutboxStatus.SENT]
         assert said and all(r.provider_id and r.provider_id.startswith("sim-") for r in said)
-        ussd = httpx.post(api, json={"address": SIM, "style": "ussd", "action": "dial"}).json()
+        ussd = httpx.post(api, json={"address": OTHER2, "style": "ussd", "action": "dial"}).json()
         assert ussd["kind"] == "CON" and ussd["chars"] == len(ussd["screen"]) <= 182
+        screens = [ussd["screen"]]
+        for key in ["1", "1", "1", "98", "00"]:  # English, consent, COVID-19; next page, back
+            body = {"address": OTHER2, "style": "ussd", "action": "keys", "text": key}
+            step = httpx.post(api, json=body).json()
+            assert step["kind"] == "CON" and len(step["screen"]) <= 182
+            screens.append(step["screen"])
+        assert "98. More" in screens[3] and "Back" in screens[4] and screens[5] == screens[3]
         bad = httpx.post(api, json={"address": SIM, "style": "fax", "action": "dial"})
         assert bad.status_code == 400
         assert httpx.get(f"{url}/sim/live.js").status_code == 200
