@@ -218,72 +218,38 @@ def live_chat(app: Any, cfg: Config, channel: str, address: str, lines: Iterator
     voice as a script (BOT: what is said, KEYS/SAYS: what the patient did, WAIT, DIAL, HANG
     UP); USSD as the phone's screen. Keys are digits, * and #; on a call anything else is
     speech; `!hangup` drops the call or the USSD session; after an end the next line dials."""
-    import secrets
-
     from bot.live import Live
-    from bot.web import ussd_step, voice_turn
-    from channels.ussd import Pages, UssdRequest, phone_screen
-    from channels.voice import CallTurn, script
+    from bot.live_sim import SimCall, SimUssd
+    from channels.ussd import Pages, phone_screen
 
     live = Live(app, channel)
-    keys_only = set("0123456789*#")
-    pages = Pages()
-    where: dict[str, Any] = {}
+    call = SimCall(live, cfg, address)
+    ussd = SimUssd(live, cfg, address, Pages())
 
     def dial() -> None:
-        where.update(sid=secrets.token_hex(8), n=0, keyed=[], open=True, step="", quiet=0)
-        click.echo(f"--- {'call' if channel == 'voice' else 'dial'} ---")
         if channel == "voice":
-            show_call(CallTurn(where["sid"], address, False, None, None, "in-progress"))
+            for shown in call.dial():
+                click.echo(shown)
         else:
-            show_ussd()
-
-    def show_call(turn: CallTurn) -> None:
-        from urllib.parse import parse_qs, urlsplit
-        from xml.etree import ElementTree
-
-        xml = voice_turn(live, cfg, turn, where["step"], where["n"], where["quiet"])
-        for shown in script(xml):
-            click.echo(shown)
-        gather = ElementTree.fromstring(xml).find("Gather")
-        if gather is None:
-            where["open"] = False
-            return
-        query = parse_qs(urlsplit(gather.get("action", "")).query)
-        where["n"] = int(query.get("turn", ["0"])[0])
-        where["step"] = query.get("step", [""])[0]
-
-    def show_ussd() -> None:
-        text = "*".join(where["keyed"])
-        answer = ussd_step(live, cfg, UssdRequest(where["sid"], "*384#", address, text), pages)
-        click.echo(phone_screen(answer))
-        where["open"] = answer.startswith("CON ")
+            click.echo("--- dial ---")
+            click.echo(phone_screen(ussd.dial()))
 
     dial()
     for line in lines:
         text = line.strip()
         if not text:
             continue
-        if not where["open"] or text == "!hangup":
+        is_open = call.open if channel == "voice" else ussd.open
+        if not is_open or text == "!hangup":
             click.echo("(the line is closed)" if text == "!hangup" else "")
             dial()
             continue
         if channel == "ussd":
             click.echo(f"KEYS: {text}")
-            where["keyed"].append(text)
-            show_ussd()
+            click.echo(phone_screen(ussd.press(text)))
             continue
-        keyed = set(text) <= keys_only
-        click.echo(f"KEYS: {text}" if keyed else f"SAYS: {text}")
-        turn = CallTurn(
-            where["sid"],
-            address,
-            False,
-            text.rstrip("#") if keyed else None,
-            None if keyed else text,
-            "in-progress",
-        )
-        show_call(turn)
+        for shown in call.press(text):
+            click.echo(shown)
 
 
 def render_text(out: Outbound, channel: str) -> str:

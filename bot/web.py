@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +41,7 @@ from bot.errors import ChannelError, StoreError
 from bot.flow import Library
 from bot.headers import EXCEPTION_HANDLERS, SecurityHeaders
 from bot.live import Live, Said, spoken_variant
+from bot.live_sim import SimCall, SimUssd
 from bot.messages import Inbound
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.metrics import Metrics, TimedInterpreter
@@ -258,6 +260,8 @@ def create_app(
         Route("/", simulator_page, methods=["GET"]),
         Route("/sim/api/send", sim_send, methods=["POST"]),
         Route("/sim/api/messages", sim_messages, methods=["GET"]),
+        Route("/sim/api/live", sim_live, methods=["POST"]),
+        Route("/sim/live.js", sim_live_js, methods=["GET"]),
         Route("/webhooks/twilio/sms", twilio_inbound("sms"), methods=["POST"]),
         Route("/webhooks/twilio/whatsapp", twilio_inbound("whatsapp"), methods=["POST"]),
         Route("/webhooks/twilio/status", twilio_status, methods=["POST"]),
@@ -276,6 +280,8 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,  # error pages that name nothing internal
     )
     app.state.web = state
+    app.state.sim_live = OrderedDict()
+    app.state.sim_pages = Pages()
     app.state.simulator = SimulatorGate(parse_many(config.simulator.rate_limit))
     app.state.ussd_pages = Pages()
     if "web" in senders and not is_loopback(config.server.host):
@@ -627,6 +633,94 @@ async def sim_messages(request: Request) -> Response:
         _cursor(params.get("out")),
     )
     return JSONResponse(history)
+
+
+# The simulator's "Voice call" and "USSD" styles: the webhooks' own steps (bot.live_sim, as
+# `carebridge chat --channel voice|ussd`) on the visitor's test contact (channel `web`); the
+# call or session state is kept here, as a provider would (few, short-lived, oldest dropped).
+SIM_LIVE_MAX = 1000
+
+
+def _sim_live(request: Request) -> OrderedDict[tuple[str, str], SimCall | SimUssd]:
+    return cast(OrderedDict[tuple[str, str], SimCall | SimUssd], request.app.state.sim_live)
+
+
+async def sim_live(request: Request) -> Response:
+    """One step of a simulated call or USSD session: {address, style: voice|ussd, action:
+    dial|keys|hangup, text}. Voice answers the script lines; USSD the screen shown."""
+    state = _state(request)
+    if not _simulator_on(request):
+        return _not_found()
+    gate: SimulatorGate = request.app.state.simulator
+    if not gate.allow(request.client.host if request.client else "-"):
+        log.info("simulator: client over simulator.rate_limit")
+        return JSONResponse(
+            {"error": "too many messages: wait a minute and try again"},
+            status_code=429,
+            headers={"Retry-After": "60"},
+        )
+    try:
+        body = load_json(await read_body(request, SIM_MAX_BODY))
+    except BodyTooLarge:
+        return too_large(SIM_MAX_BODY)
+    except ValueError:
+        return JSONResponse({"error": "body must be JSON"}, status_code=400)
+    body = body if isinstance(body, dict) else {}
+    address = _sim_address(body.get("address"))
+    style, action, text = body.get("style"), body.get("action"), body.get("text", "")
+    keys = isinstance(text, str) and 0 < len(text.strip()) <= 40
+    if (
+        address is None
+        or style not in ("voice", "ussd")
+        or action not in ("dial", "keys", "hangup")
+        or (action == "keys" and not keys)
+    ):
+        return JSONResponse(
+            {"error": "need address (sim-...), style voice|ussd, action dial|keys|hangup, keys"},
+            status_code=400,
+        )
+    sessions = _sim_live(request)
+    key = (str(style), address)
+    sim = sessions.get(key)
+    if sim is None:
+        live = Live(state.bridge, "web")  # the simulator's contact: a test contact
+        if style == "voice":
+            sim = SimCall(live, state.config, address)
+        else:
+            sim = SimUssd(live, state.config, address, request.app.state.sim_pages)
+        sessions[key] = sim
+    sessions.move_to_end(key)
+    while len(sessions) > SIM_LIVE_MAX:
+        sessions.popitem(last=False)
+
+    current: SimCall | SimUssd = sim
+
+    def step() -> tuple[list[str], str]:
+        if action == "hangup":
+            current.open = False
+            return (["HANG UP (you)"], "")
+        redial = action == "dial" or not current.open
+        shown = current.dial() if redial else current.press(str(text).strip())
+        return (shown, "") if isinstance(shown, list) else ([], shown)
+
+    try:
+        lines, answer = await state.bridge.owner.run(step)
+    except StoreError as exc:
+        log.error("simulated %s step not stored: %s", style, exc)
+        return JSONResponse({"error": "database unavailable, retry later"}, status_code=503)
+    state.dispatcher.wake()
+    if style == "voice":
+        return JSONResponse({"lines": lines, "open": current.open})
+    kind, _, screen = answer.partition(" ")
+    shown = {"kind": kind, "screen": screen, "chars": len(screen), "open": current.open}
+    return JSONResponse(shown)
+
+
+async def sim_live_js(request: Request) -> Response:
+    if not _simulator_on(request):
+        return _not_found()
+    js = (STATIC / "simulator_live.js").read_text(encoding="utf-8")
+    return Response(js, media_type="text/javascript")
 
 
 # --- voice calls and USSD (issue 17; docs/channels.md "Voice and USSD") --------------------------
