@@ -8,6 +8,7 @@ priorities, never text or numbers. Imports prometheus_client and bot (store, err
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
@@ -133,6 +134,7 @@ class Metrics:
         """`fn` (a sweep taking `now`), timed into carebridge_sweep_duration_seconds."""
         histogram = self.sweeps.labels(sweep)
 
+        @functools.wraps(fn)  # keeps fn's name: the scheduler leases each sweep by its name
         def run(now: datetime) -> T:
             with histogram.time():
                 return fn(now)

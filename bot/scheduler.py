@@ -640,6 +640,10 @@ class SweepScheduler:
         self.clock = clock or bridge.clock
         self.interval_s = interval_s or bridge.config.checkins.sweep_every_s
         self.also = tuple(also)
+        names = [sweep_name(fn) for fn in self.also]
+        if len(set(names)) != len(names) or "checkins" in names:
+            # one lease per name: two sweeps under one name would starve all but the first
+            raise ValueError(f"sweeps need distinct lease names, got {names}")
         self.on_sweep = on_sweep
         self.holder = holder or self.sweeper.worker
         self.lease = timedelta(seconds=max(120.0, 5 * self.interval_s))

@@ -176,6 +176,35 @@ def test_two_schedulers_on_one_database_run_each_sweep_once_per_interval(
             b.close()
 
 
+def test_every_timed_sweep_runs_in_one_tick_under_its_own_lease(
+    tmp_config: Config, lib: Library
+) -> None:
+    """serve wraps its sweeps for /metrics; each keeps its own lease name, so one tick runs
+    them all (a shared wrapper name once let the first starve retention and broadcasts)."""
+    from bot.metrics import Metrics
+
+    bridge = CareBridge(tmp_config, library=lib, clock=Clock(T0))
+    metrics = Metrics(bridge.store, bridge.clock)
+    runs: list[str] = []
+
+    class Ops:
+        def deadlines(self, now: datetime) -> None:
+            runs.append("deadlines")
+
+        def retention(self, now: datetime) -> None:
+            runs.append("retention")
+
+    ops = Ops()
+    try:
+        timed = (metrics.timed("a", ops.deadlines), metrics.timed("b", ops.retention))
+        SweepScheduler(bridge, interval_s=60, also=timed).tick()
+        assert runs == ["deadlines", "retention"]
+        with pytest.raises(ValueError, match="distinct lease names"):
+            SweepScheduler(bridge, interval_s=60, also=(ops.deadlines, ops.deadlines))
+    finally:
+        bridge.close()
+
+
 # --- what a dead serve left -------------------------------------------------------------------
 
 
