@@ -542,8 +542,9 @@ def _sim_address(raw: Any) -> str | None:
     return None
 
 
-async def sim_send(request: Request) -> Response:
-    state = _state(request)
+async def _sim_body(request: Request) -> Any:
+    """The JSON body of a simulator API call, or the Response that refuses it (simulator off,
+    over `simulator.rate_limit`, too large, not JSON)."""
     if not _simulator_on(request):
         return _not_found()
     gate: SimulatorGate = request.app.state.simulator
@@ -555,11 +556,18 @@ async def sim_send(request: Request) -> Response:
             headers={"Retry-After": "60"},
         )
     try:
-        body = load_json(await read_body(request, SIM_MAX_BODY))
+        return load_json(await read_body(request, SIM_MAX_BODY))
     except BodyTooLarge:
         return too_large(SIM_MAX_BODY)
     except ValueError:
         return JSONResponse({"error": "body must be JSON"}, status_code=400)
+
+
+async def sim_send(request: Request) -> Response:
+    state = _state(request)
+    body = await _sim_body(request)
+    if isinstance(body, Response):
+        return body
     address = _sim_address(body.get("address") if isinstance(body, dict) else None)
     text = body.get("text") if isinstance(body, dict) else None
     if address is None or not isinstance(text, str) or not text.strip() or len(text) > 1000:
@@ -649,22 +657,9 @@ async def sim_live(request: Request) -> Response:
     """One step of a simulated call or USSD session: {address, style: voice|ussd, action:
     dial|keys|hangup, text}. Voice answers the script lines; USSD the screen shown."""
     state = _state(request)
-    if not _simulator_on(request):
-        return _not_found()
-    gate: SimulatorGate = request.app.state.simulator
-    if not gate.allow(request.client.host if request.client else "-"):
-        log.info("simulator: client over simulator.rate_limit")
-        return JSONResponse(
-            {"error": "too many messages: wait a minute and try again"},
-            status_code=429,
-            headers={"Retry-After": "60"},
-        )
-    try:
-        body = load_json(await read_body(request, SIM_MAX_BODY))
-    except BodyTooLarge:
-        return too_large(SIM_MAX_BODY)
-    except ValueError:
-        return JSONResponse({"error": "body must be JSON"}, status_code=400)
+    body = await _sim_body(request)
+    if isinstance(body, Response):
+        return body
     body = body if isinstance(body, dict) else {}
     address = _sim_address(body.get("address"))
     style, action, text = body.get("style"), body.get("action"), body.get("text", "")
