@@ -11,7 +11,7 @@ from bot.app import build_broadcasts
 from bot.broadcast import Broadcasts, Draft
 from bot.config import Config
 from bot.dispatch import Dispatcher
-from bot.store import BroadcastRow, OutboxRow, SqliteStore
+from bot.store import BroadcastRow, OutboxRow, SqlStore
 from channels.base import CollectingChannel
 
 # 16:00 UTC: 21:30 in Kolkata and 01:00 in Tokyo (quiet), 12:00 in New York (not quiet).
@@ -39,19 +39,19 @@ def configured(config: Config, *, languages: list[str] | None = None, **broadcas
     return config.model_copy(update=update)
 
 
-def coordinators(store: SqliteStore) -> None:
+def coordinators(store: SqlStore) -> None:
     """alice and bob coordinate; carol is a clinician."""
     for name, role in (("alice", "coordinator"), ("bob", "coordinator"), ("carol", "clinician")):
         store.add_user(name, "argon2-hash", role, T0, must_change_password=False)
 
 
-def service(store: SqliteStore, config: Config, clock: Clock, **broadcast: Any) -> Broadcasts:
+def service(store: SqlStore, config: Config, clock: Clock, **broadcast: Any) -> Broadcasts:
     """The service as bot.app wires it, with WhatsApp templates configured."""
     return build_broadcasts(configured(config, **broadcast), store, clock)
 
 
 def subscriber(
-    store: SqliteStore,
+    store: SqlStore,
     channel: str,
     address: str,
     *,
@@ -82,11 +82,11 @@ def started(svc: Broadcasts, text: str = TEXT, **draft: Any) -> BroadcastRow:
     return svc.get(row.id)
 
 
-def rows_of(store: SqliteStore, broadcast_id: int) -> list[OutboxRow]:
+def rows_of(store: SqlStore, broadcast_id: int) -> list[OutboxRow]:
     return [r for r in store.outbox() if r.outbound.meta.get("broadcast") == str(broadcast_id)]
 
 
-def recipients(store: SqliteStore, broadcast_id: int) -> set[int | None]:
+def recipients(store: SqlStore, broadcast_id: int) -> set[int | None]:
     return {r.outbound.contact_id for r in rows_of(store, broadcast_id)}
 
 
@@ -94,7 +94,7 @@ def channels() -> dict[str, CollectingChannel]:
     return {name: CollectingChannel(name) for name in ("sms", "whatsapp", "telegram")}
 
 
-def dispatch(store: SqliteStore, clock: Clock, senders: dict[str, CollectingChannel]) -> int:
+def dispatch(store: SqlStore, clock: Clock, senders: dict[str, CollectingChannel]) -> int:
     """Sweep the outbox until nothing is due; returns how many rows were attempted."""
     rates = dict.fromkeys(senders, 1000.0)
     dispatcher = Dispatcher(store, dict(senders), rates=rates, clock=clock)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,19 +27,12 @@ def lib(config: Config) -> Library:
 
 
 @pytest.fixture
-def tmp_config(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Config]:
-    """The project config with the database in a temporary folder (`CB_TEST_STORE=postgresql`:
-    in a fresh database of the test PostgreSQL cluster instead, tests/pg.py)."""
+def tmp_config(store_url: str) -> Config:
+    """The project config with an empty, migrated database of its own, on each store engine
+    in turn (SQLite in a temporary folder, then a fresh database of the test PostgreSQL
+    cluster: tests/pg.py)."""
     base = load_config(os.environ.get("CB_TEST_CONFIG", ROOT / "config.yaml"), env={})
-    url = f"sqlite:///{tmp_path / 'carebridge.db'}"
-    cluster = None
-    if os.environ.get("CB_TEST_STORE") == "postgresql":
-        cluster = request.getfixturevalue("pg_cluster")
-        name = cluster.fresh_database()
-        url = cluster.url(name)
-    yield base.model_copy(update={"storage": base.storage.model_copy(update={"url": url})})
-    if cluster is not None:
-        cluster.drop(name)
+    return base.model_copy(update={"storage": base.storage.model_copy(update={"url": store_url})})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

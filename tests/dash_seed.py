@@ -11,7 +11,7 @@ from bot.app import build_broadcasts
 from bot.broadcast import Draft
 from bot.config import Config
 from bot.session import Contact, Session
-from bot.store import Lane, SqliteStore
+from bot.store import Lane, SqlStore
 
 NOW = datetime(2026, 6, 17, 12, 0, tzinfo=UTC)  # a Wednesday, noon UTC
 DAY = timedelta(days=1)
@@ -50,7 +50,7 @@ CHECKINS = {
 REACH = {"c1": "delivered", "c2": "sent", "c3": "failed"}
 
 
-def seed(store: SqliteStore, config: Config) -> dict[str, int]:
+def seed(store: SqlStore, config: Config) -> dict[str, int]:
     """Write the rows above; returns contact ids by name."""
     ids: dict[str, int] = {}
     for n, name in enumerate(("c1", "c2", "c3", "c4"), start=1):
@@ -89,7 +89,7 @@ def seed(store: SqliteStore, config: Config) -> dict[str, int]:
     return ids
 
 
-def _broadcast(store: SqliteStore, config: Config, ids: dict[str, int]) -> None:
+def _broadcast(store: SqlStore, config: Config, ids: dict[str, int]) -> None:
     """One broadcast, started yesterday, to c1-c3: delivered, sent (no receipt), failed."""
     for name in ("alice", "bob"):
         store.add_user(

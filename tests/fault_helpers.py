@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,8 +24,9 @@ import httpx
 import yaml
 from fakes.telegram_server import FakeTelegram, message_update
 from fakes.twilio_server import FakeTwilio, inbound_params, signed_request
+from pg import db_rows
 
-from bot.store import SqliteStore
+from bot.store import open_store
 from channels.render import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,7 @@ class Serve:
     tmp: Path
     twilio: FakeTwilio
     telegram: FakeTelegram | None = None
+    store_url: str = ""  # an empty, migrated store (tests/pg.py); default: SQLite in `tmp`
     delivery: dict[str, Any] = field(default_factory=dict)
     sms_rate: float = 40.0
     port: int = field(default_factory=free_port)
@@ -57,8 +58,9 @@ class Serve:
 
     def __post_init__(self) -> None:
         self.log = self.tmp / "serve.log"
+        self.store_url = self.store_url or f"sqlite:///{self.tmp / 'carebridge.db'}"
         config = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
-        config["storage"]["url"] = f"sqlite:///{self.db}"
+        config["storage"]["url"] = self.store_url
         config["server"].update({"public_url": self.url, "port": self.port})
         config["twilio"].update({"api_base_url": self.twilio.url, "sms_from": SMS_FROM})
         config["channels"]["sms"]["rate_per_s"] = self.sms_rate
@@ -72,10 +74,6 @@ class Serve:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def db(self) -> Path:
-        return self.tmp / "carebridge.db"
 
     def env(self) -> dict[str, str]:
         env = {
@@ -131,8 +129,7 @@ class Serve:
     # -- reading the ledger ---------------------------------------------------------------
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.db, timeout=10) as conn:
-            return list(conn.execute(sql, params).fetchall())
+        return db_rows(self.store_url, sql, params)
 
 
 @contextmanager
@@ -216,7 +213,7 @@ def ledger(serve: Serve) -> Ledger:
         "SELECT count(*), count(*) - count(processed_at) FROM inbox"
     )
     ((transcript_in,),) = serve.query("SELECT count(*) FROM transcript WHERE direction = 'in'")
-    with SqliteStore(serve.db) as store:
+    with open_store(serve.store_url) as store:
         rows = [r for r in store.outbox() if r.outbound.channel == "sms"]
     wanted = Counter((r.outbound.address, render(r.outbound).text) for r in rows)
     with serve.twilio.lock:

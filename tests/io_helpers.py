@@ -22,7 +22,7 @@ from bot.app import CareBridge, load_flows
 from bot.auth import Auth
 from bot.config import Config
 from bot.session import Contact, Session, SessionStatus
-from bot.store import SqliteStore, Store
+from bot.store import SqlStore, Store
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ROWS = 10_000
@@ -144,9 +144,9 @@ class Site:
     csrf: dict[str, str]
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> SqlStore:
         store = self.bridge.store
-        assert isinstance(store, SqliteStore)
+        assert isinstance(store, SqlStore)
         return store
 
 
@@ -164,7 +164,7 @@ def console_site(base: Config, folder: Path, seed: Any = None) -> Iterator[Site]
         clock=lambda: T0,  # type: ignore[arg-type]
     )
     store = bridge.store
-    assert isinstance(store, SqliteStore)
+    assert isinstance(store, SqlStore)
     if seed is not None:
         seed(store)
     auth = Auth(store, config.console, clock=lambda: T0, env={})

@@ -6,20 +6,25 @@ with initdb + pg_ctl in a temporary folder on a free loopback port, as the unpri
 `postgres` user when the tests run as root (PostgreSQL refuses to run as root), and stopped
 at the end of the session. Migrations run once into a template database; every test gets a
 fresh copy (CREATE DATABASE ... TEMPLATE), dropped afterwards.
-`CB_TEST_ENGINES=sqlite` runs the engine-parametrized tests on SQLite only.
+Every test that touches the store runs once per engine (the `engine` fixture, which
+`tmp_config` and `store_url` depend on); `CB_TEST_ENGINES=sqlite` runs them on SQLite only.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import pwd
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, closing
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -27,11 +32,12 @@ import pytest
 from bot.config import Config
 from bot.store import SqliteStore, SqlStore, open_store
 from bot.store.base import Store
+from bot.store.sql import POSTGRESQL
 
 ENGINES = tuple(os.environ.get("CB_TEST_ENGINES", "sqlite,postgresql").split(","))
 _TEMPLATE = "cb_template"
 # For a long test whose store calls other tests already run on both engines.
-SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 
 
 def _pg_bin() -> Path:
@@ -137,15 +143,42 @@ def pg_cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(params=ENGINES)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A `storage.url` for an empty, migrated store: once per engine."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-        return
+def engine(request: pytest.FixtureRequest) -> str:
+    """The store engine a test runs on: every test that touches the store (through `tmp_config`,
+    `store_url`, `any_store` or `engine_config`) runs once per engine in ENGINES. A test of
+    one engine's own behaviour (SQLite's file, WAL or a PostgreSQL pool) pins it with
+    `SQLITE_ONLY` / `@pytest.mark.parametrize("engine", [...], indirect=True)`."""
+    return str(request.param)
+
+
+@pytest.fixture
+def store_url(new_store_url: Callable[[], str]) -> str:
+    """A `storage.url` for an empty, migrated store on the test's engine."""
+    return new_store_url()
+
+
+@pytest.fixture
+def new_store_url(
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[], str]]:
+    """Makes `storage.url`s of empty, migrated stores on the test's engine, as many as a test
+    needs (one per process of a multi-site test); PostgreSQL databases are dropped after."""
+    with ExitStack() as cleanup:
+        yield functools.partial(_new_store, engine, request, tmp_path, cleanup)
+
+
+def _new_store(
+    engine: str, request: pytest.FixtureRequest, folder: Path, cleanup: ExitStack
+) -> str:
+    if engine == "sqlite":
+        return f"sqlite:///{folder / f'store{next(_files)}.db'}"
     cluster: Cluster = request.getfixturevalue("pg_cluster")
     name = cluster.fresh_database()
-    yield cluster.url(name)
-    cluster.drop(name)
+    cleanup.callback(cluster.drop, name)
+    return cluster.url(name)
+
+
+_files = itertools.count()
 
 
 @pytest.fixture
@@ -157,11 +190,9 @@ def any_store(store_url: str) -> Iterator[Store]:
 
 
 @pytest.fixture
-def engine_config(tmp_config: Config, store_url: str) -> Config:
-    """The project config with its store on each engine in turn (an empty, migrated one)."""
-    return tmp_config.model_copy(
-        update={"storage": tmp_config.storage.model_copy(update={"url": store_url})}
-    )
+def engine_config(tmp_config: Config) -> Config:
+    """The project config with its store on the test's engine (the same as `tmp_config`)."""
+    return tmp_config
 
 
 def dump_all(store: Store) -> str:
@@ -175,3 +206,30 @@ def dump_all(store: Store) -> str:
     return "\n".join(
         repr(tuple(row)) for (name,) in tables for row in store._rows(f'SELECT * FROM "{name}"')
     )
+
+
+def db_url(where: Config | str) -> str:
+    """The storage URL of a config (or the URL itself)."""
+    return where.storage_url() if isinstance(where, Config) else where
+
+
+def db_rows(where: Config | str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """What a query finds in the database itself, bypassing the store: the way a test checks
+    what was written (or never written), on either engine. `sql` uses `?` placeholders."""
+    url = db_url(where)
+    if url.startswith("sqlite:///"):
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"), timeout=10)) as conn:
+            return [tuple(r) for r in conn.execute(sql, params)]
+    with psycopg.connect(url, autocommit=True) as pg:
+        return [tuple(r) for r in pg.execute(POSTGRESQL.sql(sql), params)]  # type: ignore[arg-type]
+
+
+def db_execute(where: Config | str, sql: str, params: Sequence[Any] = ()) -> None:
+    """Change the database behind the store's back (to simulate an old row or a crash)."""
+    url = db_url(where)
+    if url.startswith("sqlite:///"):
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn, conn:
+            conn.execute(sql, params)
+        return
+    with psycopg.connect(url, autocommit=True) as pg:
+        pg.execute(POSTGRESQL.sql(sql), params)  # type: ignore[arg-type]

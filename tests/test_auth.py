@@ -21,7 +21,7 @@ from bot.auth import (
 )
 from bot.cli_users import users
 from bot.config import Config, ConsoleConfig
-from bot.store import Role, SqliteStore
+from bot.store import Role, SqlStore
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 GOOD = "correct horse battery"
@@ -56,13 +56,13 @@ def cheap_argon2(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.fixture
-def store(any_store: SqliteStore) -> SqliteStore:
+def store(any_store: SqlStore) -> SqlStore:
     """Once per engine (tests/pg.py): SQLite and PostgreSQL."""
     return any_store
 
 
 @pytest.fixture
-def auth(store: SqliteStore, clock: Clock) -> Auth:
+def auth(store: SqlStore, clock: Clock) -> Auth:
     config = ConsoleConfig(session_hours=8, idle_minutes=30)
     return Auth(store, config, clock=clock, env={})
 
@@ -151,7 +151,7 @@ def test_an_admin_cannot_disable_themselves(auth: Auth) -> None:
         auth.set_disabled(admin.id, True, by=admin)
 
 
-def test_the_store_keeps_only_a_hash_of_the_session_token(auth: Auth, store: SqliteStore) -> None:
+def test_the_store_keeps_only_a_hash_of_the_session_token(auth: Auth, store: SqlStore) -> None:
     user, _ = auth.add_user("dr_rao", "clinician", password=GOOD)
     token, login = auth.start_session(user)
     assert login.session.token_hash == token_hash(token) != token
@@ -219,7 +219,7 @@ def test_csrf_tokens_belong_to_one_session(auth: Auth) -> None:
 
 
 def test_the_log_in_form_token_is_signed_and_bound_to_its_cookie(
-    auth: Auth, store: SqliteStore
+    auth: Auth, store: SqlStore
 ) -> None:
     nonce, token = auth.login_form_token()
     assert auth.check_login_form(nonce, token)
@@ -232,7 +232,7 @@ def test_the_log_in_form_token_is_signed_and_bound_to_its_cookie(
 
 
 def test_a_weaker_hash_is_upgraded_at_log_in(
-    auth: Auth, store: SqliteStore, real_argon2: None
+    auth: Auth, store: SqlStore, real_argon2: None
 ) -> None:
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(GOOD)
     user_id = store.add_user("dr_old", weak, "clinician", T0, must_change_password=False)

@@ -28,12 +28,12 @@ from bot.broadcast import BroadcastError, Broadcasts, Draft, Recurrence
 from bot.config import Config
 from bot.errors import StoreError
 from bot.messages import Outbound
-from bot.store import Audience, BroadcastStatus, OutboxStatus, SqliteStore
+from bot.store import Audience, BroadcastStatus, OutboxStatus, SqlStore
 from channels.base import CollectingChannel
 
 
 @pytest.fixture
-def store(any_store: SqliteStore) -> SqliteStore:
+def store(any_store: SqlStore) -> SqlStore:
     """Once per engine (tests/pg.py): SQLite and PostgreSQL."""
     coordinators(any_store)
     return any_store
@@ -45,7 +45,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def svc(store: SqliteStore, config: Config, clock: Clock) -> Broadcasts:
+def svc(store: SqlStore, config: Config, clock: Clock) -> Broadcasts:
     return service(store, config, clock)
 
 
@@ -56,9 +56,7 @@ def sent_to(senders: dict[str, CollectingChannel]) -> set[int | None]:
 # -- approval ---------------------------------------------------------------------------------
 
 
-def test_a_broadcast_needs_a_second_person_to_approve_it(
-    store: SqliteStore, svc: Broadcasts
-) -> None:
+def test_a_broadcast_needs_a_second_person_to_approve_it(store: SqlStore, svc: Broadcasts) -> None:
     subscriber(store, "sms", "+15550000001")
     row = svc.create(Draft("curfew", {"en": "Curfew from 8 pm tonight."}), by="alice")
     assert (row.status, row.created_by_name) == (BroadcastStatus.DRAFT, "alice")
@@ -92,7 +90,7 @@ def test_only_known_coordinators_create_broadcasts(svc: Broadcasts) -> None:
 
 
 def test_create_refuses_what_cannot_be_sent_and_says_how_to_fix_it(
-    store: SqliteStore, svc: Broadcasts, config: Config
+    store: SqlStore, svc: Broadcasts, config: Config
 ) -> None:
     configured_languages = ", ".join(config.languages)  # en, hi, es in config.yaml
     draft = Draft(
@@ -128,7 +126,7 @@ def test_create_refuses_what_cannot_be_sent_and_says_how_to_fix_it(
 
 
 def test_opted_out_and_unconsented_contacts_never_receive_it(
-    store: SqliteStore, svc: Broadcasts, clock: Clock
+    store: SqlStore, svc: Broadcasts, clock: Clock
 ) -> None:
     yes = subscriber(store, "sms", "+15550000001")
     stopped = subscriber(store, "sms", "+15550000002")
@@ -152,7 +150,7 @@ def test_opted_out_and_unconsented_contacts_never_receive_it(
 
 
 def test_one_person_on_two_channels_gets_it_once_on_the_preferred_channel(
-    store: SqliteStore, svc: Broadcasts
+    store: SqlStore, svc: Broadcasts
 ) -> None:
     sms = subscriber(store, "sms", "+15550300001")
     whatsapp = subscriber(store, "whatsapp", "+15550300001")  # the same number: one person
@@ -173,7 +171,7 @@ def test_one_person_on_two_channels_gets_it_once_on_the_preferred_channel(
 
 
 def test_audience_filters_narrow_by_language_region_tag_condition_and_channel(
-    store: SqliteStore, config: Config, clock: Clock
+    store: SqlStore, config: Config, clock: Clock
 ) -> None:
     svc = build_broadcasts(configured(config, languages=["en", "hi"]), store, clock)
     hindi = subscriber(store, "sms", "+919800000001", language="hi")
@@ -215,7 +213,7 @@ def test_audience_filters_narrow_by_language_region_tag_condition_and_channel(
 
 
 def test_quiet_hours_follow_each_recipients_time_zone(
-    store: SqliteStore, svc: Broadcasts, clock: Clock
+    store: SqlStore, svc: Broadcasts, clock: Clock
 ) -> None:
     kolkata = subscriber(store, "sms", "+919800000001", timezone="Asia/Kolkata")  # 21:30
     new_york = subscriber(store, "sms", "+12125550001", timezone="America/New_York")  # 12:00
@@ -251,7 +249,7 @@ def test_quiet_hours_follow_each_recipients_time_zone(
     assert sent_to(senders) == {new_york, default, tokyo, kolkata}
 
 
-def test_an_urgent_broadcast_goes_out_in_quiet_hours(store: SqliteStore, svc: Broadcasts) -> None:
+def test_an_urgent_broadcast_goes_out_in_quiet_hours(store: SqlStore, svc: Broadcasts) -> None:
     subscriber(store, "sms", "+919800000001", timezone="Asia/Kolkata")
     row = started(svc, urgent=True)
     (only,) = rows_of(store, row.id)
@@ -260,7 +258,7 @@ def test_an_urgent_broadcast_goes_out_in_quiet_hours(store: SqliteStore, svc: Br
 
 
 def test_a_message_that_waited_into_quiet_hours_is_held_at_send_time(
-    store: SqliteStore, svc: Broadcasts, clock: Clock
+    store: SqlStore, svc: Broadcasts, clock: Clock
 ) -> None:
     subscriber(store, "sms", "+12125550001", timezone="America/New_York")
     row = started(svc)  # due at once: 12:00 in New York
@@ -277,7 +275,7 @@ def test_a_message_that_waited_into_quiet_hours_is_held_at_send_time(
 
 
 def test_the_kill_switch_stops_a_running_broadcast_at_once(
-    store: SqliteStore, config: Config, clock: Clock
+    store: SqlStore, config: Config, clock: Clock
 ) -> None:
     svc = service(store, config, clock, batch_size=10)
     for n in range(30):
@@ -309,7 +307,7 @@ def test_the_kill_switch_stops_a_running_broadcast_at_once(
 
 
 def test_cancelling_during_the_fan_out_stops_it_after_the_batch_in_hand(
-    store: SqliteStore, config: Config, clock: Clock
+    store: SqlStore, config: Config, clock: Clock
 ) -> None:
     svc = service(store, config, clock, batch_size=10)
     for n in range(30):
@@ -326,7 +324,7 @@ def test_cancelling_during_the_fan_out_stops_it_after_the_batch_in_hand(
 
 
 def test_a_correction_goes_to_exactly_the_recipients_the_original_reached(
-    store: SqliteStore, svc: Broadcasts, clock: Clock
+    store: SqlStore, svc: Broadcasts, clock: Clock
 ) -> None:
     a, b, c, d, e = (subscriber(store, "sms", f"+155502000{n}") for n in range(5))
     original = started(svc, "Testing at the town hall on Friday.")
@@ -353,7 +351,7 @@ def test_a_correction_goes_to_exactly_the_recipients_the_original_reached(
 
 
 def test_a_correction_waits_until_the_original_is_finished_or_stopped(
-    store: SqliteStore, svc: Broadcasts
+    store: SqlStore, svc: Broadcasts
 ) -> None:
     subscriber(store, "sms", "+15550000001")
     original = started(svc)  # still queued
@@ -369,7 +367,7 @@ def test_a_correction_waits_until_the_original_is_finished_or_stopped(
 
 
 def test_preview_counts_people_segments_cost_and_time_to_finish(
-    store: SqliteStore, config: Config, clock: Clock
+    store: SqlStore, config: Config, clock: Clock
 ) -> None:
     svc = build_broadcasts(configured(config, languages=["en", "hi"]), store, clock)
     for n in range(3):
@@ -411,7 +409,7 @@ def test_preview_counts_people_segments_cost_and_time_to_finish(
 
 
 def test_a_scheduled_broadcast_starts_at_its_time(
-    store: SqliteStore, svc: Broadcasts, clock: Clock
+    store: SqlStore, svc: Broadcasts, clock: Clock
 ) -> None:
     who = subscriber(store, "sms", "+15550000001")
     row = approved(svc, send_at=T0 + timedelta(hours=2))
@@ -426,7 +424,7 @@ def test_a_scheduled_broadcast_starts_at_its_time(
 
 
 def test_a_recurring_broadcast_sends_one_occurrence_per_due_time(
-    store: SqliteStore, svc: Broadcasts, clock: Clock
+    store: SqlStore, svc: Broadcasts, clock: Clock
 ) -> None:
     subscriber(store, "sms", "+15550000001")
     weekly = Recurrence(every_days=7, at=time(9, 0), timezone="Asia/Kolkata")

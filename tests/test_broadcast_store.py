@@ -21,6 +21,7 @@ from bot.store import (
     ConsentPurpose,
     OutboxStatus,
     SqliteStore,
+    SqlStore,
     open_store,
 )
 from bot.store.migrations import MIGRATIONS
@@ -28,7 +29,7 @@ from nlu.types import Expectation, Intent, Understanding
 
 
 @pytest.fixture
-def store(any_store: SqliteStore) -> SqliteStore:
+def store(any_store: SqlStore) -> SqlStore:
     """Once per engine (tests/pg.py): SQLite and PostgreSQL."""
     coordinators(any_store)
     return any_store
@@ -76,7 +77,7 @@ def test_migration_links_phone_numbers_and_seeds_the_consent_record(tmp_path: Pa
 
 
 def test_every_consent_change_is_recorded_with_its_source_and_never_rewritten(
-    store: SqliteStore,
+    store: SqlStore,
 ) -> None:
     who = store.get_or_create_contact("sms", "+15550000001", T0).id
     store.update_contact(who, consent_broadcast=True, now=T0, source="keyword")
@@ -98,7 +99,7 @@ def test_every_consent_change_is_recorded_with_its_source_and_never_rewritten(
 
 
 def test_conversation_messages_go_before_broadcasts_and_are_never_held_behind_one(
-    store: SqliteStore,
+    store: SqlStore,
 ) -> None:
     who = store.get_or_create_contact("sms", "+15550000001", T0).id
     other = store.get_or_create_contact("sms", "+15550000002", T0).id
@@ -128,7 +129,7 @@ def test_the_claim_walks_an_index_instead_of_sorting_the_backlog(tmp_path: Path)
 
 
 def test_cancelled_rows_are_never_claimed_and_a_send_in_flight_is_recorded(
-    store: SqliteStore,
+    store: SqlStore,
 ) -> None:
     who = store.get_or_create_contact("sms", "+15550000001", T0).id
     waiting, in_flight = store.enqueue(bulk(who), T0), store.enqueue(bulk(who), T0)
@@ -148,7 +149,7 @@ def test_cancelled_rows_are_never_claimed_and_a_send_in_flight_is_recorded(
 
 
 def test_two_sweeps_fanning_out_at_once_enqueue_each_person_once(
-    store_url: str, store: SqliteStore, config: Config
+    store_url: str, store: SqlStore, config: Config
 ) -> None:
     for n in range(60):
         subscriber(store, "sms", f"+1555060{n:04d}")

@@ -3,10 +3,8 @@ who may press which button and why not, the form read into a draft."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 
 import pytest
 from broadcast_helpers import T0, Clock, coordinators, service, started
@@ -14,18 +12,16 @@ from broadcast_helpers import T0, Clock, coordinators, service, started
 from bot import broadcast_view as bv
 from bot.broadcast import ChannelStats, Stats
 from bot.config import Config
-from bot.store import BroadcastRow, BroadcastStatus, SqliteStore, UserRow
+from bot.store import BroadcastRow, BroadcastStatus, SqlStore, UserRow
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "view.db")
-    coordinators(store)
-    yield store
-    store.close()
+def store(any_store: SqlStore) -> SqlStore:
+    coordinators(any_store)
+    return any_store
 
 
-def user(store: SqliteStore, name: str) -> UserRow:
+def user(store: SqlStore, name: str) -> UserRow:
     found = store.find_user(name)
     assert found is not None
     return found
@@ -49,7 +45,7 @@ def test_the_chart_puts_every_channel_on_one_scale() -> None:
     assert bv.stats_chart([]).label == "no messages"
 
 
-def test_progress_says_what_the_status_alone_does_not(store: SqliteStore, config: Config) -> None:
+def test_progress_says_what_the_status_alone_does_not(store: SqlStore, config: Config) -> None:
     svc = service(store, config, Clock())
     row = started(svc)
     stats = svc.stats(row.id)
@@ -61,14 +57,14 @@ def test_progress_says_what_the_status_alone_does_not(store: SqliteStore, config
     assert bv.progress_text(stopped) == "Stopped: nothing left in the queue"
 
 
-def draft_row(store: SqliteStore, config: Config) -> BroadcastRow:
+def draft_row(store: SqlStore, config: Config) -> BroadcastRow:
     from bot.broadcast import Draft
 
     svc = service(store, config, Clock())
     return svc.create(Draft("advice", {"en": "Stay safe."}), by="alice")
 
 
-def test_the_creator_is_told_why_they_cannot_approve(store: SqliteStore, config: Config) -> None:
+def test_the_creator_is_told_why_they_cannot_approve(store: SqlStore, config: Config) -> None:
     row = draft_row(store, config)
     empty = Stats(row, ())
     mine = bv.actions(empty, user(store, "alice"), T0, when)
@@ -79,7 +75,7 @@ def test_the_creator_is_told_why_they_cannot_approve(store: SqliteStore, config:
     assert not bv.actions(empty, user(store, "carol"), T0, when).may_act  # a clinician
 
 
-def test_send_later_sending_and_the_kill_switch(store: SqliteStore, config: Config) -> None:
+def test_send_later_sending_and_the_kill_switch(store: SqlStore, config: Config) -> None:
     row = replace(
         draft_row(store, config), status=BroadcastStatus.APPROVED, send_at=T0 + timedelta(hours=2)
     )

@@ -26,7 +26,7 @@ from bot.config import Config
 from bot.console import ROUTE_ROLES
 from bot.console_broadcasts import READ, WRITE, pages
 from bot.flow import Library
-from bot.store import BroadcastStatus, OutboxStatus, Role, SqliteStore
+from bot.store import BroadcastStatus, OutboxStatus, Role, SqlStore
 from bot.web import create_app
 
 PASSWORD = "a long enough password"
@@ -43,9 +43,9 @@ class Site:
     csrf: dict[str, str]
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> SqlStore:
         store = self.bridge.store
-        assert isinstance(store, SqliteStore)
+        assert isinstance(store, SqlStore)
         return store
 
     @property
@@ -86,7 +86,7 @@ def running(base: Config, folder: Path, parts: tuple[Library, Interpreter]) -> I
     bridge = CareBridge(config, library=library, interpreter=interpreter, clock=clock)
     auth = Auth(bridge.store, config.console, clock=clock, env={})
     store = bridge.store
-    assert isinstance(store, SqliteStore)
+    assert isinstance(store, SqlStore)
     for phone in PHONES:
         subscriber(store, "sms", phone)
     subscriber(store, "sms", HINDI_PHONE, language="hi")

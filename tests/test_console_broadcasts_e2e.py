@@ -25,7 +25,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from bot.app import CareBridge
 from bot.config import ChannelsConfig, ChannelSwitch, Config
-from bot.store import SqliteStore
+from bot.store import SqlStore
 from bot.web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,9 +44,9 @@ class Stack:
     bridge: CareBridge
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> SqlStore:
         store = self.bridge.store
-        assert isinstance(store, SqliteStore)
+        assert isinstance(store, SqlStore)
         return store
 
     def received(self, containing: str) -> list[dict[str, str]]:
@@ -94,7 +94,7 @@ def stack(tmp_config: Config) -> Iterator[Stack]:
         )
         bridge = CareBridge(config, interpreter=Unread())  # type: ignore[arg-type]
         store = bridge.store
-        assert isinstance(store, SqliteStore)
+        assert isinstance(store, SqlStore)
         for name in ("alice", "bob"):
             make_user(store, name, "coordinator", PASSWORD)
         for phone in NORTH_SMS:

@@ -12,7 +12,7 @@ import pytest
 from bot.dispatch import Dispatcher, RetryPolicy
 from bot.errors import PermanentChannelError, TransientChannelError
 from bot.messages import Outbound
-from bot.store import Lane, OutboxStatus, SqliteStore
+from bot.store import Lane, OutboxStatus, SqlStore
 from channels.base import CollectingChannel
 
 T0 = datetime(2020, 4, 1, 9, tzinfo=UTC)
@@ -27,12 +27,12 @@ class Clock:
 
 
 @pytest.fixture
-def store(any_store: SqliteStore) -> SqliteStore:
+def store(any_store: SqlStore) -> SqlStore:
     """Once per engine (tests/pg.py): SQLite and PostgreSQL."""
     return any_store
 
 
-def setup(store: SqliteStore, channel: str = "sms", n: int = 1) -> list[int]:
+def setup(store: SqlStore, channel: str = "sms", n: int = 1) -> list[int]:
     contact = store.get_or_create_contact(channel, "+15550001", T0)
     return [
         store.enqueue(Outbound(channel, "+15550001", f"m{i}", contact_id=contact.id), T0)
@@ -48,7 +48,7 @@ def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
     assert policy.delay(1, 45.0, rng) == 45.0  # the provider's retry_after wins
 
 
-def test_transient_errors_are_retried_later_then_sent(store: SqliteStore) -> None:
+def test_transient_errors_are_retried_later_then_sent(store: SqlStore) -> None:
     [row] = setup(store)
     sms, clock = CollectingChannel("sms"), Clock()
     sms.fail_next(TransientChannelError("429", code="429", retry_after=30))
@@ -69,7 +69,7 @@ def test_transient_errors_are_retried_later_then_sent(store: SqliteStore) -> Non
     assert [m.text for m in sms.sent] == ["m0"]
 
 
-def test_permanent_opt_out_error_marks_the_contact_opted_out(store: SqliteStore) -> None:
+def test_permanent_opt_out_error_marks_the_contact_opted_out(store: SqlStore) -> None:
     [row] = setup(store)
     sms = CollectingChannel("sms")
     sms.fail_next(PermanentChannelError("unsubscribed", code="21610", opt_out=True))
@@ -80,7 +80,7 @@ def test_permanent_opt_out_error_marks_the_contact_opted_out(store: SqliteStore)
     assert contact is not None and contact.opted_out
 
 
-def test_whatsapp_outside_24_hours_is_sent_as_the_approved_template(store: SqliteStore) -> None:
+def test_whatsapp_outside_24_hours_is_sent_as_the_approved_template(store: SqlStore) -> None:
     setup(store, "whatsapp")
     wa, clock = CollectingChannel("whatsapp"), Clock()
     asyncio.run(Dispatcher(store, {"whatsapp": wa}, clock=clock).run_once())
@@ -94,7 +94,7 @@ def test_whatsapp_outside_24_hours_is_sent_as_the_approved_template(store: Sqlit
     assert "template" not in wa.sent[1].meta
 
 
-def test_63016_is_recorded_as_undelivered(store: SqliteStore) -> None:
+def test_63016_is_recorded_as_undelivered(store: SqlStore) -> None:
     [row] = setup(store, "whatsapp")
     wa = CollectingChannel("whatsapp")
     wa.fail_next(PermanentChannelError("outside window", code="63016"))
@@ -103,7 +103,7 @@ def test_63016_is_recorded_as_undelivered(store: SqliteStore) -> None:
     assert got is not None and got.status == OutboxStatus.UNDELIVERED
 
 
-def test_one_chat_is_paced_to_its_per_chat_rate(store: SqliteStore) -> None:
+def test_one_chat_is_paced_to_its_per_chat_rate(store: SqlStore) -> None:
     setup(store, "telegram", n=3)
     tg = CollectingChannel("telegram")
     d = Dispatcher(store, {"telegram": tg}, rates={"telegram": 30}, per_chat_rates={"telegram": 5})
@@ -119,7 +119,7 @@ def test_one_chat_is_paced_to_its_per_chat_rate(store: SqliteStore) -> None:
 
 
 def test_a_clinician_message_outside_the_window_waits_for_the_patients_reply(
-    store: SqliteStore,
+    store: SqlStore,
 ) -> None:
     contact = store.get_or_create_contact("whatsapp", "+15550001", T0)
     words = Outbound(
@@ -152,7 +152,7 @@ def test_a_clinician_message_outside_the_window_waits_for_the_patients_reply(
 
 
 def test_a_failure_hands_the_chats_later_rows_back_unsent_so_order_is_kept(
-    store: SqliteStore,
+    store: SqlStore,
 ) -> None:
     first, second = setup(store, n=2)  # one contact, both due: claimed in one sweep
     sms, clock = CollectingChannel("sms"), Clock()
@@ -174,7 +174,7 @@ def test_a_failure_hands_the_chats_later_rows_back_unsent_so_order_is_kept(
     assert [m.text for m in sms.sent] == ["m0", "m1"]
 
 
-def test_the_emergency_lane_goes_first_in_a_sweep(store: SqliteStore) -> None:
+def test_the_emergency_lane_goes_first_in_a_sweep(store: SqlStore) -> None:
     contact = store.get_or_create_contact("sms", "+15550009", T0)
     setup(store, n=3)
     urgent = Outbound("sms", "+15550009", "Call 112", contact_id=contact.id)

@@ -7,6 +7,7 @@ the behaviour asked for, with room to spare; the duplicate bound is docs/channel
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from fault_helpers import (
     wait_until,
 )
 from patients import COVID_SCREENING
+from pg import ENGINES
 
 # Short leases and backoff so that a test waits seconds, not minutes.
 FAST = {"lease_s": 4, "send_timeout_s": 1.5, "order_hold_s": 6, "retry_cap_s": 2}
@@ -55,11 +57,11 @@ def emergency_times(
 
 
 def test_kill_9_under_load_loses_nothing_and_emergencies_still_go_out_at_once(
-    tmp_path: Path,
+    tmp_path: Path, store_url: str
 ) -> None:
     patients_n, kills = 12, 3
     with FakeTwilio() as twilio:
-        serve = Serve(tmp_path, twilio, delivery=FAST, sms_rate=40)
+        serve = Serve(tmp_path, twilio, delivery=FAST, sms_rate=40, store_url=store_url)
         patients = Patients(serve)
         serve.start()
         try:
@@ -159,7 +161,7 @@ class Site:
 
 
 def test_60_s_provider_outages_lose_nothing_and_never_stall_another_channel(
-    tmp_path: Path,
+    tmp_path: Path, new_store_url: Callable[[], str]
 ) -> None:
     with ExitStack() as stack:
         sites: list[Site] = []
@@ -168,7 +170,13 @@ def test_60_s_provider_outages_lose_nothing_and_never_stall_another_channel(
             twilio.hang_seconds = 3 * FAST["send_timeout_s"]  # the dispatcher gives up first
             telegram = stack.enter_context(FakeTelegram())
             (tmp_path / kind).mkdir()
-            serve = Serve(tmp_path / kind, twilio, telegram, delivery=OUTAGE_DELIVERY)
+            serve = Serve(
+                tmp_path / kind,
+                twilio,
+                telegram,
+                delivery=OUTAGE_DELIVERY,
+                store_url=new_store_url(),
+            )
             stack.callback(serve.stop)
             sites.append(Site(kind, serve, Patients(serve)))
         pool = stack.enter_context(ThreadPoolExecutor(16))
@@ -246,10 +254,18 @@ def test_60_s_provider_outages_lose_nothing_and_never_stall_another_channel(
 # -- the emergency lane ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def slow_sms(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module", params=ENGINES)
+def slow_sms(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One serve for the lane tests, on each engine in turn."""
+    url = ""
+    if request.param == "postgresql":
+        cluster = request.getfixturevalue("pg_cluster")
+        name = cluster.fresh_database()
+        request.addfinalizer(lambda: cluster.drop(name))
+        url = cluster.url(name)
     with FakeTwilio() as twilio:
-        serve = Serve(tmp_path_factory.mktemp("lanes"), twilio, delivery=FAST, sms_rate=0.5)
+        folder = tmp_path_factory.mktemp("lanes")
+        serve = Serve(folder, twilio, delivery=FAST, sms_rate=0.5, store_url=url)
         with serving(serve):
             yield serve
 

@@ -137,7 +137,7 @@ def test_near_a_sign_the_bot_asks_once_and_a_yes_gets_the_emergency(
 def test_a_letter_dropped_inside_a_five_letter_word_is_a_typo(
     setup: tuple[Chat, Path, str],
 ) -> None:
-    """"siff" keeps the first and last letters of "stiff": read as the word, so the sign is
+    """ "siff" keeps the first and last letters of "stiff": read as the word, so the sign is
     raised at once (no question)."""
     chat, _, number = setup
     state = chat.first_reply("drop-1", "my neck is siff and i have a fever")

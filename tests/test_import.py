@@ -19,7 +19,7 @@ from bot import io_import
 from bot.app import load_flows
 from bot.cli import main
 from bot.config import Config
-from bot.store import CheckinKind, CheckinStatus, SqliteStore, SqlStore
+from bot.store import CheckinKind, CheckinStatus, SqlStore
 from bot.store import open_store as open_configured
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ def open_store(config: Config) -> SqlStore:
     return store
 
 
-def count(store: SqliteStore, sql: str, *params: Any) -> int:
+def count(store: SqlStore, sql: str, *params: Any) -> int:
     return int(store._rows(sql, params)[0][0])
 
 

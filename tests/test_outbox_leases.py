@@ -17,7 +17,7 @@ from bot.dispatch import Dispatcher, RetryPolicy
 from bot.errors import TransientChannelError
 from bot.messages import Outbound
 from bot.session import Contact
-from bot.store import Lane, OutboxStatus, SqliteStore
+from bot.store import Lane, OutboxStatus, SqlStore
 from channels.base import CollectingChannel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,13 +31,13 @@ def at(seconds: float) -> datetime:
 
 
 @pytest.fixture
-def store(any_store: SqliteStore) -> SqliteStore:
+def store(any_store: SqlStore) -> SqlStore:
     """Once per engine (tests/pg.py): SQLite and PostgreSQL."""
     return any_store
 
 
 @pytest.fixture
-def contact(store: SqliteStore) -> Contact:
+def contact(store: SqlStore) -> Contact:
     return store.get_or_create_contact("sms", "+15550001", T0)
 
 
@@ -46,7 +46,7 @@ def sms(contact: Contact, text: str, kind: str = "reply") -> Outbound:
 
 
 def test_a_crashed_dispatchers_rows_are_claimed_again_when_their_lease_runs_out(
-    store: SqliteStore, contact: Contact
+    store: SqlStore, contact: Contact
 ) -> None:
     stuck = store.enqueue(sms(contact, "one"), T0)
     (claimed,) = store.claim_outbox(T0, 10, "sms", lease=LEASE)
@@ -61,7 +61,7 @@ def test_a_crashed_dispatchers_rows_are_claimed_again_when_their_lease_runs_out(
 
 
 def test_a_row_in_flight_holds_the_contacts_next_message_but_not_their_emergency_reply(
-    store: SqliteStore, contact: Contact
+    store: SqlStore, contact: Contact
 ) -> None:
     first = store.enqueue(sms(contact, "question 1"), T0)
     assert [r.id for r in store.claim_outbox(T0, 10, "sms", urgent=False)] == [first]
@@ -74,7 +74,7 @@ def test_a_row_in_flight_holds_the_contacts_next_message_but_not_their_emergency
 
 
 def test_the_emergency_lane_is_claimed_before_older_ordinary_rows(
-    store: SqliteStore, contact: Contact
+    store: SqlStore, contact: Contact
 ) -> None:
     others = [store.get_or_create_contact("sms", f"+1555000{n:03d}", T0) for n in range(100)]
     ordinary = [store.enqueue(sms(c, "reply"), T0) for c in others]
@@ -86,7 +86,7 @@ def test_the_emergency_lane_is_claimed_before_older_ordinary_rows(
 
 
 def test_a_failing_row_holds_the_contacts_later_rows_only_for_the_order_hold(
-    store: SqliteStore, contact: Contact
+    store: SqlStore, contact: Contact
 ) -> None:
     hold = timedelta(seconds=20)
     failing = store.enqueue(sms(contact, "first"), T0)
@@ -97,7 +97,7 @@ def test_a_failing_row_holds_the_contacts_later_rows_only_for_the_order_hold(
     assert [r.id for r in store.claim_outbox(at(21), 10, "sms", order_hold=hold)] == [later]
 
 
-def test_an_unhandled_inbound_message_is_pending_until_processed(store: SqliteStore) -> None:
+def test_an_unhandled_inbound_message_is_pending_until_processed(store: SqlStore) -> None:
     from bot.messages import Inbound
 
     inbound = Inbound("sms", "+15550001", "hi", T0, "SM-in-1")
@@ -129,7 +129,7 @@ def test_the_configured_retry_budget_outlasts_a_long_provider_outage() -> None:
 
 
 def test_a_retry_after_pauses_the_whole_channel_until_the_time_it_names(
-    store: SqliteStore, contact: Contact
+    store: SqlStore, contact: Contact
 ) -> None:
     other = store.get_or_create_contact("sms", "+15550002", T0)
     first = store.enqueue(sms(contact, "one"), T0)

@@ -3,7 +3,6 @@ MYDATA / FORGET keywords a patient sends, driven through the app as a patient wo
 
 from __future__ import annotations
 
-import sqlite3
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from console_helpers import make_user, served, session_cookie
 from fakes import wait_for
+from pg import db_rows, dump_all
 from test_cli import write_config
 
 from bot.app import CareBridge
@@ -22,7 +22,7 @@ from bot.auth import SESSION_COOKIE, Auth
 from bot.cli import main
 from bot.config import Config
 from bot.messages import Inbound
-from bot.store import SqliteStore
+from bot.store import SqliteStore, open_store
 from bot.web import create_app
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
@@ -72,21 +72,19 @@ def screening(app: CareBridge, address: str = PHONE) -> None:
     send(app, "0", address)
 
 
-def table_counts(db: Path) -> dict[str, int]:
-    with sqlite3.connect(db) as conn:
-        return {
-            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            for table in ("contacts", "inbox", "transcript", "outbox", "readings", "sessions")
-        }
+def table_counts(db: Config) -> dict[str, int]:
+    return {
+        table: db_rows(db, f"SELECT count(*) FROM {table}")[0][0]
+        for table in ("contacts", "inbox", "transcript", "outbox", "readings", "sessions")
+    }
 
 
-def texts(db: Path, table: str) -> list[str]:
-    with sqlite3.connect(db) as conn:
-        return [r[0] for r in conn.execute(f"SELECT text FROM {table} ORDER BY id")]
+def texts(db: Config, table: str) -> list[str]:
+    return [r[0] for r in db_rows(db, f"SELECT text FROM {table} ORDER BY id")]
 
 
-def db_path(config: Config) -> Path:
-    return Path(config.storage_url().removeprefix("sqlite:///"))
+def states(db: Config) -> list[str]:
+    return [r[0] for r in db_rows(db, "SELECT state FROM sessions ORDER BY id")]
 
 
 # --- files --------------------------------------------------------------------------------------
@@ -118,7 +116,7 @@ def test_the_purge_redacts_exactly_the_text_older_than_the_policy(
     app: CareBridge, clock: Clock, tmp_config: Config
 ) -> None:
     assert tmp_config.retention.message_days == 90
-    db = db_path(tmp_config)
+    db = tmp_config
     screening(app)  # day 0: an old conversation
     for row in app.store.outbox():
         app.store.mark_sent(row.id, f"SM-out-{row.id}", clock())  # the dispatcher's work
@@ -127,9 +125,7 @@ def test_the_purge_redacts_exactly_the_text_older_than_the_policy(
     assert readings and old_rows["transcript"] > 10
     clock.jump(80)
     send(app, "MENU")  # day 80: a recent message
-    levels = [s.triage for s in app.store.escalations()] + [
-        r[0] for r in sqlite3.connect(db).execute("SELECT state FROM sessions")
-    ]
+    levels = [s.triage for s in app.store.escalations()] + states(db)
     assert any('"triage":"self_care"' in level for level in levels)
     before = table_counts(db)
     clock.jump(11)  # day 91: the day-0 texts are past 90 days, the day-80 ones are not
@@ -144,9 +140,7 @@ def test_the_purge_redacts_exactly_the_text_older_than_the_policy(
         assert "[redacted]" not in rows[old_rows[table] :] and rows[old_rows[table] :]
     assert table_counts(db) == before  # counts intact
     assert app.store.readings(1) == readings
-    after_levels = [s.triage for s in app.store.escalations()] + [
-        r[0] for r in sqlite3.connect(db).execute("SELECT state FROM sessions")
-    ]
+    after_levels = [s.triage for s in app.store.escalations()] + states(db)
     assert after_levels == levels
     purges = [e for e in app.store.audit_log() if e.action == "retention_purge"]
     assert len(purges) == 1 and purges[0].detail["transcript"] == old_rows["transcript"]
@@ -175,7 +169,9 @@ def test_mydata_is_localized(app: CareBridge) -> None:
     assert "90 días" in reply and "OLVIDAR" in reply
 
 
-def test_forget_asks_first_and_anything_but_yes_keeps_everything(app: CareBridge) -> None:
+def test_forget_asks_first_and_anything_but_yes_keeps_everything(
+    app: CareBridge, tmp_config: Config
+) -> None:
     for text in ("hi", "1", "yes", "1"):
         send(app, text)
     ask = send(app, "FORGET")
@@ -183,13 +179,13 @@ def test_forget_asks_first_and_anything_but_yes_keeps_everything(app: CareBridge
     reply = send(app, "no")
     assert reply.startswith("Nothing was erased.")
     assert app.store.contact_row(1).address == PHONE  # type: ignore[union-attr]
-    assert "FORGET" in texts(app.store.path, "transcript")  # type: ignore[attr-defined]
+    assert "FORGET" in texts(tmp_config, "transcript")
 
 
 def test_forget_erases_texts_and_number_and_a_later_message_starts_afresh(
     app: CareBridge, tmp_config: Config, clock: Clock
 ) -> None:
-    db = db_path(tmp_config)
+    db = tmp_config
     screening(app)
     send(app, "I also have a rash on my arm")
     for row in app.store.outbox():
@@ -218,10 +214,14 @@ def test_forget_erases_texts_and_number_and_a_later_message_starts_afresh(
     app.privacy.sweep()
     assert {r.outbound.address for r in app.store.outbox()} == {"forgotten-1"}
 
-    # An attacker with the database file finds neither the number nor what the patient wrote.
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    raw = db.read_bytes() + Path(f"{db}-wal").read_bytes()
+    # An attacker with the database file (SQLite) or a dump (PostgreSQL) finds neither the
+    # number nor what the patient wrote.
+    if isinstance(app.store, SqliteStore):
+        file = app.store.path
+        db_rows(db, "PRAGMA wal_checkpoint(TRUNCATE)")
+        raw = file.read_bytes() + Path(f"{file}-wal").read_bytes()
+    else:
+        raw = dump_all(app.store).encode()
     assert PHONE.encode() not in raw and b"rash on my arm" not in raw
 
     # Writing again is a new person: language and consent first, nothing carried over.
@@ -263,11 +263,11 @@ def test_an_admin_erases_a_patient_on_request_from_the_command_line(
     done = runner.invoke(main, ["--config", str(cfg), "patients", "forget", "1"], input="y\n")
     assert done.exit_code == 0 and "patient 1 forgotten" in done.output
 
-    with SqliteStore(db_path(tmp_config)) as store:
+    with open_store(tmp_config.storage_url()) as store:
         assert store.contact_row(1).address == "forgotten-1"  # type: ignore[union-attr]
         entry = next(e for e in store.audit_log(contact_id=1) if e.action == "forget_patient")
         assert entry.detail["source"] == "cli" and entry.detail["requested_by"]
-        assert "+15550001111" not in " ".join(texts(store.path, "inbox"))
+    assert "+15550001111" not in " ".join(texts(tmp_config, "inbox"))
     again = runner.invoke(main, ["--config", str(cfg), "patients", "forget", "1", "--yes"])
     assert again.exit_code == 1 and "forgotten already" in again.output
 
@@ -316,7 +316,7 @@ def test_a_clinician_erases_a_patient_from_the_console_with_a_typed_confirmation
         after = browser.get("/console/patients/1")
         assert 'id="forgotten"' in after.text and 'id="forget"' not in after.text
     assert app.store.contact_row(1).address == "forgotten-1"  # type: ignore[union-attr]
-    assert "Asha Rao" not in " ".join(texts(app.store.path, "transcript"))  # type: ignore[attr-defined]
+    assert "Asha Rao" not in " ".join(texts(tmp_config, "transcript"))
     entry = next(e for e in app.store.audit_log(contact_id=1) if e.action == "forget_patient")
     assert (entry.username, entry.detail["source"]) == ("dr_erase", "console")
 
@@ -339,8 +339,7 @@ def test_the_web_app_scheduler_runs_the_purge(tmp_config: Config) -> None:
     late.jump(120)
     bridge = CareBridge(tmp_config, clock=late)
     web = create_app(tmp_config, bridge=bridge, env={}, senders={}, dispatch=False)
-    db = db_path(tmp_config)
     with served(web):  # the first sweep runs at start-up
-        wait_for(lambda: texts(db, "inbox") == ["[redacted]"], timeout=20)
-    with SqliteStore(db) as store:
+        wait_for(lambda: texts(tmp_config, "inbox") == ["[redacted]"], timeout=20)
+    with open_store(tmp_config.storage_url()) as store:
         assert [e.action for e in store.audit_log()].count("retention_purge") == 1

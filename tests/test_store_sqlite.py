@@ -300,9 +300,7 @@ def test_readings_are_newest_first(store: Store, contact: Contact) -> None:
 # -- escalations ------------------------------------------------------------------
 
 
-def test_a_second_escalation_is_folded_into_the_open_ticket(
-    store: Store, contact: Contact
-) -> None:
+def test_a_second_escalation_is_folded_into_the_open_ticket(store: Store, contact: Contact) -> None:
     first = store.open_escalation(
         contact.id,
         None,
@@ -393,9 +391,7 @@ def test_outbox_claim_retry_and_final_status(store: Store, contact: Contact) -> 
         store.mark_sent(999, None, at(4))
 
 
-def test_status_callbacks_by_provider_id_never_go_backwards(
-    store: Store, contact: Contact
-) -> None:
+def test_status_callbacks_by_provider_id_never_go_backwards(store: Store, contact: Contact) -> None:
     outbox_id = store.enqueue(sms(contact), T0)
     store.claim_outbox(T0, limit=1)
     store.mark_sent(outbox_id, "SM123", at(1))

@@ -24,7 +24,7 @@ from bot.broadcast import Draft
 from bot.cli_patients import patients
 from bot.config import Config, EscalationConfig, OnCallConfig
 from bot.messages import Inbound
-from bot.store import Audience, CheckinKind, EnrollmentStatus, SqliteStore
+from bot.store import Audience, CheckinKind, EnrollmentStatus, open_store
 from bot.web import create_app
 
 SIM = "sim-tester0001"
@@ -142,7 +142,7 @@ def test_patients_list_leaves_test_contacts_out_unless_asked(tmp_config: Config)
 
 
 def test_broadcasts_reach_test_contacts_only_when_asked(tmp_config: Config) -> None:
-    store = SqliteStore(tmp_config.storage_url().removeprefix("sqlite:///"))
+    store = open_store(tmp_config.storage_url())
     coordinators(store)
     real = subscriber(store, "sms", "+919812345678", timezone="Asia/Kolkata")  # 21:30: quiet
     sim = store.get_or_create_contact("web", SIM, T0, "en").id  # never said yes or no
@@ -170,7 +170,7 @@ def test_broadcasts_reach_test_contacts_only_when_asked(tmp_config: Config) -> N
 
 
 def test_a_preview_names_the_channels_that_are_off_and_why(tmp_config: Config) -> None:
-    store = SqliteStore(tmp_config.storage_url().removeprefix("sqlite:///"))
+    store = open_store(tmp_config.storage_url())
     coordinators(store)
     subscriber(store, "sms", "+919812345678")
     store.get_or_create_contact("web", SIM, T0, "en")

@@ -17,7 +17,6 @@ from fakes import FakeServer, wait_for
 from fakes.telegram_server import FakeTelegram, callback_update, message_update
 from fakes.twilio_server import FakeTwilio, inbound_params, signed_request
 from patients import COVID_SCREENING as SCREENING
-from pg import SQLITE_ONLY
 from starlette.applications import Starlette
 
 from bot.app import CareBridge
@@ -156,8 +155,6 @@ def stack(engine_config: Config, tmp_path: Path) -> Iterator[Stack]:
             server.stop()
 
 
-
-
 @pytest.mark.parametrize("kind", ["sms", "whatsapp"])
 def test_a_complete_screening_over_twilio(stack: Stack, kind: str) -> None:
     number = "+15551230001"
@@ -205,7 +202,6 @@ def test_a_wrong_telegram_secret_gets_403(stack: Stack) -> None:
     assert stack.bridge.store.find_contact("telegram", "777002") is None
 
 
-@SQLITE_ONLY  # long; the same store calls run on PostgreSQL in the other tests
 def test_one_hundred_replayed_webhooks_produce_one_reply(stack: Stack) -> None:
     number = "+15551230003"
     for _ in range(100):
@@ -216,7 +212,6 @@ def test_one_hundred_replayed_webhooks_produce_one_reply(stack: Stack) -> None:
     assert len(stack.bridge.store.outbox()) == 1
 
 
-@SQLITE_ONLY  # long; the same store calls run on PostgreSQL in the other tests
 def test_nothing_is_lost_in_a_sixty_second_provider_outage(stack: Stack) -> None:
     """Bot time runs 10x: 6 real seconds of 500s and timeouts are a 60-second outage."""
     stack.twilio.outage("mixed")

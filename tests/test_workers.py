@@ -111,14 +111,16 @@ def test_heartbeats_show_the_processes_and_the_queue_shows_each_lane(
     }
 
 
-def test_worker_status_prints_processes_sweeps_and_queues(tmp_config: Config) -> None:
+def test_worker_status_prints_processes_sweeps_and_queues(
+    tmp_config: Config, tmp_path: Path
+) -> None:
     bridge = CareBridge(tmp_config)
     try:
         work_store(bridge).heartbeat("worker:h:1:a", "worker", "h", 1, datetime.now(UTC))
         bridge.store.enqueue(Outbound("sms", "+15550000001", "hi"), datetime.now(UTC))
     finally:
         bridge.close()
-    config = Path(tmp_config.storage_url()[len("sqlite:///") :]).with_name("config.yaml")
+    config = tmp_path / "config.yaml"
     config.write_text(json.dumps({"storage": {"url": tmp_config.storage_url()}}))
     result = CliRunner().invoke(main, ["--config", str(config), "worker", "--status"])
     assert result.exit_code == 0, result.output
