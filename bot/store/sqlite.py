@@ -21,6 +21,7 @@ from sqlite_utils import Database
 from bot.errors import StoreError
 from bot.messages import Inbound, Outbound
 from bot.session import Contact, Session
+from bot.store.api import ApiSql
 from bot.store.base import (
     BULK_KINDS,
     FINAL_ESCALATION_STATUSES,
@@ -52,16 +53,15 @@ from bot.store.base import (
     TranscriptEntry,
     UserRow,
 )
+from bot.store.broadcasts import BroadcastSql, record_consents
 from bot.store.codec import _dt, _flag, _json, _ts
+from bot.store.dashboards import DashSql
+from bot.store.io import IoSql
+from bot.store.live import LiveSql
 from bot.store.migrations import MIGRATION_LOCK, MIGRATIONS, Migration, ledger_sql
+from bot.store.privacy import PrivacySql
 from bot.store.sql import NO_LIMIT, SQLITE, Connection, Dialect, Row
-from bot.store.sqlite_api import ApiSql
-from bot.store.sqlite_broadcasts import BroadcastSql, record_consents
-from bot.store.sqlite_dash import DashSql
-from bot.store.sqlite_io import IoSql
-from bot.store.sqlite_privacy import PrivacySql
-from bot.store.sqlite_voice import LiveSql
-from bot.store.sqlite_work import WorkSql
+from bot.store.work import WorkSql
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,8 @@ class SqlStore(BroadcastSql, PrivacySql, IoSql, ApiSql, DashSql, LiveSql, WorkSq
     method lives here and in its mixins; an engine subclass (`SqliteStore`, `PostgresStore`)
     supplies the connection, the transactions and its `dialect`.
 
-    The broadcast methods live in bot.store.sqlite_broadcasts (the `BroadcastSql` mixin), the
-    privacy ones in bot.store.sqlite_privacy (`PrivacySql`).
+    The broadcast methods live in bot.store.broadcasts (the `BroadcastSql` mixin), the
+    privacy ones in bot.store.privacy (`PrivacySql`).
     """
 
     dialect: Dialect = SQLITE
