@@ -27,3 +27,14 @@ def _flag(value: int | None) -> bool | None:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _dt_req(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _checked(value: str, allowed: Any, what: str) -> str:
+    if value not in {str(a) for a in allowed}:
+        choices = ", ".join(str(a) for a in allowed)
+        raise ValueError(f"{what} must be one of {choices}, got {value!r}")
+    return value
