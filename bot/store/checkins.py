@@ -158,6 +158,8 @@ class CheckinRow:
 class CheckinStore(Protocol):
     """Readings, jobs, enrollments, schedules and check-ins."""
 
+    # -- readings ------------------------------------------------------------------------------
+
     def add_reading(
         self,
         contact_id: int,
@@ -175,6 +177,8 @@ class CheckinStore(Protocol):
     ) -> list[ReadingRow]:
         """A contact's measurements, newest first."""
         ...
+
+    # -- jobs ----------------------------------------------------------------------------------
 
     def schedule_job(
         self,
@@ -205,6 +209,8 @@ class CheckinStore(Protocol):
     def requeue_stuck_jobs(self, now: datetime, older_than: timedelta) -> int:
         """Put jobs left `running` (a worker died) for longer than `older_than` back to pending."""
         ...
+
+    # -- enrollments and schedules -------------------------------------------------------------
 
     def save_enrollment(
         self,
@@ -265,6 +271,8 @@ class CheckinStore(Protocol):
         False when another sweep moved it first."""
         ...
 
+    # -- check-ins -----------------------------------------------------------------------------
+
     def add_checkin(
         self,
         contact_id: int,
@@ -310,6 +318,8 @@ class CheckinStore(Protocol):
 class CheckinSql(SqlMixin):
     """`CheckinStore` in SQL written once; a mixin of `SqlStore`."""
 
+    # -- readings ------------------------------------------------------------------------------
+
     def add_reading(
         self,
         contact_id: int,
@@ -354,6 +364,8 @@ class CheckinSql(SqlMixin):
             )
             for r in rows
         ]
+
+    # -- jobs ----------------------------------------------------------------------------------
 
     def schedule_job(
         self,
@@ -449,6 +461,8 @@ class CheckinSql(SqlMixin):
         if cursor.rowcount:
             log.warning("store: requeued %d jobs stuck in running", cursor.rowcount)
         return cursor.rowcount
+
+    # -- enrollments and schedules -------------------------------------------------------------
 
     def save_enrollment(
         self,
@@ -616,6 +630,8 @@ class CheckinSql(SqlMixin):
                 ),
             )
         return cursor.rowcount == 1
+
+    # -- check-ins -----------------------------------------------------------------------------
 
     def add_checkin(
         self,

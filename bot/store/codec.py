@@ -1,5 +1,6 @@
-"""How the SQLite store writes values as text: timestamps as fixed-width ISO-8601 UTC (so they
-sort as they compare) and JSON compactly. Imports only the standard library.
+"""How the store writes values as text (on both engines): timestamps as fixed-width ISO-8601
+UTC (so they sort as they compare) and JSON compactly; and how it reads them back and checks a
+status or level against its allowed values. Imports only the standard library.
 """
 
 from __future__ import annotations

@@ -54,6 +54,8 @@ class ContactRow:
 class ContactStore(Protocol):
     """Contacts, their facts and tags, and people across channels."""
 
+    # -- contacts ------------------------------------------------------------------------------
+
     def get_or_create_contact(
         self, channel: str, address: str, now: datetime, language: str | None = None
     ) -> Contact:
@@ -95,6 +97,8 @@ class ContactStore(Protocol):
         """Record when the contact last wrote to us."""
         ...
 
+    # -- audience facts, tags and people -------------------------------------------------------
+
     def set_contact_facts(
         self,
         contact_id: int,
@@ -128,6 +132,8 @@ class ContactStore(Protocol):
 
 class ContactSql(SqlMixin):
     """`ContactStore` in SQL written once; a mixin of `SqlStore`."""
+
+    # -- contacts ------------------------------------------------------------------------------
 
     def get_or_create_contact(
         self, channel: str, address: str, now: datetime, language: str | None = None
@@ -239,6 +245,8 @@ class ContactSql(SqlMixin):
             )
             if cursor.rowcount == 0:
                 raise KeyError(f"no contacts row with id {contact_id}")
+
+    # -- audience facts, tags and people -------------------------------------------------------
 
     def set_contact_facts(
         self,

@@ -52,6 +52,8 @@ _MARK_COLUMNS = (
 class ConversationStore(Protocol):
     """Sessions, the transcript and the session sweeps' marks."""
 
+    # -- sessions ------------------------------------------------------------------------------
+
     def current_session(self, contact: Contact) -> Session:
         """The contact's latest session, or a fresh one that is not stored yet."""
         ...
@@ -59,6 +61,8 @@ class ConversationStore(Protocol):
     def save_session(self, session: Session, now: datetime) -> Session:
         """Insert (id is None) or update a session; returns it with id and timestamps set."""
         ...
+
+    # -- transcript ----------------------------------------------------------------------------
 
     def add_transcript(
         self,
@@ -76,6 +80,8 @@ class ConversationStore(Protocol):
     def transcript(self, contact_id: int, limit: int | None = None) -> list[TranscriptEntry]:
         """A contact's transcript, oldest first; with `limit`, only the latest entries."""
         ...
+
+    # -- the session sweeps' marks -------------------------------------------------------------
 
     def session_mark(self, session_id: int) -> SessionMark | None:
         """A session's lifecycle columns, or None."""
@@ -115,6 +121,8 @@ class ConversationSql(SqlMixin):
     def get_contact(self, contact_id: int) -> Contact | None:
         """Provided by `ContactSql` (before this mixin in `SqlStore`'s bases)."""
         raise NotImplementedError
+
+    # -- sessions ------------------------------------------------------------------------------
 
     def current_session(self, contact: Contact) -> Session:
         """The contact's latest session, or a fresh one that is not stored yet."""
@@ -156,6 +164,8 @@ class ConversationSql(SqlMixin):
                 raise KeyError(f"no sessions row with id {session.id}")
             return session.evolve(started_at=_dt(row[0]), updated_at=now)
 
+    # -- transcript ----------------------------------------------------------------------------
+
     def add_transcript(
         self,
         contact_id: int,
@@ -195,6 +205,8 @@ class ConversationSql(SqlMixin):
             )
             for r in reversed(rows)
         ]
+
+    # -- the session sweeps' marks -------------------------------------------------------------
 
     def session_mark(self, session_id: int) -> SessionMark | None:
         """A session's lifecycle columns, or None."""

@@ -102,6 +102,8 @@ _RANK = {
 class MessagingStore(Protocol):
     """The inbox and the outbox."""
 
+    # -- inbox ---------------------------------------------------------------------------------
+
     def record_inbound(self, inbound: Inbound, raw: str | None = None) -> int | None:
         """Persist an inbound message; None if (channel, provider_id) was seen before."""
         ...
@@ -118,6 +120,8 @@ class MessagingStore(Protocol):
     def unprocessed_inbound(self) -> list[InboxRow]:
         """Inbound messages recorded but not handled (crash recovery), oldest first."""
         ...
+
+    # -- outbox --------------------------------------------------------------------------------
 
     def enqueue(
         self,
@@ -199,6 +203,8 @@ class MessagingStore(Protocol):
 class MessagingSql(SqlMixin):
     """`MessagingStore` in SQL written once; a mixin of `SqlStore`."""
 
+    # -- inbox ---------------------------------------------------------------------------------
+
     def record_inbound(self, inbound: Inbound, raw: str | None = None) -> int | None:
         """Persist an inbound message; None if (channel, provider_id) was seen before."""
         with self._atomic("record_inbound") as conn:
@@ -258,6 +264,8 @@ class MessagingSql(SqlMixin):
             )
             for r in rows
         ]
+
+    # -- outbox --------------------------------------------------------------------------------
 
     def enqueue(
         self,

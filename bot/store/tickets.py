@@ -113,6 +113,8 @@ _OPEN_ESCALATION = (EscalationStatus.WAITING, EscalationStatus.CLAIMED)
 class TicketStore(Protocol):
     """Escalation tickets, their notes and the audit log."""
 
+    # -- escalations ---------------------------------------------------------------------------
+
     def open_escalation(
         self,
         contact_id: int,
@@ -187,6 +189,8 @@ class TicketStore(Protocol):
         """Mark a waiting ticket as past its deadline (raised in the queue); True the first time."""
         ...
 
+    # -- ticket notes --------------------------------------------------------------------------
+
     def add_ticket_note(self, escalation_id: int, user_id: int, text: str, now: datetime) -> int:
         """Add an internal note to a ticket."""
         ...
@@ -194,6 +198,8 @@ class TicketStore(Protocol):
     def ticket_notes(self, escalation_id: int) -> list[NoteRow]:
         """A ticket's notes, oldest first."""
         ...
+
+    # -- the audit log -------------------------------------------------------------------------
 
     def add_audit(
         self,
@@ -222,6 +228,8 @@ class TicketStore(Protocol):
 
 class TicketSql(SqlMixin):
     """`TicketStore` in SQL written once; a mixin of `SqlStore`."""
+
+    # -- escalations ---------------------------------------------------------------------------
 
     def open_escalation(
         self,
@@ -434,6 +442,8 @@ class TicketSql(SqlMixin):
             )
         return cursor.rowcount == 1
 
+    # -- ticket notes --------------------------------------------------------------------------
+
     def add_ticket_note(self, escalation_id: int, user_id: int, text: str, now: datetime) -> int:
         """Add an internal note to a ticket."""
         with self._atomic("add_ticket_note") as conn:
@@ -462,6 +472,8 @@ class TicketSql(SqlMixin):
             )
             for r in rows
         ]
+
+    # -- the audit log -------------------------------------------------------------------------
 
     def add_audit(
         self,

@@ -55,6 +55,8 @@ class AuthSessionRow:
 class UserStore(Protocol):
     """Console users, log-ins and auth sessions."""
 
+    # -- users ---------------------------------------------------------------------------------
+
     def add_user(
         self,
         username: str,
@@ -89,6 +91,8 @@ class UserStore(Protocol):
         """Disable (no log-in) or enable a user."""
         ...
 
+    # -- log-ins and auth sessions -------------------------------------------------------------
+
     def record_login(
         self, user_id: int, now: datetime, *, ok: bool, lock_until: datetime | None = None
     ) -> None:
@@ -115,6 +119,8 @@ class UserStore(Protocol):
         """End one log-in, or every log-in of a user; returns how many were ended."""
         ...
 
+    # -- the second factor ---------------------------------------------------------------------
+
     def set_user_totp(self, user_id: int, secret: str | None, now: datetime) -> None:
         """Set or clear a console user's TOTP secret."""
         ...
@@ -122,6 +128,8 @@ class UserStore(Protocol):
 
 class UserSql(SqlMixin):
     """`UserStore` in SQL written once; a mixin of `SqlStore`."""
+
+    # -- users ---------------------------------------------------------------------------------
 
     def add_user(
         self,
@@ -177,6 +185,8 @@ class UserSql(SqlMixin):
                 "UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?",
                 (int(disabled), _ts(now), user_id),
             )
+
+    # -- log-ins and auth sessions -------------------------------------------------------------
 
     def record_login(
         self, user_id: int, now: datetime, *, ok: bool, lock_until: datetime | None = None
@@ -251,6 +261,8 @@ class UserSql(SqlMixin):
                 (_ts(now), value),
             )
         return cursor.rowcount
+
+    # -- the second factor ---------------------------------------------------------------------
 
     def set_user_totp(self, user_id: int, secret: str | None, now: datetime) -> None:
         """Set (or clear, with None) a console user's TOTP secret."""
