@@ -63,6 +63,64 @@ async def hook(request):
 app = Starlette(routes=[Route("/webhooks/twilio/sms", hook, methods=["POST"])])
 """
 
+# The least any reply-sending webhook does, with nothing of carebridge in it: check the Twilio
+# signature, store the inbound message and one reply in one SQLite transaction (WAL), answer,
+# and send the reply to the (fake) provider over one aiohttp session, marking it sent. No NLU,
+# no flow, no conversation state. Its messages/s bounds what any implementation of the service
+# could reach on this machine and stack.
+FLOOR_APP = """
+import asyncio, os, sqlite3, time
+from urllib.parse import urlencode
+
+import aiohttp
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+from twilio.request_validator import RequestValidator
+
+SID, TOKEN = os.environ["FLOOR_SID"], os.environ["FLOOR_TOKEN"]
+VALIDATOR = RequestValidator(TOKEN)
+PUBLIC = os.environ["FLOOR_PUBLIC"]
+API = os.environ["FLOOR_API"] + "/2010-04-01/Accounts/" + SID + "/Messages.json"
+EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+db = sqlite3.connect(os.environ["FLOOR_DB"], isolation_level=None, check_same_thread=False)
+db.execute("PRAGMA journal_mode=WAL")
+db.execute("PRAGMA synchronous=NORMAL")
+db.execute("CREATE TABLE inbox (sid TEXT PRIMARY KEY, address TEXT, body TEXT, at REAL)")
+db.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, address TEXT, body TEXT,"
+           " status TEXT, provider_id TEXT)")
+state = {}
+tasks = set()
+
+async def send(row_id, to, body):
+    if "http" not in state:
+        state["http"] = aiohttp.ClientSession(auth=aiohttp.BasicAuth(SID, TOKEN))
+    form = urlencode({"To": to, "From": "+15550009999", "Body": body})
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with state["http"].post(API, data=form, headers=headers) as answer:
+        sid = (await answer.json())["sid"]
+    db.execute("UPDATE outbox SET status = 'sent', provider_id = ? WHERE id = ?", (sid, row_id))
+
+async def hook(request):
+    form = dict(await request.form())
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not VALIDATOR.validate(PUBLIC + request.url.path, form, signature):
+        return Response(status_code=403)
+    reply = "Thank you, we got your message."
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("INSERT OR IGNORE INTO inbox VALUES (?, ?, ?, ?)",
+               (form["MessageSid"], form["From"], form["Body"], time.time()))
+    row = db.execute("INSERT INTO outbox (address, body, status) VALUES (?, ?, 'queued')",
+                     (form["From"], reply)).lastrowid
+    db.execute("COMMIT")
+    task = asyncio.create_task(send(row, form["From"], reply))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return Response(EMPTY, media_type="application/xml")
+
+app = Starlette(routes=[Route("/webhooks/twilio/sms", hook, methods=["POST"])])
+"""
+
 # One wrk thread = one connection = one lane of patients, in script order. Each thread reads
 # its requests (one per line: sid, body, signature) and logs "sid sent_at answered_at status".
 LUA = r"""
@@ -354,17 +412,21 @@ def bench_serve(args: argparse.Namespace, tmp: Path, py: str) -> dict[str, float
     }
 
 
-def bench_bare(args: argparse.Namespace, tmp: Path, py: str) -> dict[str, float]:
+def bench_plain(
+    args: argparse.Namespace, tmp: Path, py: str, source: str, env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """A one-file Starlette app (`source`) under the same uvicorn and the same scripted load."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    (tmp / "bare_app.py").write_text(BARE_APP)
+    (tmp / "plain_app.py").write_text(source)
     total = write_lanes(base, args.patients, args.concurrency, tmp)
     proc = subprocess.Popen(
         [
-            *(py, "-m", "uvicorn", "--app-dir", str(tmp), "bare_app:app"),
+            *(py, "-m", "uvicorn", "--app-dir", str(tmp), "plain_app:app"),
             *("--port", str(port), "--log-level", "warning", "--no-access-log"),
         ],
         cwd=ROOT,
+        env={**os.environ, **(env or {}), "FLOOR_PUBLIC": base},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -380,8 +442,9 @@ def bench_bare(args: argparse.Namespace, tmp: Path, py: str) -> dict[str, float]
                 time.sleep(0.05)
         cpu0 = cpu_seconds(proc.pid)
         run = drive(base, args.concurrency, tmp, total)
+        time.sleep(max(0.0, run.last + 2.0 - time.time()))  # replies still in flight
         cpu = cpu_seconds(proc.pid) - cpu0
-        flat = wrk_flat(base, tmp)
+        flat = wrk_flat(base, tmp) if env is None else 0.0
         peak = proc_status(proc.pid, "VmHWM")
     finally:
         proc.terminate()
@@ -393,7 +456,23 @@ def bench_bare(args: argparse.Namespace, tmp: Path, py: str) -> dict[str, float]
         "cpu_ms_per_msg": cpu * 1000 / run.messages,
         "peak_rss_mb": peak,
         "flat_req_per_s": flat,
+        "errors": run.errors,
     }
+
+
+def bench_floor(args: argparse.Namespace, tmp: Path, py: str) -> dict[str, float]:
+    """FLOOR_APP against its own fake Twilio; counts the replies that reached it."""
+    with FakeTwilio(account_sid=SID, auth_token=TOKEN) as twilio:
+        env = {
+            "FLOOR_SID": SID,
+            "FLOOR_TOKEN": TOKEN,
+            "FLOOR_API": twilio.url,
+            "FLOOR_DB": str(tmp / "floor.db"),
+        }
+        result = bench_plain(args, tmp, py, FLOOR_APP, env)
+        with twilio.lock:
+            result["replies"] = len(twilio.messages)
+    return result
 
 
 def profile(out: str | None, pid: int) -> subprocess.Popen[bytes] | None:
@@ -481,8 +560,11 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         ours = bench_serve(args, Path(a), py)
-        bare = bench_bare(args, Path(b), py)
+        bare = bench_plain(args, Path(b), py, BARE_APP)
+    with tempfile.TemporaryDirectory() as c:
+        floor = bench_floor(args, Path(c), py)
     ratio = float(ours["msg_per_s"]) / bare["msg_per_s"]
+    floor_ratio = floor["msg_per_s"] / bare["msg_per_s"]
     load = os.getloadavg()[0]
     lines = [
         f"{args.patients} patients x {len(SCREENING)} signed webhooks (full COVID-19 screenings),"
@@ -502,11 +584,17 @@ def main() -> None:
         f"| bare Starlette form handler | {bare['msg_per_s']:.0f} | {bare['webhook_p50']:.1f} /"
         f" {bare['webhook_p99']:.1f} | - | - | {bare['cpu_ms_per_msg']:.2f}"
         f" | {bare['peak_rss_mb']:.0f} | - |",
+        f"| floor: signature + 2 SQLite rows + 1 reply sent, nothing else"
+        f" | {floor['msg_per_s']:.0f} | {floor['webhook_p50']:.1f} / {floor['webhook_p99']:.1f}"
+        f" | - | - | {floor['cpu_ms_per_msg']:.2f} | {floor['peak_rss_mb']:.0f} | - |",
         "",
         f"Ratio to the bare handler: **{ratio:.2f}** (target >= 0.3). Replies delivered:"
         f" {ours['replies']} for {ours['messages']} messages; webhook errors: {ours['errors']}.",
         f"wrk against the bare handler with one request repeated (2 threads, 32 connections):"
         f" {bare['flat_req_per_s']:.0f} req/s, so the load generator is not the limit.",
+        f"The floor (no NLU, no flow, no conversation state; {floor['replies']:.0f} replies"
+        f" reached the fake provider, {floor['errors']:.0f} webhook errors) reaches"
+        f" **{floor_ratio:.2f}** of the bare handler: what any implementation could reach here.",
     ]
     if args.profile:
         cpu = float(ours["cpu_ms_per_msg"])
