@@ -27,7 +27,7 @@ from bot.app import CareBridge, build_broadcasts
 from bot.broadcast import BroadcastError, Broadcasts, Draft
 from bot.console_view import mask_address
 from bot.store import Audience, BroadcastRow, Store
-from bot.store.sqlite_api import ApiStore, ApiTokenRow
+from bot.store.api import ApiStore, ApiTokenRow
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from bot import io_export, io_import
 from bot.cli_patients import _bridge  # one way to open the bot for a CLI command
 from bot.store import TRIAGE_LEVELS
-from bot.store.sqlite_io import ExportFilter
+from bot.store.io import ExportFilter
 
 
 @click.group()

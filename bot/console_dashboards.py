@@ -17,7 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from bot import dashboards_view as dv
 from bot.dashboards import BOARD, BOARDS, RANGES, Board, Dashboards, Filters, number
 from bot.store import Role
-from bot.store.sqlite_dash import DashStore
+from bot.store.dashboards import DashStore
 
 if TYPE_CHECKING:
     from bot.console import Ctx

@@ -26,7 +26,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from bot import io_export, io_import
 from bot.errors import CarebridgeError
 from bot.store import TRIAGE_LEVELS, Role
-from bot.store.sqlite_io import ExportFilter
+from bot.store.io import ExportFilter
 
 if TYPE_CHECKING:
     from bot.console import Ctx

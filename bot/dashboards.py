@@ -22,7 +22,7 @@ from bot import console_view as view
 from bot.config import Config
 from bot.escalation import Priority, priority_for
 from bot.store import TRIAGE_LEVELS, Role
-from bot.store.sqlite_dash import CheckinMark, DashStore
+from bot.store.dashboards import CheckinMark, DashStore
 
 RANGES = (7, 30, 90)  # days a dashboard may look back
 DEFAULT_DAYS = 30

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.console_view import mask_address
-from bot.store.sqlite_io import (
+from bot.store.io import (
     ExportContact,
     ExportConversation,
     ExportEscalation,

@@ -25,7 +25,7 @@ from bot.console_view import concept_labels, mask_address
 from bot.engine import asked_concepts
 from bot.flow import Library
 from bot.store import Store
-from bot.store.sqlite_io import (
+from bot.store.io import (
     ExportConversation,
     ExportEscalation,
     ExportFilter,

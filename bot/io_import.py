@@ -27,7 +27,7 @@ from bot.errors import CarebridgeError
 from bot.phones import PHONE_CHANNELS, PhoneError, address_for
 from bot.schedules import zone
 from bot.store import CheckinKind, CheckinStatus, EnrollmentStatus, Store
-from bot.store.sqlite_io import IoStore, NewContact, PhoneContact
+from bot.store.io import IoStore, NewContact, PhoneContact
 
 log = logging.getLogger(__name__)
 

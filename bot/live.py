@@ -24,7 +24,7 @@ from bot.messages import Inbound, Outbound
 from bot.phones import PHONE_CHANNELS
 from bot.session import Contact
 from bot.store import Lane, OutboxRow
-from bot.store.sqlite_voice import LiveOutbox
+from bot.store.live import LiveOutbox
 from nlu.types import Expectation
 
 Prompt = Callable[[str], str]  # a channel text in the patient's language

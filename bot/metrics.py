@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from bot.errors import PermanentChannelError, TransientChannelError
 from bot.messages import Outbound
 from bot.store import Lane, Store
-from bot.store.sqlite_api import ApiStore
+from bot.store.api import ApiStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LANES = {

@@ -49,7 +49,7 @@ from bot.phones import inbound_address
 from bot.readiness import Readiness, not_ready
 from bot.scheduler import SweepScheduler
 from bot.store import OutboxRow, OutboxStatus, Store
-from bot.store.sqlite_voice import LiveOutbox
+from bot.store.live import LiveOutbox
 from channels.base import SignatureError
 from channels.render import keyed_answer
 from channels.simulator import SimulatorChannel, bot_message, patient_message

@@ -23,7 +23,7 @@ from bot.app import CareBridge, build_broadcasts, build_channels, build_dispatch
 from bot.dispatch import Dispatcher, Sender
 from bot.errors import ChannelError
 from bot.scheduler import SweepScheduler
-from bot.store.sqlite_work import WorkStore
+from bot.store.work import WorkStore
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from bot.cli import main
 from bot.config import Config
 from bot.flow import Library
 from bot.store import open_store
-from bot.store.sqlite_io import ExportFilter
+from bot.store.io import ExportFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,7 +25,7 @@ from bot.flow import Library
 from bot.messages import Inbound, Outbound
 from bot.scheduler import SweepScheduler, sweep_name
 from bot.store import Lane, Store
-from bot.store.sqlite_work import WorkStore
+from bot.store.work import WorkStore
 from bot.worker import RECOVER_AFTER, InboxRecovery, Worker, work_store
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

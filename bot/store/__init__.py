@@ -7,56 +7,71 @@ bot.messages, bot.session and bot.errors.
 from __future__ import annotations
 
 from bot.errors import ConfigError
-from bot.store.base import (
-    BULK_KINDS,
-    FINAL_ESCALATION_STATUSES,
-    FINAL_OUTBOX_STATUSES,
-    OPEN_ESCALATION_STATUSES,
-    TRIAGE_LEVELS,
+from bot.store.base import Store
+from bot.store.broadcasts import (
     Audience,
     AudienceCensus,
     AudienceCount,
-    AuditRow,
-    AuthSessionRow,
     BroadcastRow,
     BroadcastStatus,
     BroadcastText,
+    ConsentPurpose,
+    ConsentRow,
+    DeliveryCount,
+    FanOutPlan,
+    FanOutStep,
+    NewBroadcast,
+    OutboxGate,
+    Variant,
+)
+from bot.store.checkins import (
     CheckinKind,
     CheckinRow,
     CheckinStatus,
-    ConsentPurpose,
-    ConsentRow,
-    ContactRow,
-    DeliveryCount,
     EnrollmentRow,
     EnrollmentStatus,
-    EscalationRow,
-    EscalationStatus,
-    FanOutPlan,
-    FanOutStep,
-    InboxRow,
     JobRow,
     JobStatus,
-    Lane,
-    NewBroadcast,
     NewSchedule,
-    NoteRow,
-    OutboxGate,
-    OutboxRow,
-    OutboxStatus,
-    PrivacyCounts,
     ReadingRow,
-    Role,
     ScheduleRow,
     ScheduleStatus,
+)
+from bot.store.contacts import (
+    ContactRow,
+)
+from bot.store.conversations import (
     SessionMark,
-    Store,
     TranscriptEntry,
-    UserRow,
-    Variant,
+)
+from bot.store.core import SqlStore
+from bot.store.messaging import (
+    BULK_KINDS,
+    FINAL_OUTBOX_STATUSES,
+    InboxRow,
+    Lane,
+    OutboxRow,
+    OutboxStatus,
+)
+from bot.store.privacy import (
+    PrivacyCounts,
     forgotten_address,
 )
-from bot.store.sqlite import SqliteStore, SqlStore
+from bot.store.sqlite import SqliteStore
+from bot.store.tickets import (
+    FINAL_ESCALATION_STATUSES,
+    OPEN_ESCALATION_STATUSES,
+    TRIAGE_LEVELS,
+    AuditRow,
+    EscalationRow,
+    EscalationStatus,
+    NoteRow,
+)
+from bot.store.users import (
+    AuthSessionRow,
+    Role,
+    UserRow,
+)
 
 __all__ = [
     "BULK_KINDS",

@@ -1,5 +1,6 @@
-"""How the SQLite store writes values as text: timestamps as fixed-width ISO-8601 UTC (so they
-sort as they compare) and JSON compactly. Imports only the standard library.
+"""How the store writes values as text (on both engines): timestamps as fixed-width ISO-8601
+UTC (so they sort as they compare) and JSON compactly; and how it reads them back and checks a
+status or level against its allowed values. Imports only the standard library.
 """
 
 from __future__ import annotations
@@ -27,3 +28,14 @@ def _flag(value: int | None) -> bool | None:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _dt_req(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _checked(value: str, allowed: Any, what: str) -> str:
+    if value not in {str(a) for a in allowed}:
+        choices = ", ".join(str(a) for a in allowed)
+        raise ValueError(f"{what} must be one of {choices}, got {value!r}")
+    return value

@@ -19,9 +19,9 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from bot.errors import ConfigError, StoreError
+from bot.store.core import SqlStore
 from bot.store.migrations import MIGRATIONS, Migration, PgSchema
 from bot.store.sql import POSTGRESQL, Connection, Cursor, Dialect, PgRow
-from bot.store.sqlite import SqlStore
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ import functools
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 # A LIMIT that means "no limit" on both engines (SQLite refuses LIMIT NULL, PostgreSQL -1).
@@ -132,6 +133,34 @@ class PostgresDialect(Dialect):
 
 SQLITE = Dialect()
 POSTGRESQL = PostgresDialect()
+
+
+class SqlMixin:
+    """What a capability's SQL mixin (`ContactSql`, `BroadcastSql`, ...) uses of the store;
+    `SqlStore` (bot.store.core) provides it: the engine's dialect, transactions and reads."""
+
+    dialect: Dialect = SQLITE
+
+    def _atomic(self, op: str) -> AbstractContextManager[Connection]:
+        """One write transaction, or the caller's (`SqlStore._atomic`)."""
+        raise NotImplementedError
+
+    def _rows(self, sql: str, params: Any = ()) -> list[Row]:
+        """The rows of a read."""
+        raise NotImplementedError
+
+    def _write_rows(self, conn: Connection, sql: str, params: Any = ()) -> list[Row]:
+        """The rows of a statement run inside a write transaction."""
+        raise NotImplementedError
+
+    def _require(self, conn: Connection, table: str, row_id: int) -> Row:
+        """The row, locked for a read-modify-write; KeyError when there is none."""
+        raise NotImplementedError
+
+    def _filtered(self, table: str, **equal: Any) -> list[Row]:
+        """The rows of `table` whose columns equal the given non-None values."""
+        raise NotImplementedError
+
 
 # String literals, quoted identifiers and comments pass through untouched; a `?`, a `:name`
 # (not `::type`) or a `%` outside them is rewritten.

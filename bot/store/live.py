@@ -1,18 +1,17 @@
 """The store side of the live channels (voice calls and USSD sessions, docs/channels.md): the
 provider waits for the answer, so the replies a request produced are claimed from the outbox
-and marked sent in that same request. A mixin of `SqliteStore`; plain portable SQL.
-Imports the standard library and bot.store.
+and marked sent in that same request. A mixin of `SqlStore`; plain portable SQL.
+Imports the standard library and bot.store (codec, messaging, sql).
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from bot.store.base import OutboxRow, OutboxStatus
 from bot.store.codec import _ts
-from bot.store.sql import Connection, Row
+from bot.store.messaging import OutboxRow, OutboxStatus
+from bot.store.sql import SqlMixin
 
 
 class LiveOutbox(Protocol):
@@ -35,14 +34,9 @@ class LiveOutbox(Protocol):
     def finish_call(self, call_sid: str, status: str, now: datetime, code: str) -> int: ...
 
 
-class LiveSql:
-    """Mixin: needs `_atomic`, `_rows` and `get_outbox` from SqliteStore."""
-
-    def _atomic(self, op: str) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
-        raise NotImplementedError
+class LiveSql(SqlMixin):
+    """`LiveOutbox` in SQL written once; a mixin of `SqlStore`, after `MessagingSql` (whose
+    `get_outbox` it uses)."""
 
     def get_outbox(self, outbox_id: int) -> OutboxRow | None:
         raise NotImplementedError

@@ -1,22 +1,21 @@
 """The store side of contacts import and results export (docs/import_export.md): finding the
 contacts a phone number already has, and reading conversations, escalations and readings in
 batches (keyset pagination on `id`, one short read per batch: an export never holds the
-database while its consumer writes). A mixin of `SqliteStore`, in portable SQL.
+database while its consumer writes). A mixin of `SqlStore`, in portable SQL.
 
-Imports the standard library and bot.store (base, codec).
+Imports the standard library and bot.store (codec, sql).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from bot.store.codec import _dt, _flag, _ts
-from bot.store.sql import Connection, Row
+from bot.store.sql import Row, SqlMixin
 
 EXPORT_BATCH = 2000  # rows per read while exporting
 
@@ -240,14 +239,8 @@ def _where(flt: ExportFilter, time_column: str, flow_column: str) -> tuple[list[
 _BY_ADDRESS = "FROM contacts WHERE channel = ? AND address = ?"
 
 
-class IoSql:
-    """Mixin: needs `_rows` and `_atomic` from SqliteStore."""
-
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
-        raise NotImplementedError
-
-    def _atomic(self, op: str) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
+class IoSql(SqlMixin):
+    """`IoStore` in SQL written once; a mixin of `SqlStore` (bot.store.core)."""
 
     def add_contacts(self, rows: Sequence[NewContact], now: datetime, source: str) -> None:
         """Add contacts in bulk, as `get_or_create_contact` + `update_contact` +

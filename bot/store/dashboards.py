@@ -1,9 +1,9 @@
 """The rows the console dashboards count (docs/console.md, Dashboards): conversations with their
 triage level and red flags, tickets with their timings, scheduled check-ins and broadcast
-deliveries, over a time range and optionally one region. A mixin of `SqliteStore` in plain
+deliveries, over a time range and optionally one region. A mixin of `SqlStore` in plain
 portable SQL (`?` placeholders, no SQLite-only functions); bucketing by day happens in Python
 (bot.dashboards). Test contacts are always left out. Imports the standard library and
-bot.store.codec only. Nothing here returns a phone number or a message text.
+bot.store (codec, sql) only. Nothing here returns a phone number or a message text.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.store.codec import _dt, _ts
-from bot.store.sql import Row
+from bot.store.sql import SqlMixin
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class ReachCount:
 
 
 class DashStore(Protocol):
-    """What bot.dashboards needs of a store (SqliteStore has it through `DashSql`)."""
+    """What bot.dashboards needs of a store (SqlStore has it through `DashSql`)."""
 
     def dash_outcomes(
         self, since: datetime, until: datetime, region: str | None
@@ -94,11 +94,8 @@ def _when(text: str) -> datetime:
     return value
 
 
-class DashSql:
-    """Mixin: needs `_rows` from SqliteStore."""
-
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
-        raise NotImplementedError
+class DashSql(SqlMixin):
+    """`DashStore` in SQL written once; a mixin of `SqlStore` (bot.store.core)."""
 
     def dash_outcomes(
         self, since: datetime, until: datetime, region: str | None

@@ -1,38 +1,233 @@
-"""The SQLite side of broadcasts: campaigns, the fan-out into the outbox in SQL (INSERT ...
-SELECT: the audience never passes through Python), audience counts, the kill switch, people
-across channels and the consent record. A mixin of `SqliteStore` (docs/broadcasts.md).
-
-Imports the standard library and bot.store.base.
+"""Broadcasts and consent: campaigns, the fan-out into the outbox in SQL (INSERT ... SELECT:
+the audience never passes through Python), audience counts, the kill switch and the consent
+record; its rows, `BroadcastStore` and the `BroadcastSql` mixin (docs/broadcasts.md).
+Imports the standard library and bot.store (codec, messaging, sql).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol
 
-from bot.store.base import Audience as AudienceFilter
-from bot.store.base import (
-    AudienceCensus,
-    AudienceCount,
-    BroadcastRow,
-    BroadcastStatus,
-    BroadcastText,
-    ConsentPurpose,
-    ConsentRow,
-    DeliveryCount,
-    FanOutPlan,
-    FanOutStep,
-    NewBroadcast,
-    OutboxGate,
-    OutboxStatus,
-)
 from bot.store.codec import _dt, _json, _ts
-from bot.store.sql import Connection, Dialect, Row
+from bot.store.messaging import OutboxStatus
+from bot.store.sql import Connection, Dialect, Row, SqlMixin
 
 log = logging.getLogger(__name__)
+
+
+class BroadcastStatus(StrEnum):
+    """Where a coordinator broadcast stands.
+
+    draft -> approved (by a second person) -> sending (fan-out into the outbox under way) ->
+    sent (every recipient has an outbox row; delivery goes on there); cancelled at any point by
+    the kill switch. A recurring broadcast stays `approved` and spawns one occurrence (its own
+    broadcast) per due time; it is `sent` when its rule has ended.
+    """
+
+    DRAFT = "draft"
+    APPROVED = "approved"
+    SENDING = "sending"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+class ConsentPurpose(StrEnum):
+    """What a consent record is about; `contact` is "may we message at all" (STOP / START)."""
+
+    CARE = "care"
+    BROADCAST = "broadcast"
+    CONTACT = "contact"
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who a broadcast is for: all subscribers, narrowed by each non-empty filter (a value in
+    any filter's list matches; filters combine with AND). Language and channel are facts of
+    a contact; region, tag and condition match when any contact of the person has them."""
+
+    languages: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    conditions: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    include_test: bool = False  # test contacts (the simulator's) too; never unless asked
+
+    def _filters(self) -> dict[str, tuple[str, ...]]:
+        return {k: v for k, v in vars(self).items() if k != "include_test" and v}
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {k: list(v) for k, v in self._filters().items()}
+        if self.include_test:
+            data["include_test"] = True
+        return data
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Audience:
+        filters = [k for k in cls.__dataclass_fields__ if k != "include_test"]
+        return cls(
+            **{k: tuple(str(x) for x in raw.get(k, ())) for k in filters},
+            include_test=bool(raw.get("include_test", False)),
+        )
+
+    def describe(self) -> str:
+        """A one-line summary for people ("all subscribers" when nothing narrows it)."""
+        parts = [f"{k}={','.join(v)}" for k, v in self._filters().items()]
+        text = " ".join(parts) or "all subscribers"
+        return f"{text} + test contacts" if self.include_test else text
+
+
+@dataclass(frozen=True)
+class NewBroadcast:
+    """A broadcast to store as a draft (bot.broadcast checks it first)."""
+
+    name: str
+    texts: dict[str, str] = field(hash=False)  # language -> text
+    sms_texts: dict[str, str] = field(hash=False)  # language -> SMS variant (optional)
+    default_language: str
+    audience: Audience = Audience()
+    send_at: datetime | None = None  # None: as soon as it is approved
+    recurrence: dict[str, Any] | None = field(default=None, hash=False)  # bot.schedules.Rule
+    timezone: str | None = None  # the recurrence's time zone
+    next_due_at: datetime | None = None  # the first occurrence of a recurring broadcast
+    urgent: bool = False  # ignores quiet hours
+    whatsapp_template: str | None = None  # a name under broadcast.whatsapp_templates
+    correction_of: int | None = None  # goes to exactly the recipients that one reached
+
+
+@dataclass(frozen=True)
+class BroadcastRow:
+    """A stored broadcast: what, to whom, when, who created, approved or cancelled it."""
+
+    id: int
+    name: str
+    status: BroadcastStatus
+    created_by: int
+    created_by_name: str
+    created_at: datetime
+    approved_by: int | None
+    approved_by_name: str | None
+    approved_at: datetime | None
+    send_at: datetime | None
+    recurrence: dict[str, Any] | None = field(hash=False)
+    timezone: str | None
+    next_due_at: datetime | None
+    parent_id: int | None  # the recurring broadcast this is an occurrence of
+    correction_of: int | None
+    urgent: bool
+    audience: Audience
+    whatsapp_template: str | None
+    default_language: str
+    fan_out_cursor: int  # person id (or, for a correction, outbox id) fanned out so far
+    enqueued: int  # outbox rows created so far
+    started_at: datetime | None
+    fanned_out_at: datetime | None
+    cancelled_by: int | None
+    cancelled_by_name: str | None
+    cancelled_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class BroadcastText:
+    """A broadcast's text in one language, and its SMS variant (None: the text itself)."""
+
+    language: str
+    text: str
+    sms_text: str | None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What one language on one channel receives: the outbox text and meta."""
+
+    language: str
+    channel: str
+    text: str
+    meta: dict[str, str] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class FanOutPlan:
+    """Everything the store needs to turn a broadcast's audience into outbox rows in SQL."""
+
+    broadcast_id: int
+    audience: Audience
+    channels: tuple[str, ...]  # preference order: a person gets it on the first that reaches
+    variants: tuple[Variant, ...]
+    default_language: str  # its variant is used for languages without their own
+    default_timezone: str
+    releases: dict[str, datetime] = field(hash=False)  # time zone -> earliest send (quiet hours)
+    default_release: datetime  # for time zones not in `releases`
+    quiet: str | None = None  # "21:00-08:00" on each row for the dispatcher; None: urgent
+    correction_of: int | None = None
+
+
+@dataclass(frozen=True)
+class FanOutStep:
+    """What one fan-out batch did."""
+
+    enqueued: int  # outbox rows created by this batch
+    cursor: int
+    last: int  # the cursor value at which the fan-out is complete
+    status: BroadcastStatus  # after the batch (sent when complete; cancelled stops it)
+
+
+@dataclass(frozen=True)
+class AudienceCount:
+    """Recipients (one contact per person) on one channel, in one language and time zone."""
+
+    channel: str
+    language: str
+    timezone: str
+    count: int
+
+
+@dataclass(frozen=True)
+class AudienceCensus:
+    """Who a plan reaches, and who matched the filters but is left out, and why."""
+
+    counts: tuple[AudienceCount, ...]
+    opted_out: int  # contacts that sent STOP
+    no_consent: int  # contacts that never agreed to broadcasts (or withdrew)
+    duplicates: int  # further contacts of a person who gets it on another channel
+
+
+@dataclass(frozen=True)
+class DeliveryCount:
+    """Outbox rows of a broadcast with one channel, status and error."""
+
+    channel: str
+    status: OutboxStatus
+    error: str | None
+    count: int
+
+
+@dataclass(frozen=True)
+class OutboxGate:
+    """What the dispatcher checks just before sending a broadcast row."""
+
+    status: OutboxStatus  # the row's own status (cancelled by the kill switch)
+    broadcast_status: BroadcastStatus | None
+    opted_out: bool
+    consent_broadcast: bool | None
+
+
+@dataclass(frozen=True)
+class ConsentRow:
+    """One change of consent, append-only: the timestamped record of a purpose."""
+
+    id: int
+    contact_id: int
+    purpose: ConsentPurpose
+    granted: bool
+    source: str | None  # conversation, keyword, console, cli, migration; None: the bot
+    at: datetime
+
 
 CANCEL_CHUNK = 20_000  # outbox rows cancelled per transaction: writers never wait long
 _REACHED = ("sent", "delivered")  # a correction goes to the rows of these statuses
@@ -49,7 +244,7 @@ def _marks(prefix: str, values: tuple[str, ...], params: dict[str, Any]) -> str:
 
 
 def _match(
-    audience: AudienceFilter, channels: tuple[str, ...], params: dict[str, Any], dialect: Dialect
+    audience: Audience, channels: tuple[str, ...], params: dict[str, Any], dialect: Dialect
 ) -> str:
     """The audience filters on contact `c` (not consent: see `_ELIGIBLE`)."""
     where = [f"{dialect.unindexed('c.channel')} IN ({_marks('ch', channels, params)})"]
@@ -164,21 +359,109 @@ def _fan_out_sql(plan: FanOutPlan, now: datetime, params: dict[str, Any], dialec
     )
 
 
-class BroadcastSql:
-    """Broadcast methods of `SqliteStore`, using its connection, lock and transactions."""
+class BroadcastStore(Protocol):
+    """Broadcasts, their fan-out and kill switch, and the consent record."""
 
-    # -- provided by SqlStore ---------------------------------------------------------
+    def add_broadcast(self, new: NewBroadcast, user_id: int, username: str, now: datetime) -> int:
+        """Store a draft broadcast and its texts; returns its id."""
+        ...
 
-    dialect: Dialect
+    def get_broadcast(self, broadcast_id: int) -> BroadcastRow | None:
+        """One broadcast, or None."""
+        ...
 
-    def _atomic(self, op: str) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
+    def broadcasts(
+        self, status: str | None = None, parent_id: int | None = None, limit: int = 100
+    ) -> list[BroadcastRow]:
+        """Broadcasts, newest first, optionally with one status or of one recurring parent."""
+        ...
 
-    def _rows(self, sql: str, params: Any = ()) -> list[Row]:
-        raise NotImplementedError
+    def broadcast_texts(self, broadcast_id: int) -> list[BroadcastText]:
+        """A broadcast's texts, by language."""
+        ...
 
-    def _write_rows(self, conn: Connection, sql: str, params: Any = ()) -> list[Row]:
-        raise NotImplementedError
+    def approve_broadcast(
+        self, broadcast_id: int, user_id: int, username: str, now: datetime
+    ) -> bool:
+        """draft -> approved by a user who is not its creator; False if not a draft.
+        Approval by the creator is refused by the schema itself (StoreError)."""
+        ...
+
+    def start_broadcast(self, broadcast_id: int, now: datetime, *, early: bool = False) -> bool:
+        """approved one-off -> sending once its send time has come (`early`: now anyway)."""
+        ...
+
+    def fan_out(self, plan: FanOutPlan, batch: int, now: datetime) -> FanOutStep:
+        """Enqueue the next `batch` people of a sending broadcast in one transaction, in SQL
+        (INSERT ... SELECT): the audience never passes through Python."""
+        ...
+
+    def fan_out_start(self, plan: FanOutPlan) -> tuple[int, int]:
+        """(first, last) cursor values of a plan's fan-out, for progress bars."""
+        ...
+
+    def cancel_broadcast(
+        self, broadcast_id: int, user_id: int, username: str, now: datetime
+    ) -> int:
+        """The kill switch: the broadcast (and a recurring one's occurrences) -> cancelled,
+        then every queued or sending row of it -> cancelled. Returns how many rows stopped."""
+        ...
+
+    def due_broadcasts(self, now: datetime, limit: int) -> list[BroadcastRow]:
+        """Approved one-offs whose time has come, and broadcasts still fanning out."""
+        ...
+
+    def due_recurrences(self, now: datetime, limit: int) -> list[BroadcastRow]:
+        """Approved recurring broadcasts whose next occurrence is due."""
+        ...
+
+    def add_occurrence(self, parent_id: int, send_at: datetime, now: datetime) -> int | None:
+        """Copy an approved recurring broadcast into an approved one-off at `send_at`; None if
+        that occurrence exists already."""
+        ...
+
+    def advance_recurrence(
+        self, broadcast_id: int, expected: datetime, next_due_at: datetime | None, now: datetime
+    ) -> bool:
+        """Move a recurring broadcast to its next occurrence (None: it has ended -> sent) if it
+        still is at `expected`."""
+        ...
+
+    def audience_census(self, plan: FanOutPlan) -> AudienceCensus:
+        """Count who the plan reaches (per channel, language, time zone) and who is left out."""
+        ...
+
+    def audience_timezones(self) -> list[str]:
+        """Every time zone a contact or enrollment names (for quiet-hour releases)."""
+        ...
+
+    def delivery_counts(self, broadcast_id: int) -> list[DeliveryCount]:
+        """A broadcast's outbox rows counted by channel, status and error."""
+        ...
+
+    def stopped_after(self, broadcast_id: int) -> dict[str, int]:
+        """Per channel, recipients it reached who have opted out since (STOP in reply)."""
+        ...
+
+    def outbox_gate(self, outbox_id: int) -> OutboxGate | None:
+        """A row's status with its broadcast's status and its contact's consent, in one read."""
+        ...
+
+    def cancel_outbox(self, outbox_id: int, reason: str, now: datetime) -> bool:
+        """A queued or sending row -> cancelled (`reason` in `error`); False otherwise."""
+        ...
+
+    def defer_outbox(self, outbox_id: int, until: datetime) -> bool:
+        """A claimed row back to queued, due at `until`, without counting an attempt."""
+        ...
+
+    def consents(self, contact_id: int) -> list[ConsentRow]:
+        """A contact's consent record, oldest first."""
+        ...
+
+
+class BroadcastSql(SqlMixin):
+    """`BroadcastStore` in SQL written once; a mixin of `SqlStore` (bot.store.core)."""
 
     # -- campaigns ----------------------------------------------------------------------
 
@@ -599,87 +882,7 @@ class BroadcastSql:
             )
         return cursor.rowcount == 1
 
-    # -- people, audience facts and consent ------------------------------------------------
-
-    def set_contact_facts(
-        self,
-        contact_id: int,
-        now: datetime,
-        *,
-        region: str | None = None,
-        timezone: str | None = None,
-        clear: tuple[str, ...] = (),
-    ) -> None:
-        """Set a contact's region and/or time zone (`clear` names facts to unset)."""
-        changes: dict[str, str | None] = {}
-        for name in clear:
-            if name not in ("region", "timezone"):
-                raise ValueError(f"clear: region or timezone, not {name!r}")
-            changes[name] = None
-        if region is not None:
-            changes["region"] = region
-        if timezone is not None:
-            changes["timezone"] = timezone
-        if not changes:
-            return
-        assignments = ", ".join(f"{name} = ?" for name in changes)
-        with self._atomic("set_contact_facts") as conn:
-            cursor = conn.execute(
-                f"UPDATE contacts SET {assignments}, updated_at = ? WHERE id = ?",
-                (*changes.values(), _ts(now), contact_id),
-            )
-            if cursor.rowcount == 0:
-                raise KeyError(f"no contacts row with id {contact_id}")
-
-    def set_contact_tags(
-        self, contact_id: int, add: tuple[str, ...] = (), remove: tuple[str, ...] = ()
-    ) -> tuple[str, ...]:
-        """Add and remove tags; returns the contact's tags, sorted."""
-        with self._atomic("set_contact_tags") as conn:
-            if not self._write_rows(conn, "SELECT 1 FROM contacts WHERE id = ?", (contact_id,)):
-                raise KeyError(f"no contacts row with id {contact_id}")
-            conn.executemany(
-                "INSERT INTO contact_tags (contact_id, tag) VALUES (?, ?)"
-                " ON CONFLICT (contact_id, tag) DO NOTHING",
-                [(contact_id, tag) for tag in add],
-            )
-            conn.executemany(
-                "DELETE FROM contact_tags WHERE contact_id = ? AND tag = ?",
-                [(contact_id, tag) for tag in remove],
-            )
-            rows = self._write_rows(
-                conn,
-                "SELECT tag FROM contact_tags WHERE contact_id = ? ORDER BY tag",
-                (contact_id,),
-            )
-        return tuple(str(r["tag"]) for r in rows)
-
-    def link_contacts(self, contact_id: int, other_id: int, now: datetime) -> int:
-        """Make two contacts (and everyone linked to either) one person; returns its id."""
-        with self._atomic("link_contacts") as conn:
-            people = []
-            for cid in (contact_id, other_id):
-                row = self._write_rows(conn, "SELECT person_id FROM contacts WHERE id = ?", (cid,))
-                if not row:
-                    raise KeyError(f"no contacts row with id {cid}")
-                people.append(int(row[0]["person_id"]))
-            person = min(people)
-            conn.execute(
-                "UPDATE contacts SET person_id = ?, updated_at = ? WHERE person_id IN (?, ?)",
-                (person, _ts(now), *people),
-            )
-        return person
-
-    def prefer_contact(self, contact_id: int, now: datetime) -> None:
-        """Make this the preferred contact of its person for broadcasts."""
-        with self._atomic("prefer_contact") as conn:
-            cursor = conn.execute(
-                "UPDATE contacts SET preferred = CASE WHEN id = ? THEN 1 ELSE 0 END, updated_at = ?"
-                " WHERE person_id = (SELECT person_id FROM contacts WHERE id = ?)",
-                (contact_id, _ts(now), contact_id),
-            )
-            if cursor.rowcount == 0:
-                raise KeyError(f"no contacts row with id {contact_id}")
+    # -- the consent record --------------------------------------------------------------------
 
     def consents(self, contact_id: int) -> list[ConsentRow]:
         """A contact's consent record, oldest first."""
@@ -739,7 +942,7 @@ def _broadcast_row(r: Row) -> BroadcastRow:
         parent_id=r["parent_id"],
         correction_of=r["correction_of"],
         urgent=bool(r["urgent"]),
-        audience=AudienceFilter.from_json(json.loads(r["audience"])),
+        audience=Audience.from_json(json.loads(r["audience"])),
         whatsapp_template=r["whatsapp_template"],
         default_language=r["default_language"],
         fan_out_cursor=r["fan_out_cursor"],

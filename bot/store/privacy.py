@@ -1,18 +1,17 @@
-"""The SQLite side of privacy (docs/security.md): the retention purge that redacts old message
-text, erasing one person on request (FORGET), and the TOTP secret of a console user. A mixin
-of `SqliteStore`. Imports the standard library and bot.store.base.
+"""Privacy (docs/security.md): the retention purge that redacts old message text, and erasing
+one person on request (FORGET); `PrivacyStore` and its `PrivacySql` mixin of `SqlStore` (the
+TOTP secret is in bot.store.users). Imports the standard library and bot.store (codec, sql).
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Protocol
 
-from bot.store.base import PrivacyCounts, forgotten_address
 from bot.store.codec import _ts
-from bot.store.sql import Connection, Row
+from bot.store.sql import Connection, SqlMixin
 
 REDACTED = "[redacted]"  # message text past the retention period
 ERASED = "[erased]"  # message text of a person who asked to be forgotten
@@ -20,14 +19,55 @@ _KEPT = f"text NOT IN ('{REDACTED}', '{ERASED}')"  # the partial indexes of migr
 _UNFINISHED = "('queued', 'sending')"  # outbox rows still to be sent keep their text
 
 
-class PrivacySql:
-    """Mixin: needs `_atomic` and `_rows` from SqliteStore."""
+def forgotten_address(contact_id: int) -> str:
+    """What replaces a forgotten contact's phone number or chat id (bot.privacy)."""
+    return f"forgotten-{contact_id}"
 
-    def _atomic(self, op: str) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
 
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
-        raise NotImplementedError
+@dataclass(frozen=True)
+class PrivacyCounts:
+    """Rows a retention sweep redacted, or an erasure erased, per table."""
+
+    inbox: int = 0
+    transcript: int = 0
+    outbox: int = 0
+    contacts: int = 0
+
+    def __add__(self, other: PrivacyCounts) -> PrivacyCounts:
+        return PrivacyCounts(
+            self.inbox + other.inbox,
+            self.transcript + other.transcript,
+            self.outbox + other.outbox,
+            self.contacts + other.contacts,
+        )
+
+    @property
+    def total(self) -> int:
+        return self.inbox + self.transcript + self.outbox
+
+
+class PrivacyStore(Protocol):
+    """The retention purge and erasure on request."""
+
+    def redact_messages(self, before: datetime, *, limit: int = 5000) -> PrivacyCounts:
+        """Redact message text older than `before` (inbox, transcript, sent outbox rows); at
+        most `limit` rows per table per call."""
+        ...
+
+    def forget_contact(
+        self, contact_id: int, now: datetime, *, free_text: tuple[str, ...] = ()
+    ) -> PrivacyCounts:
+        """Erase a person's identifiers and texts (this contact and its linked ones), keeping
+        de-identified counts, levels and readings."""
+        ...
+
+    def finish_forgetting(self, *, limit: int = 5000) -> int:
+        """Erase outbox rows of forgotten contacts that were sent after the erasure."""
+        ...
+
+
+class PrivacySql(SqlMixin):
+    """`PrivacyStore` in SQL written once; a mixin of `SqlStore` (bot.store.core)."""
 
     def redact_messages(self, before: datetime, *, limit: int = 5000) -> PrivacyCounts:
         """Replace the text of messages older than `before` with "[redacted]": processed inbox
@@ -168,11 +208,3 @@ class PrivacySql:
                 f" AND o.status NOT IN {_UNFINISHED} LIMIT ?)",
                 (ERASED, limit),
             ).rowcount
-
-    def set_user_totp(self, user_id: int, secret: str | None, now: datetime) -> None:
-        """Set (or clear, with None) a console user's TOTP secret."""
-        with self._atomic("set_user_totp") as conn:
-            conn.execute(
-                "UPDATE users SET totp_secret = ?, updated_at = ? WHERE id = ?",
-                (secret, _ts(now), user_id),
-            )

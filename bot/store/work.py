@@ -2,19 +2,18 @@
 `carebridge worker` processes only one runs a given sweep at a time; a heartbeat row per
 process; the per-contact turn lock; and the outbox depth per lane for monitoring. A mixin of
 the store, written in portable SQL (`?` placeholders, ON CONFLICT upserts, RETURNING).
-Imports the standard library and bot.store.base/codec.
+Imports the standard library and bot.store (codec, messaging, sql).
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
-from bot.store.base import Lane, OutboxStatus
 from bot.store.codec import _dt, _ts
-from bot.store.sql import SQLITE, Connection, Dialect, Row
+from bot.store.messaging import Lane, OutboxStatus
+from bot.store.sql import SqlMixin
 
 PRUNE_AFTER = timedelta(days=1)  # heartbeat rows of processes gone this long are dropped
 CONTACT_LOCK_BASE = 15 << 48  # advisory lock keys of contacts, clear of other keys
@@ -75,16 +74,8 @@ class WorkStore(Protocol):
     def queue_depth(self) -> list[QueueDepth]: ...
 
 
-class WorkSql:
-    """Mixin: needs `_atomic`, `_rows` and `dialect` from the store (bot.store.sql)."""
-
-    dialect: Dialect = SQLITE
-
-    def _atomic(self, op: str) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
-        raise NotImplementedError
+class WorkSql(SqlMixin):
+    """`WorkStore` in SQL written once; a mixin of `SqlStore` (bot.store.core)."""
 
     # -- sweep leases ------------------------------------------------------------------------
 

@@ -1,20 +1,19 @@
 """The store side of the API for other systems and of /metrics (docs/api.md, docs/operations.md):
 API tokens (kept as SHA-256 hashes), keyset pages of the resources the API serves, and the
-queue and ticket counts /metrics reports. A mixin of `SqliteStore`, in plain portable SQL.
-Imports the standard library and bot.store (base, codec).
+queue and ticket counts /metrics reports. A mixin of `SqlStore`, in plain portable SQL.
+Imports the standard library and bot.store (codec, sql).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from bot.store.codec import _dt, _ts
-from bot.store.sql import Connection, Row
+from bot.store.sql import Row, SqlMixin
 
 
 @dataclass(frozen=True)
@@ -104,14 +103,8 @@ class ApiStore(Protocol):
     def open_ticket_stats(self) -> list[TicketStat]: ...
 
 
-class ApiSql:
-    """Mixin: needs `_atomic` and `_rows` from SqliteStore."""
-
-    def _atomic(self, op: str) -> AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
-        raise NotImplementedError
+class ApiSql(SqlMixin):
+    """`ApiStore` in SQL written once; a mixin of `SqlStore` (bot.store.core)."""
 
     # -- tokens ---------------------------------------------------------------------------
 
