@@ -485,6 +485,13 @@ def profile(out: str | None, pid: int) -> subprocess.Popen[bytes] | None:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+# The store's query modules (bot/store/*.py but the owner thread, counted as hand-off below).
+STORE_MODULES = tuple(
+    f"bot/store/{path.name}"
+    for path in (ROOT / "bot" / "store").glob("*.py")
+    if path.name != "owner.py"
+)
+
 # Where a message's CPU goes, from the py-spy profile: each GIL sample goes to the first part
 # whose marker (a source path fragment) is on its stack, in this order; "other" is the
 # event loop itself.
@@ -492,7 +499,7 @@ PARTS = (
     ("NLU (nlu/)", ("/nlu/",)),
     ("conversation engine and rendering", ("bot/engine.py", "channels/render.py")),
     ("outbound send (twilio library + aiohttp)", ("/twilio/", "/aiohttp/", "channels/twilio.py")),
-    ("store queries (SQLite)", ("bot/store/sqlite", "/sqlite_utils/", "bot/store/codec.py")),
+    ("store queries (SQLite)", ("/sqlite_utils/", *STORE_MODULES)),
     ("inbound HTTP (uvicorn, starlette, signature)", ("/uvicorn/", "/starlette/", "bot/web.py")),
     ("message handling around them (bot/app.py)", ("bot/app.py",)),
     ("dispatcher and store-thread hand-off", ("bot/dispatch.py", "bot/store/owner.py")),

@@ -64,7 +64,7 @@ def token_hash(token: str) -> str:
 
 
 def api_store(store: Store) -> ApiStore:
-    """The store's API methods (bot.store.sqlite_api)."""
+    """The store's API methods (bot.store.api)."""
     return cast(ApiStore, store)
 
 

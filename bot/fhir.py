@@ -4,7 +4,7 @@ units; systolic and diastolic of one conversation as one blood-pressure panel) a
 ServiceRequest per escalation. Built by hand for speed (a million readings); tests validate
 every kind with the fhir.resources models.
 
-Imports bot.console_view (masking) and bot.store.sqlite_io (the export rows) only; no I/O.
+Imports bot.console_view (masking) and bot.store.io (the export rows) only; no I/O.
 """
 
 from __future__ import annotations

@@ -618,7 +618,7 @@ class SweepScheduler:
     dispatcher: `lambda r: r.outbox_ids and loop.call_soon_threadsafe(dispatcher.wake)`).
 
     APScheduler is only the trigger: each sweep (`checkins`, then each of `also` by its name)
-    first claims its lease row in the store (bot.store.sqlite_work), so of many processes
+    first claims its lease row in the store (bot.store.work), so of many processes
     ticking at once only one runs a given sweep, and after a run nobody runs it again within
     about one interval. A holder that crashes loses the lease after `lease_s`.
     """
