@@ -3,6 +3,7 @@ SQLite's, and processes starting together migrate once (the advisory lock)."""
 
 from __future__ import annotations
 
+import inspect
 import sqlite3
 import threading
 from contextlib import closing
@@ -70,3 +71,24 @@ def test_processes_opening_a_new_database_together_migrate_it_once(pg_cluster: C
         for store in opened:
             store.close()
         pg_cluster.drop(name)
+
+
+def test_every_store_method_is_implemented_once_for_both_engines() -> None:
+    """Each method of the `Store` protocol resolves, on both engines, to one capability
+    mixin's real code: no placeholder or protocol stub shadows it, whatever the bases' order."""
+    from bot.store import SqlStore
+    from bot.store.postgres import PostgresStore
+
+    names = sorted(n for n in dir(Store) if not n.startswith("_") and callable(getattr(Store, n)))
+    assert len(names) > 100
+    for name in names:
+        owners = {getattr(engine, name).__qualname__ for engine in (SqliteStore, PostgresStore)}
+        engine_own = name in ("close", "check_writable", "transaction")
+        assert len(owners) == 1 or engine_own, (name, owners)
+        for engine in (SqliteStore, PostgresStore):
+            body = inspect.getsource(getattr(engine, name)).rstrip()
+            assert "raise NotImplementedError" not in body and not body.endswith("..."), (
+                engine.__name__,
+                name,
+            )
+        assert getattr(SqlStore, name).__module__.startswith("bot.store."), name

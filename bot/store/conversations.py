@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.session import Contact, Session
 from bot.store.codec import _checked, _dt, _dt_req, _json, _ts
@@ -118,9 +118,9 @@ class ConversationStore(Protocol):
 class ConversationSql(SqlMixin):
     """`ConversationStore` in SQL written once; a mixin of `SqlStore`."""
 
-    def get_contact(self, contact_id: int) -> Contact | None:
-        """Provided by `ContactSql` (before this mixin in `SqlStore`'s bases)."""
-        raise NotImplementedError
+    if TYPE_CHECKING:  # ContactSql's, in SqlStore: declared for the type checker only
+
+        def get_contact(self, contact_id: int) -> Contact | None: ...
 
     # -- sessions ------------------------------------------------------------------------------
 

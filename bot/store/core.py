@@ -51,10 +51,8 @@ class SqlStore(
     """`Store` in SQL written once (docs/storage.md, "One SQL, two engines"): every query
     method lives in a capability's mixin; this class adds the shared plumbing, and an engine
     subclass (`SqliteStore`, `PostgresStore`) supplies the connection and its `dialect`.
-
-    A mixin that calls another's method (`ConversationSql` -> `ContactSql.get_contact`,
-    `LiveSql` -> `MessagingSql.get_outbox`) comes after it in the bases, so the real method,
-    not the mixin's placeholder, is the one found.
+    A mixin that calls another's method declares it for the type checker only, so the order
+    of the bases does not matter.
     """
 
     dialect: Dialect = SQLITE

@@ -7,7 +7,7 @@ Imports the standard library and bot.store (codec, messaging, sql).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.store.codec import _ts
 from bot.store.messaging import OutboxRow, OutboxStatus
@@ -35,11 +35,12 @@ class LiveOutbox(Protocol):
 
 
 class LiveSql(SqlMixin):
-    """`LiveOutbox` in SQL written once; a mixin of `SqlStore`, after `MessagingSql` (whose
-    `get_outbox` it uses)."""
+    """`LiveOutbox` in SQL written once; a mixin of `SqlStore` (it uses `MessagingSql`'s
+    `get_outbox`)."""
 
-    def get_outbox(self, outbox_id: int) -> OutboxRow | None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # MessagingSql's, in SqlStore: declared for the type checker only
+
+        def get_outbox(self, outbox_id: int) -> OutboxRow | None: ...
 
     def claim_live(
         self,
