@@ -8,7 +8,16 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["nlu.py", "webhook.py", "broadcast.py", "login.py", "cli.py", "export.py", "scale.py"]
+SCRIPTS = [
+    "nlu.py",
+    "webhook.py",
+    "handle.py",
+    "broadcast.py",
+    "login.py",
+    "cli.py",
+    "export.py",
+    "scale.py",
+]
 
 
 def main() -> int:
