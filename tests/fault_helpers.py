@@ -69,6 +69,9 @@ class Serve:
         if self.telegram is not None:
             config["telegram"]["api_base_url"] = self.telegram.url
         config["delivery"].update(self.delivery)
+        # serve dispatches and sweeps itself on either engine (on PostgreSQL `auto` would leave
+        # that to `carebridge worker` processes: tests/test_workers_cluster.py drives those)
+        config["processes"]["worker"] = "inline"
         (self.tmp / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
 
     @property
