@@ -330,14 +330,15 @@ def print_and_write(results: list[Result], args: argparse.Namespace) -> None:
         "**Reading this on this machine.** It has 2 cores, shared by everything in the run (wrk,"
         " the fake Twilio, PostgreSQL and every carebridge process) and by other jobs (the load"
         " average above). Handling a message is CPU work in one Python interpreter (NLU, engine,"
-        " rendering), so on 2 cores 2 + 2 processes cannot beat 1 + 1: they take turns on the same"
-        " cores, and with the cores oversubscribed every process also pays for the switching"
-        " (CPU per message rises with the number of processes above, although an idle worker's"
-        " polling costs only about 2 % of a core). That is the ratio above. A separate worker"
-        " also adds up to `processes.poll_s` (0.2 s) to each"
-        " reply, where an inline dispatcher is woken at once; and PostgreSQL costs a network round"
-        " trip per statement where SQLite is a function call. So on one small machine the"
-        " embedded default (SQLite, one process) is the fastest, and stays the default.",
+        " rendering), so one serve uses at most one core. With the machine otherwise quiet,"
+        " 2 serves use both cores and 2 + 2 comes near twice 1 + 1; with the cores taken by"
+        " other jobs, more processes only take turns on what is left and pay for the switching"
+        " (0.57x at load 18.6 on 2026-12-03). So compare the ratio with the load average. A"
+        " separate worker adds up to `processes.poll_s` (0.2 s) to each reply, where an inline"
+        " dispatcher is woken at once, and PostgreSQL costs a network round trip per statement"
+        " where SQLite is a function call: that is why 1 + 1 on PostgreSQL is slower than one"
+        " SQLite process, and why the embedded default (SQLite, one process) stays the default"
+        " for one small machine.",
         "",
         "**What more cores give** (expected, not measured here). The serve processes share"
         " nothing but the database, so with a core for each and PostgreSQL on a machine of its"
