@@ -36,7 +36,7 @@ from bot.store.sql import POSTGRESQL
 
 ENGINES = tuple(os.environ.get("CB_TEST_ENGINES", "sqlite,postgresql").split(","))
 _TEMPLATE = "cb_template"
-# For a long test whose store calls other tests already run on both engines.
+# For a test of SQLite's own behaviour (its file, or an upgrade of an old SQLite database).
 SQLITE_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 
 
@@ -145,7 +145,7 @@ def pg_cluster() -> Iterator[Cluster]:
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> str:
     """The store engine a test runs on: every test that touches the store (through `tmp_config`,
-    `store_url`, `any_store` or `engine_config`) runs once per engine in ENGINES. A test of
+    `store_url`, `new_store_url` or `any_store`) runs once per engine in ENGINES. A test of
     one engine's own behaviour (SQLite's file, WAL or a PostgreSQL pool) pins it with
     `SQLITE_ONLY` / `@pytest.mark.parametrize("engine", [...], indirect=True)`."""
     return str(request.param)
@@ -189,12 +189,6 @@ def any_store(store_url: str) -> Iterator[Store]:
     store.close()
 
 
-@pytest.fixture
-def engine_config(tmp_config: Config) -> Config:
-    """The project config with its store on the test's engine (the same as `tmp_config`)."""
-    return tmp_config
-
-
 def dump_all(store: Store) -> str:
     """Every row of every table as text (to check what is never stored)."""
     if isinstance(store, SqliteStore):
@@ -208,28 +202,12 @@ def dump_all(store: Store) -> str:
     )
 
 
-def db_url(where: Config | str) -> str:
-    """The storage URL of a config (or the URL itself)."""
-    return where.storage_url() if isinstance(where, Config) else where
-
-
 def db_rows(where: Config | str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     """What a query finds in the database itself, bypassing the store: the way a test checks
     what was written (or never written), on either engine. `sql` uses `?` placeholders."""
-    url = db_url(where)
+    url = where.storage_url() if isinstance(where, Config) else where
     if url.startswith("sqlite:///"):
         with closing(sqlite3.connect(url.removeprefix("sqlite:///"), timeout=10)) as conn:
             return [tuple(r) for r in conn.execute(sql, params)]
     with psycopg.connect(url, autocommit=True) as pg:
         return [tuple(r) for r in pg.execute(POSTGRESQL.sql(sql), params)]  # type: ignore[arg-type]
-
-
-def db_execute(where: Config | str, sql: str, params: Sequence[Any] = ()) -> None:
-    """Change the database behind the store's back (to simulate an old row or a crash)."""
-    url = db_url(where)
-    if url.startswith("sqlite:///"):
-        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn, conn:
-            conn.execute(sql, params)
-        return
-    with psycopg.connect(url, autocommit=True) as pg:
-        pg.execute(POSTGRESQL.sql(sql), params)  # type: ignore[arg-type]

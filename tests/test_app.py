@@ -28,9 +28,9 @@ class Clock:
 
 
 @pytest.fixture
-def app(engine_config: Config) -> Iterator[CareBridge]:
+def app(tmp_config: Config) -> Iterator[CareBridge]:
     """The bot on each engine in turn (tests/pg.py): SQLite and PostgreSQL."""
-    bridge = CareBridge(engine_config, clock=Clock())
+    bridge = CareBridge(tmp_config, clock=Clock())
     yield bridge
     bridge.close()
 
@@ -79,8 +79,7 @@ def test_a_replayed_message_gets_no_second_reply(app: CareBridge) -> None:
     assert len(app.store.outbox()) == 1
 
 
-def test_killing_the_process_resumes_at_the_same_question(engine_config: Config) -> None:
-    tmp_config = engine_config
+def test_killing_the_process_resumes_at_the_same_question(tmp_config: Config) -> None:
     clock = Clock()
     first = CareBridge(tmp_config, clock=clock)
     into_screening(first)

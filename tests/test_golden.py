@@ -44,8 +44,7 @@ def run_script(config: Config, script: Path) -> str:
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
-def test_golden_transcript(script: Path, engine_config: Config, update_golden: bool) -> None:
-    tmp_config = engine_config  # every golden conversation on SQLite and on PostgreSQL
+def test_golden_transcript(script: Path, tmp_config: Config, update_golden: bool) -> None:
     got = run_script(tmp_config, script)
     expected_file = script.with_suffix(".txt")
     if update_golden or not expected_file.exists():

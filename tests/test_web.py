@@ -88,9 +88,8 @@ class Stack:
 
 
 @pytest.fixture
-def stack(engine_config: Config, tmp_path: Path) -> Iterator[Stack]:
+def stack(tmp_config: Config, tmp_path: Path) -> Iterator[Stack]:
     """The served bot on each engine in turn (tests/pg.py): SQLite and PostgreSQL."""
-    tmp_config = engine_config
     clock = FastClock(speed=10.0)
     with FakeTwilio() as twilio, FakeTelegram() as telegram:
         holder: dict[str, CareBridge] = {}
