@@ -9,7 +9,6 @@ from itertools import count
 from zoneinfo import ZoneInfo
 
 from bot.app import CareBridge
-from bot.config import Config
 from bot.messages import Inbound
 from bot.scheduler import Sweeper, SweepReport
 from bot.store import OutboxRow
@@ -43,13 +42,6 @@ def ist(day: int, hour: int, minute: int = 0, month: int = 4) -> datetime:
 def local_hm(when: datetime, tz: ZoneInfo = KOLKATA) -> str:
     """ "MM-DD HH:MM" in the patient's zone, for readable assertions."""
     return when.astimezone(tz).strftime("%m-%d %H:%M")
-
-
-def with_db(config: Config, path: str) -> Config:
-    """`config` with its database at `path`."""
-    return config.model_copy(
-        update={"storage": config.storage.model_copy(update={"url": f"sqlite:///{path}"})}
-    )
 
 
 _ids = count()

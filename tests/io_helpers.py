@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -151,12 +150,11 @@ class Site:
 
 
 @contextmanager
-def console_site(base: Config, folder: Path, seed: Any = None) -> Iterator[Site]:
+def console_site(base: Config, store_url: str, seed: Any = None) -> Iterator[Site]:
     """The console on a new database (`seed(store)` first), one logged-in browser per role."""
     from bot.web import create_app
 
-    storage = base.storage.model_copy(update={"url": f"sqlite:///{folder / 'cb.db'}"})
-    config = base.model_copy(update={"storage": storage})
+    config = base.model_copy(update={"storage": base.storage.model_copy(update={"url": store_url})})
     bridge = CareBridge(
         config,
         library=load_flows(config),

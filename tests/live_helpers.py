@@ -7,7 +7,6 @@ from __future__ import annotations
 import secrets
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,13 +27,11 @@ USSD_SECRET = "ussd-test-secret"
 SERVICE = "+15550001111"
 
 
-def live_config(base: Config, tmp_path: Path, **voice: Any) -> Config:
-    """The project config on a temporary database, providers calling `PUBLIC`."""
+def live_config(base: Config, store_url: str, **voice: Any) -> Config:
+    """The project config on the store at `store_url`, providers calling `PUBLIC`."""
     return base.model_copy(
         update={
-            "storage": base.storage.model_copy(
-                update={"url": f"sqlite:///{tmp_path / 'carebridge.db'}"}
-            ),
+            "storage": base.storage.model_copy(update={"url": store_url}),
             "server": base.server.model_copy(update={"public_url": PUBLIC}),
             "voice": base.voice.model_copy(update=voice),
         }

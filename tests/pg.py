@@ -142,13 +142,23 @@ def pg_cluster() -> Iterator[Cluster]:
         cluster.stop()
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture(scope="module", params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> str:
     """The store engine a test runs on: every test that touches the store (through `tmp_config`,
     `store_url`, `new_store_url` or `any_store`) runs once per engine in ENGINES. A test of
     one engine's own behaviour (SQLite's file, WAL or a PostgreSQL pool) pins it with
     `SQLITE_ONLY` / `@pytest.mark.parametrize("engine", [...], indirect=True)`."""
     return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def module_store_url(
+    engine: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A store shared by the tests of one module (for module-scoped fixtures such as a served
+    app), on the module's engine: its tests run on SQLite, then on PostgreSQL."""
+    with ExitStack() as cleanup:
+        yield _new_store(engine, request, tmp_path_factory.mktemp("store"), cleanup)
 
 
 @pytest.fixture
@@ -211,3 +221,8 @@ def db_rows(where: Config | str, sql: str, params: Sequence[Any] = ()) -> list[t
             return [tuple(r) for r in conn.execute(sql, params)]
     with psycopg.connect(url, autocommit=True) as pg:
         return [tuple(r) for r in pg.execute(POSTGRESQL.sql(sql), params)]  # type: ignore[arg-type]
+
+
+def with_store(config: Config, url: str) -> Config:
+    """`config` with its `storage.url` set to `url`."""
+    return config.model_copy(update={"storage": config.storage.model_copy(update={"url": url})})

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -76,11 +75,11 @@ def parts(config: Config) -> tuple[Library, Interpreter]:
 
 
 @contextmanager
-def running(base: Config, folder: Path, parts: tuple[Library, Interpreter]) -> Iterator[Site]:
+def running(base: Config, url: str, parts: tuple[Library, Interpreter]) -> Iterator[Site]:
     """The console on a new database: five subscribers (one in Hindi, one on WhatsApp), one
     without consent, one opted out; coordinators alice and bob, clinician carol, admin root."""
     clock = Clock(T0)  # 16:00 UTC: not quiet for UTC recipients
-    storage = base.storage.model_copy(update={"url": f"sqlite:///{folder / 'cb.db'}"})
+    storage = base.storage.model_copy(update={"url": url})
     config = configured(base.model_copy(update={"storage": storage}), languages=["en", "hi"])
     library, interpreter = parts
     bridge = CareBridge(config, library=library, interpreter=interpreter, clock=clock)
@@ -119,17 +118,17 @@ def running(base: Config, folder: Path, parts: tuple[Library, Interpreter]) -> I
 
 @pytest.fixture(scope="module")
 def site(
-    config: Config, parts: tuple[Library, Interpreter], tmp_path_factory: pytest.TempPathFactory
+    config: Config, parts: tuple[Library, Interpreter], module_store_url: str
 ) -> Iterator[Site]:
     """Shared by the tests that only add broadcasts of their own (and read only those)."""
-    with running(config, tmp_path_factory.mktemp("broadcasts"), parts) as shared:
+    with running(config, module_store_url, parts) as shared:
         yield shared
 
 
 @pytest.fixture
-def fresh(config: Config, parts: tuple[Library, Interpreter], tmp_path: Path) -> Iterator[Site]:
+def fresh(config: Config, parts: tuple[Library, Interpreter], store_url: str) -> Iterator[Site]:
     """For a test that changes the subscribers."""
-    with running(config, tmp_path, parts) as own:
+    with running(config, store_url, parts) as own:
         yield own
 
 

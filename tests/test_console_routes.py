@@ -12,12 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 from console_helpers import make_user, served, session_cookie
+from pg import with_store
 from starlette.routing import Route
 
 from bot.app import CareBridge, build_broadcasts
 from bot.auth import LOGIN_COOKIE, SESSION_COOKIE, Auth
 from bot.broadcast import Draft
-from bot.config import Config, load_config
+from bot.config import load_config
 from bot.console import ANY_ROLE, PUBLIC, ROUTE_ROLES
 from bot.dashboards import HEALTH as HEALTH_AGGREGATES
 from bot.messages import Inbound
@@ -50,16 +51,10 @@ class Site:
         return login.csrf
 
 
-def _config(tmp: Path) -> Config:
-    base = load_config(Path(__file__).resolve().parent.parent / "config.yaml", env={})
-    return base.model_copy(
-        update={"storage": base.storage.model_copy(update={"url": f"sqlite:///{tmp / 'cb.db'}"})}
-    )
-
-
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    bridge = CareBridge(_config(tmp_path_factory.mktemp("console")))
+def site(module_store_url: str) -> Iterator[Site]:
+    base = load_config(Path(__file__).resolve().parent.parent / "config.yaml", env={})
+    bridge = CareBridge(with_store(base, module_store_url))
     now = datetime.now(UTC)
     bridge.handle(Inbound("sms", PHONE, SAID, now, "SM-route-1"))
     contact = bridge.store.find_contact("sms", PHONE)

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from console_helpers import make_user, served
 from dash_seed import NOW, seed
+from pg import with_store
 
 from bot.app import CareBridge
 from bot.auth import SESSION_COOKIE, Auth
@@ -46,12 +47,9 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(module_store_url: str) -> Iterator[Site]:
     base = load_config(Path(__file__).resolve().parent.parent / "config.yaml", env={})
-    db = tmp_path_factory.mktemp("dash") / "cb.db"
-    config = base.model_copy(
-        update={"storage": base.storage.model_copy(update={"url": f"sqlite:///{db}"})}
-    )
+    config = with_store(base, module_store_url)
     bridge = CareBridge(config, clock=lambda: NOW)
     seed(bridge.store, config)  # type: ignore[arg-type]
     app = create_app(config, bridge=bridge, env={}, senders={}, dispatch=False, schedule=False)

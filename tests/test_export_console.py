@@ -22,10 +22,8 @@ IDS: dict[str, int] = {}
 
 
 @pytest.fixture(scope="module")
-def site(config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with console_site(
-        config, tmp_path_factory.mktemp("export"), lambda s: IDS.update(seed_results(s))
-    ) as s:
+def site(config: Config, module_store_url: str) -> Iterator[Site]:
+    with console_site(config, module_store_url, lambda s: IDS.update(seed_results(s))) as s:
         yield s
 
 

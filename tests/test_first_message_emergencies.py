@@ -15,6 +15,7 @@ from typing import Any, cast
 import pytest
 import yaml
 from click.testing import CliRunner
+from pg import with_store
 from test_cli import write_config
 
 from bot.app import CareBridge, load_flows
@@ -65,12 +66,12 @@ def emergency_instruction(state: dict[str, Any], number: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Chat, Path, str]]:
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, module_store_url: str
+) -> Iterator[tuple[Chat, Path, str]]:
     tmp = tmp_path_factory.mktemp("first")
     base = load_config(ROOT / "config.yaml", env={})
-    config: Config = base.model_copy(
-        update={"storage": base.storage.model_copy(update={"url": f"sqlite:///{tmp / 'cb.db'}"})}
-    )
+    config = with_store(base, module_store_url)
     chat = Chat(config)
     yield chat, write_config(config, tmp), base.emergency.number
     chat.app.close()

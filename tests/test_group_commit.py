@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
+from pg import with_store
 
 from bot.app import CareBridge, Handled
 from bot.config import Config
@@ -60,23 +62,27 @@ def outcome(bridge: CareBridge) -> dict[str, Any]:
 
 
 def commits(bridge: CareBridge) -> Counter[str]:
+    """Counts the store's committed transactions from now on (either engine)."""
     seen: Counter[str] = Counter()
-    bridge.store._conn.set_trace_callback(  # type: ignore[attr-defined]
-        lambda sql: seen.update([sql.split()[0].upper()])
-    )
+    store: Any = bridge.store
+    begun = store._begun
+
+    @contextmanager
+    def counted(conn: Any, op: str) -> Iterator[Any]:
+        with begun(conn, op) as inside:
+            yield inside
+        seen["COMMIT"] += 1
+
+    store._begun = counted
     return seen
 
 
 @pytest.fixture
-def two_bridges(tmp_path: Path, tmp_config: Config) -> Any:
-    def bridge(name: str) -> CareBridge:
-        url = f"sqlite:///{tmp_path / name}"
-        config = tmp_config.model_copy(
-            update={"storage": tmp_config.storage.model_copy(update={"url": url})}
-        )
-        return CareBridge(config, clock=Clock())
+def two_bridges(tmp_config: Config, new_store_url: Callable[[], str]) -> Any:
+    def bridge() -> CareBridge:
+        return CareBridge(with_store(tmp_config, new_store_url()), clock=Clock())
 
-    grouped, alone = bridge("grouped.db"), bridge("alone.db")
+    grouped, alone = bridge(), bridge()
     yield grouped, alone
     grouped.close()
     alone.close()

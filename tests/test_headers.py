@@ -11,12 +11,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from console_helpers import served
+from pg import with_store
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from bot.app import CareBridge
-from bot.config import Config, load_config
+from bot.config import load_config
 from bot.headers import EXCEPTION_HANDLERS, SecurityHeaders, error_page, page_csp
 from bot.web import create_app
 
@@ -26,16 +27,15 @@ REQUIRED = {
     "referrer-policy": "same-origin",
 }
 # Words that would tell an attacker how the server is built or configured.
-INTERNAL = ("TWILIO", "TELEGRAM_", "Traceback", "starlette", "uvicorn", "bot/", ".py", "sqlite")
+INTERNAL = (
+    *("TWILIO", "TELEGRAM_", "Traceback", "starlette", "uvicorn", "bot/", ".py"),
+    *("sqlite", "psycopg", "postgres"),
+)
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = load_config(env={})
-    tmp = tmp_path_factory.mktemp("headers")
-    config: Config = base.model_copy(
-        update={"storage": base.storage.model_copy(update={"url": f"sqlite:///{tmp / 'h.db'}"})}
-    )
+def url(module_store_url: str) -> Iterator[str]:
+    config = with_store(load_config(env={}), module_store_url)
     bridge = CareBridge(config)
     app = create_app(config, bridge=bridge, env={}, dispatch=False, schedule=False)
     with served(app) as base_url:

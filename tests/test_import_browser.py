@@ -17,13 +17,13 @@ FILE = "phone,language,consent_care,name\n+919800000501,hi,yes,A\n98000-CALL-ME,
 
 
 def test_import_and_export_pages_work_on_a_phone_and_a_desktop(
-    config: Config, tmp_path: Path
+    config: Config, tmp_path: Path, store_url: str
 ) -> None:
     from playwright.sync_api import expect
 
     upload = tmp_path / "people.csv"
     upload.write_text(FILE, encoding="utf-8")
-    with console_site(config, tmp_path, seed_results) as site, chromium() as browser:
+    with console_site(config, store_url, seed_results) as site, chromium() as browser:
         url = str(site.clients["cora"].base_url)
         for width in (PHONE, DESKTOP):
             for who in ("cora", "carol"):

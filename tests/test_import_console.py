@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from io_helpers import ROWS, Site, console_site, contacts_file, known_people, phone
@@ -22,8 +21,8 @@ CSV = "text/csv"
 
 
 @pytest.fixture
-def site(config: Config, tmp_path: Path) -> Iterator[Site]:
-    with console_site(config, tmp_path, known_people) as s:
+def site(config: Config, store_url: str) -> Iterator[Site]:
+    with console_site(config, store_url, known_people) as s:
         yield s
 
 

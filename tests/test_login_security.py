@@ -20,6 +20,7 @@ import pyotp
 import pytest
 from argon2 import PasswordHasher
 from console_helpers import served
+from pg import with_store
 
 from bot import auth as auth_module
 from bot.app import CareBridge
@@ -51,14 +52,9 @@ class Site:
     bridge: CareBridge
 
 
-def make_site(tmp: Path, **console: object) -> tuple[CareBridge, Config]:
-    base = load_config(ROOT / "config.yaml", env={})
-    config = base.model_copy(
-        update={
-            "storage": base.storage.model_copy(update={"url": f"sqlite:///{tmp / 'l.db'}"}),
-            "console": base.console.model_copy(update=console),
-        }
-    )
+def make_site(store_url: str, **console: object) -> tuple[CareBridge, Config]:
+    base = with_store(load_config(ROOT / "config.yaml", env={}), store_url)
+    config = base.model_copy(update={"console": base.console.model_copy(update=console)})
     bridge = CareBridge(config)
     now = bridge.clock()
     hashed = hash_password(ADMIN_PASSWORD)
@@ -67,8 +63,8 @@ def make_site(tmp: Path, **console: object) -> tuple[CareBridge, Config]:
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    bridge, config = make_site(tmp_path, login_answer_ms=50)
+def site(store_url: str) -> Iterator[Site]:
+    bridge, config = make_site(store_url, login_answer_ms=50)
     app = create_app(config, bridge=bridge, env={}, senders={}, dispatch=False, schedule=False)
     with served(app, lifespan="off") as url:
         yield Site(url, bridge)
@@ -151,10 +147,10 @@ def test_unknown_user_wrong_password_and_throttled_get_the_same_answer(site: Sit
 
 
 def test_unknown_wrong_and_throttled_take_comparable_time(
-    tmp_path: Path, real_argon2: None
+    store_url: str, real_argon2: None
 ) -> None:
     """Real argon2 parameters; medians over repeated tries; a generous ratio, never a time."""
-    bridge, config = make_site(tmp_path, login_answer_ms=300, login_limits_address="2/minute")
+    bridge, config = make_site(store_url, login_answer_ms=300, login_limits_address="2/minute")
     app = create_app(config, bridge=bridge, env={}, senders={}, dispatch=False, schedule=False)
     times: dict[str, list[float]] = {"unknown": [], "wrong": [], "throttled": []}
     users = {"unknown": "nobody_here", "wrong": "admin", "throttled": "admin"}

@@ -10,18 +10,14 @@ from pathlib import Path
 import pytest
 from chat_driver import InProcess, Subprocess, write_config
 from messy_patients import LANGUAGES, STYLES, Outcome, play, table, vignettes
+from pg import with_store
 
 from bot.config import Config
 
 
-def _config(config: Config, folder: Path) -> Config:
-    url = f"sqlite:///{folder / 'messy.db'}"
-    return config.model_copy(update={"storage": config.storage.model_copy(update={"url": url})})
-
-
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory, config: Config) -> list[Outcome]:
-    driver = InProcess(_config(config, tmp_path_factory.mktemp("messy")))
+def outcomes(module_store_url: str, config: Config) -> list[Outcome]:
+    driver = InProcess(with_store(config, module_store_url))
     try:
         return [
             play(driver.say, f"m{i}-{style}-{lang}", v, lang, style)
@@ -59,11 +55,11 @@ def test_both_halves_are_played(outcomes: list[Outcome]) -> None:
 
 @pytest.mark.parametrize("style", STYLES)
 def test_a_sample_over_the_real_chat_jsonl_subprocess(
-    style: str, outcomes: list[Outcome], config: Config, tmp_path: Path
+    style: str, outcomes: list[Outcome], config: Config, store_url: str, tmp_path: Path
 ) -> None:
     """Per language: one emergency and one other vignette of this style, played through
     `carebridge chat --jsonl` as a program would; the same outcome as in-process."""
-    path = write_config(_config(config, tmp_path), tmp_path)
+    path = write_config(with_store(config, store_url), tmp_path)
     all_v = vignettes()
     for lang in LANGUAGES:
         k = LANGUAGES.index(lang) + STYLES.index(style) * 3

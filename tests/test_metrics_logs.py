@@ -16,9 +16,11 @@ LINES = ("hi", "1", "my lips are blue and I cannot breathe, call 9812345678")
 
 
 @pytest.mark.parametrize("how", ["flag", "config"])
-def test_json_log_lines_parse_and_carry_no_text_or_numbers(tmp_path: Path, how: str) -> None:
+def test_json_log_lines_parse_and_carry_no_text_or_numbers(
+    tmp_path: Path, store_url: str, how: str
+) -> None:
     config = tmp_path / "config.yaml"
-    body = f"storage:\n  url: sqlite:///{tmp_path / 'cb.db'}\n"
+    body = f"storage:\n  url: {store_url}\n"
     if how == "config":
         body += "logging:\n  json: true\n"
     config.write_text(body, encoding="utf-8")

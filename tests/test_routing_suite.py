@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from chat_driver import InProcess, Subprocess, write_config
+from pg import with_store
 
 from bot.config import Config
 from bot.flow import EMERGENCY_LEVELS
@@ -51,14 +52,8 @@ def first_flow(
 
 
 @pytest.fixture(scope="module")
-def driver(tmp_path_factory: pytest.TempPathFactory, config: Config) -> Iterator[InProcess]:
-    folder = tmp_path_factory.mktemp("routing")
-    cfg = config.model_copy(
-        update={
-            "storage": config.storage.model_copy(update={"url": f"sqlite:///{folder / 'r.db'}"})
-        }
-    )
-    d = InProcess(cfg)
+def driver(module_store_url: str, config: Config) -> Iterator[InProcess]:
+    d = InProcess(with_store(config, module_store_url))
     yield d
     d.close()
 
@@ -116,15 +111,10 @@ def test_a_second_held_out_set_written_after_the_rules(driver: InProcess) -> Non
 
 @pytest.mark.parametrize("lang", ["en", "hi", "es"])
 def test_routing_over_the_real_chat_jsonl_subprocess(
-    lang: str, config: Config, tmp_path: Path
+    lang: str, config: Config, store_url: str, tmp_path: Path
 ) -> None:
     """A sample per language, through `carebridge chat --jsonl` as a program would."""
-    cfg = config.model_copy(
-        update={
-            "storage": config.storage.model_copy(update={"url": f"sqlite:///{tmp_path / 's.db'}"})
-        }
-    )
-    path = write_config(cfg, tmp_path)
+    path = write_config(with_store(config, store_url), tmp_path)
     sample = [c for c in CASES if c[0] == lang and c[1] in ("pregnancy_checkin", "general_triage")]
     for i, (_, flow, text, _) in enumerate(sample[:2] + sample[-2:]):
         chat = Subprocess(path, f"sub-{lang}-{i}")

@@ -11,7 +11,6 @@ import contextlib
 import os
 import resource
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ import pytest
 import yaml
 from fakes import wait_for
 from fakes.twilio_server import FakeTwilio, inbound_params, signed_request
+from pg import SQLITE_ONLY, db_rows
 
 from bot.store import open_store
 
@@ -42,10 +42,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(tmp_path: Path, port: int, twilio_url: str = "", **changes: Any) -> Path:
-    """The project's config.yaml with the database in `tmp_path` and SMS through the fake."""
+def write_config(
+    tmp_path: Path, port: int, twilio_url: str = "", store_url: str = "", **changes: Any
+) -> Path:
+    """The project's config.yaml with the database at `store_url` (default: a SQLite file in
+    `tmp_path`), serve dispatching itself on either engine, and SMS through the fake."""
     data = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
-    data["storage"] = {"url": f"sqlite:///{tmp_path / 'carebridge.db'}"}
+    data["storage"] = {"url": store_url or f"sqlite:///{tmp_path / 'carebridge.db'}"}
+    data["processes"] = {**data.get("processes", {}), "worker": "inline"}
     data["server"] = {**data.get("server", {}), "public_url": f"http://127.0.0.1:{port}"}
     if twilio_url:
         data["twilio"] = {
@@ -74,7 +78,7 @@ class Running:
 
     proc: subprocess.Popen[str]
     url: str
-    database: Path
+    store_url: str
     out: list[str] = field(default_factory=list)
     err: list[str] = field(default_factory=list)
 
@@ -108,9 +112,9 @@ def twilio() -> Iterator[FakeTwilio]:
 
 
 @pytest.fixture
-def served(tmp_path: Path, twilio: FakeTwilio) -> Iterator[Running]:
+def served(tmp_path: Path, twilio: FakeTwilio, store_url: str) -> Iterator[Running]:
     port = free_port()
-    config = write_config(tmp_path, port, twilio.url)
+    config = write_config(tmp_path, port, twilio.url, store_url)
     proc = subprocess.Popen(
         [*CAREBRIDGE, "--config", str(config), "serve", "--port", str(port)],
         cwd=ROOT,
@@ -119,7 +123,7 @@ def served(tmp_path: Path, twilio: FakeTwilio) -> Iterator[Running]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    running = Running(proc, f"http://127.0.0.1:{port}", tmp_path / "carebridge.db")
+    running = Running(proc, f"http://127.0.0.1:{port}", store_url)
     running.read()
     try:
         yield running
@@ -138,10 +142,8 @@ def ready_line(running: Running) -> str:
 
 
 def outbox_statuses(running: Running) -> list[str]:
-    """The outbox as the database has it (read-only, beside the running server)."""
-    path = running.database
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        return [row[0] for row in db.execute("SELECT status FROM outbox ORDER BY id")]
+    """The outbox as the database has it (beside the running server)."""
+    return [row[0] for row in db_rows(running.store_url, "SELECT status FROM outbox ORDER BY id")]
 
 
 def sms(running: Running, twilio: FakeTwilio, sender: str, body: str) -> httpx.Response:
@@ -167,6 +169,7 @@ def test_serve_prints_ready_only_when_readyz_is_ready(served: Running) -> None:
     assert served.get("/healthz").json()["status"] == "ok"
 
 
+@SQLITE_ONLY  # the write limit is the serve process's own: SQLite writes in it, PostgreSQL not
 def test_readyz_fails_while_the_database_cannot_be_written_and_healthz_stays_up(
     served: Running, twilio: FakeTwilio
 ) -> None:
@@ -231,7 +234,7 @@ def test_readyz_fails_on_a_full_disk_and_recovers_when_space_is_freed(
         stderr=subprocess.PIPE,
         text=True,
     )
-    running = Running(proc, f"http://127.0.0.1:{port}", small_disk / "care.db")
+    running = Running(proc, f"http://127.0.0.1:{port}", f"sqlite:///{small_disk / 'care.db'}")
     running.read()
     filler = small_disk / "filler"
     try:
@@ -250,11 +253,15 @@ def test_readyz_fails_on_a_full_disk_and_recovers_when_space_is_freed(
 
 
 def test_a_channel_that_cannot_start_is_one_line_and_the_others_serve(
-    tmp_path: Path, twilio: FakeTwilio
+    tmp_path: Path, twilio: FakeTwilio, store_url: str
 ) -> None:
     port, dead = free_port(), free_port()  # nothing listens on `dead`
     config = write_config(
-        tmp_path, port, twilio.url, telegram={"api_base_url": f"http://127.0.0.1:{dead}"}
+        tmp_path,
+        port,
+        twilio.url,
+        store_url,
+        telegram={"api_base_url": f"http://127.0.0.1:{dead}"},
     )
     env = {**environment(twilio), "TELEGRAM_BOT_TOKEN": "123:abc", "TELEGRAM_WEBHOOK_SECRET": "s"}
     proc = subprocess.Popen(
@@ -265,7 +272,7 @@ def test_a_channel_that_cannot_start_is_one_line_and_the_others_serve(
         stderr=subprocess.PIPE,
         text=True,
     )
-    running = Running(proc, f"http://127.0.0.1:{port}", tmp_path / "carebridge.db")
+    running = Running(proc, f"http://127.0.0.1:{port}", store_url)
     running.read()
     try:
         ready_line(running)
@@ -310,12 +317,12 @@ def one_error_line(result: subprocess.CompletedProcess[bytes]) -> str:
     return lines[0]
 
 
-def test_serve_on_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+def test_serve_on_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path, store_url: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = write_config(tmp_path, port)
+        config = write_config(tmp_path, port, store_url=store_url)
         result = run_cli(["--config", str(config), "serve", "--port", str(port)])
     line = one_error_line(result)
     assert f"127.0.0.1:{port}" in line and "address already in use" in line
@@ -353,8 +360,8 @@ def test_a_database_that_cannot_be_written_stops_serve_with_one_line(tmp_path: P
     assert str(tmp_path / "carebridge.db") in line
 
 
-def test_chat_jsonl_stops_at_invalid_utf8_with_one_line(tmp_path: Path) -> None:
-    config = write_config(tmp_path, free_port())
+def test_chat_jsonl_stops_at_invalid_utf8_with_one_line(tmp_path: Path, store_url: str) -> None:
+    config = write_config(tmp_path, free_port(), store_url=store_url)
     result = run_cli(["--config", str(config), "chat", "--jsonl"], stdin=b"hi\n\xff\xfeoops\nyes\n")
     line = one_error_line(result)
     assert "stdin: line 2 is not valid UTF-8" in line and "0xff" in line

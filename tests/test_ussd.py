@@ -26,8 +26,8 @@ THANKS = {"en": "Thank you", "hi": "धन्यवाद", "es": "Gracias"}
 
 
 @pytest.fixture(scope="module")
-def server(config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with LiveServer(live_config(config, tmp_path_factory.mktemp("ussd"))) as live:
+def server(config: Config, module_store_url: str) -> Iterator[LiveServer]:
+    with LiveServer(live_config(config, module_store_url)) as live:
         yield live
 
 
@@ -139,9 +139,9 @@ def test_the_aggregator_must_authenticate(server: LiveServer) -> None:
 
 
 def test_ussd_is_refused_when_no_secret_or_network_is_configured(
-    config: Config, tmp_path_factory: pytest.TempPathFactory
+    config: Config, store_url: str
 ) -> None:
-    cfg = live_config(config, tmp_path_factory.mktemp("ussd-off"))
+    cfg = live_config(config, store_url)
     with LiveServer(cfg, env={}) as bare, httpx.Client(base_url=bare.url) as client:
         form = {"sessionId": "s1", "phoneNumber": number(61), "text": ""}
         assert client.post("/webhooks/ussd", data=form).status_code == 403

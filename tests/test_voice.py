@@ -29,9 +29,9 @@ MILD = {"en": "symptoms look mild", "hi": "लक्षण हल्के", "es
 
 
 @pytest.fixture(scope="module")
-def server(config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(config: Config, module_store_url: str) -> Iterator[LiveServer]:
     """One server for the module: every test calls from its own numbers."""
-    with LiveServer(live_config(config, tmp_path_factory.mktemp("voice"))) as live:
+    with LiveServer(live_config(config, module_store_url)) as live:
         yield live
 
 

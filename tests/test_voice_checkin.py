@@ -22,9 +22,7 @@ BP_WORDS = {"en": "135 over 85", "hi": "135 बटा 85", "es": "135 sobre 85"}
 
 
 @pytest.fixture(scope="module")
-def stack(
-    config: Config, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[LiveServer, FakeTwilio]]:
+def stack(config: Config, module_store_url: str) -> Iterator[tuple[LiveServer, FakeTwilio]]:
     with FakeTwilio(account_sid=ACCOUNT, auth_token=TOKEN) as twilio:
         caller = VoiceCaller(
             ACCOUNT,
@@ -34,7 +32,7 @@ def stack(
             api_base_url=twilio.api_base_url,
             status_callback_url=PUBLIC + "/webhooks/twilio/voice",
         )
-        cfg = live_config(config, tmp_path_factory.mktemp("calls"), from_number=SERVICE)
+        cfg = live_config(config, module_store_url, from_number=SERVICE)
         with LiveServer(cfg, senders={"voice": caller}, dispatch=True) as server:
             yield server, twilio
 
