@@ -25,7 +25,7 @@ from bot.broadcast import Draft
 from bot.config import Config
 from bot.dispatch import Dispatcher
 from bot.errors import PermanentChannelError
-from bot.store import SqliteStore
+from bot.store import SqlStore
 from bot.web import create_app
 from channels.base import CollectingChannel
 
@@ -66,7 +66,7 @@ def seed(bridge: CareBridge) -> int:
     """Subscribers, an urgent broadcast created by asha, approved and sent by vikram, part of
     it dispatched; returns its id."""
     store = bridge.store
-    assert isinstance(store, SqliteStore)
+    assert isinstance(store, SqlStore)
     now = datetime.now(UTC)
     contacts = []
     for i in range(800):
@@ -107,14 +107,15 @@ def seed(bridge: CareBridge) -> int:
     return row.id
 
 
-def take(out: Path) -> list[Path]:
-    """Serve the demo console and save the screenshot into `out`."""
+def take(out: Path, store_url: str = "") -> list[Path]:
+    """Serve the demo console (on an empty store at `store_url`, else a temporary SQLite
+    file) and save the screenshot into `out`."""
     from playwright.sync_api import sync_playwright
 
     shots = _screenshots()
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        config = demo_config(shots.demo_config(Path(tmp)))
+        config = demo_config(shots.demo_config(Path(tmp), store_url))
         bridge = CareBridge(config, interpreter=Unread())  # type: ignore[arg-type]
         auth = Auth(bridge.store, config.console)
         for name in (CREATOR, APPROVER):

@@ -45,13 +45,13 @@ class Demo:
 
 
 @contextmanager
-def demo() -> Iterator[Demo]:
-    """The console on loopback over the seeded store, with one logged-in user per role."""
+def demo(store_url: str = "") -> Iterator[Demo]:
+    """The console on loopback over the seeded store (an empty one at `store_url`, else a
+    temporary SQLite file), with one logged-in user per role."""
     with tempfile.TemporaryDirectory() as tmp:
         base = load_config(ROOT / "config.yaml", env={})
-        config = base.model_copy(
-            update={"storage": base.storage.model_copy(update={"url": f"sqlite:///{tmp}/cb.db"})}
-        )
+        url = store_url or f"sqlite:///{tmp}/cb.db"
+        config = base.model_copy(update={"storage": base.storage.model_copy(update={"url": url})})
         bridge = CareBridge(config, clock=lambda: NOW)
         seed(bridge.store, config)  # type: ignore[arg-type]
         auth = Auth(bridge.store, config.console, clock=lambda: NOW, env={})

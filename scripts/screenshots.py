@@ -78,11 +78,13 @@ def served(app: Starlette) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def demo_config(folder: Path) -> Config:
+def demo_config(folder: Path, store_url: str = "") -> Config:
+    """The demo's config: an empty store at `store_url`, else a SQLite file in `folder`."""
     base = load_config(env={})
+    url = store_url or f"sqlite:///{folder / 'demo.db'}"
     return base.model_copy(
         update={
-            "storage": base.storage.model_copy(update={"url": f"sqlite:///{folder / 'demo.db'}"}),
+            "storage": base.storage.model_copy(update={"url": url}),
             "console": base.console.model_copy(update={"timezone": "Asia/Kolkata"}),
         }
     )
@@ -136,14 +138,15 @@ def seed(bridge: CareBridge, clock: Clock) -> int:
     return ticket.id
 
 
-def take(out: Path) -> list[Path]:
-    """Serve the demo console and save the screenshots into `out`."""
+def take(out: Path, store_url: str = "") -> list[Path]:
+    """Serve the demo console (on an empty store at `store_url`, else a temporary SQLite
+    file) and save the screenshots into `out`."""
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
     clock = Clock()
     with tempfile.TemporaryDirectory() as tmp:
-        config = demo_config(Path(tmp))
+        config = demo_config(Path(tmp), store_url)
         bridge = CareBridge(config, clock=clock)
         ticket_id = seed(bridge, clock)
         auth = Auth(bridge.store, config.console)

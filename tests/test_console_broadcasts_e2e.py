@@ -247,13 +247,13 @@ def test_coordinators_create_approve_send_stop_and_correct_a_broadcast(stack: St
     ]
 
 
-def test_the_screenshot_script_photographs_a_live_broadcast(tmp_path: Path) -> None:
+def test_the_screenshot_script_photographs_a_live_broadcast(tmp_path: Path, store_url: str) -> None:
     spec = importlib.util.spec_from_file_location(
         "broadcast_screenshot", ROOT / "scripts" / "broadcast_screenshot.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    [shot] = module.take(tmp_path)
+    [shot] = module.take(tmp_path, store_url)
     assert shot.name == "console-broadcast.png"
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

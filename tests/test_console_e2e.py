@@ -132,14 +132,16 @@ def test_a_clinician_works_a_red_flag_case_from_the_queue(stack: Stack) -> None:
     assert {"login", "view_queue", "view_ticket", "claim", "reply", "resolved"} <= actions
 
 
-def test_the_screenshot_script_photographs_the_running_console(tmp_path: Path) -> None:
+def test_the_screenshot_script_photographs_the_running_console(
+    tmp_path: Path, store_url: str
+) -> None:
     spec = importlib.util.spec_from_file_location(
         "screenshots", ROOT / "scripts" / "screenshots.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    shots = module.take(tmp_path)
+    shots = module.take(tmp_path, store_url)
     assert [p.name for p in shots] == [
         "console-queue.png",
         "console-ticket.png",

@@ -45,10 +45,12 @@ CHARTS_SHOWN = """() => [...document.querySelectorAll('svg.dash-svg')].map(svg =
 })"""
 
 
-def test_the_dashboards_render_and_fit_a_phone_and_a_desktop(tmp_path: Path) -> None:
+def test_the_dashboards_render_and_fit_a_phone_and_a_desktop(
+    tmp_path: Path, store_url: str
+) -> None:
     shots = _script()
     problems: list[str] = []
-    with shots.demo() as site, chromium() as browser:
+    with shots.demo(store_url) as site, chromium() as browser:
         for width in (PHONE, DESKTOP):
             page = shots.page_for(browser, site, "coordinator", width)
             page.on("console", lambda m: _problem(problems, m))
