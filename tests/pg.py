@@ -22,7 +22,7 @@ import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +226,24 @@ def db_rows(where: Config | str, sql: str, params: Sequence[Any] = ()) -> list[t
 def with_store(config: Config, url: str) -> Config:
     """`config` with its `storage.url` set to `url`."""
     return config.model_copy(update={"storage": config.storage.model_copy(update={"url": url})})
+
+
+@contextmanager
+def write_locked(url: str) -> Iterator[None]:
+    """Another client holds what every write of the store needs until the block ends: SQLite's
+    write lock (an open exclusive transaction), or on PostgreSQL the migration ledger, which
+    the readiness probe writes (an open transaction that locked the table)."""
+    if url.startswith("sqlite:///"):
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)) as db:
+            db.execute("BEGIN EXCLUSIVE")
+            try:
+                yield
+            finally:
+                db.execute("ROLLBACK")
+        return
+    with psycopg.connect(url) as pg:
+        pg.execute("LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            pg.rollback()

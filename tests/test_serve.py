@@ -25,7 +25,7 @@ import pytest
 import yaml
 from fakes import wait_for
 from fakes.twilio_server import FakeTwilio, inbound_params, signed_request
-from pg import SQLITE_ONLY, db_rows
+from pg import SQLITE_ONLY, db_rows, write_locked
 
 from bot.store import open_store
 
@@ -201,6 +201,22 @@ def test_readyz_fails_while_the_database_cannot_be_written_and_healthz_stays_up(
         "ERROR:bot.web:inbound channel=sms not stored: store.transaction: disk I/O error"
     ]
     assert not [line for line in served.err if number in line or "+1555" in line]
+
+
+def test_readyz_fails_while_another_client_holds_the_write_lock_and_recovers(
+    served: Running,
+) -> None:
+    """A database that cannot take a write within the probe's 2 s (a stuck lock, a stalled
+    disk) is not ready, on either engine; liveness is unaffected; it recovers on release."""
+    ready_line(served)
+    with write_locked(served.store_url):
+        down = served.get("/readyz")
+        assert down.status_code == 503, down.text
+        body = down.json()
+        assert body["not_ready"] == ["database"]
+        assert body["checks"]["database"].startswith("not writable: a write did not finish")
+        assert served.get("/healthz").status_code == 200
+    wait_for(lambda: served.get("/readyz").status_code == 200, timeout=30)
 
 
 @pytest.fixture
