@@ -44,7 +44,7 @@ lint: $(DEV_STAMP)
 test: $(DEV_STAMP) system-deps lint
 	$(BIN)/carebridge flows validate
 	$(BIN)/carebridge flows test
-	$(BIN)/pytest -n auto --dist worksteal --durations=15
+	$(BIN)/pytest -n auto --dist loadgroup --durations=15
 
 bench: $(RUN_STAMP) system-deps
 	$(BIN)/python bench/run.py

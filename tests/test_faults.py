@@ -35,6 +35,10 @@ from pg import ENGINES
 FAST = {"lease_s": 4, "send_timeout_s": 1.5, "order_hold_s": 6, "retry_cap_s": 2}
 EMERGENCY_WITHIN_S = 10.0
 
+# Many `carebridge serve` processes each, timed against the wall clock: these tests share one
+# xdist worker (`make test` runs --dist loadgroup), so they never overlap one another.
+pytestmark = pytest.mark.xdist_group("processes")
+
 
 def emergency_times(
     twilio: FakeTwilio, patients: Patients, who: list[int], sent: dict[int, float], timeout: float

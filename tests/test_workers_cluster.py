@@ -12,6 +12,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from fakes import wait_for
 from fakes.twilio_server import FakeTwilio
 from patients import COVID_SCREENING
@@ -39,6 +40,10 @@ SETTINGS = {
     "checkins": {"sweep_every_s": 2},
 }
 BOUND = 2 * (16 + 10)  # docs/channels.md: 2 x (max_in_flight + 10) per channel per crash
+
+# Many `carebridge serve` processes each, timed against the wall clock: these tests share one
+# xdist worker (`make test` runs --dist loadgroup), so they never overlap one another.
+pytestmark = pytest.mark.xdist_group("processes")
 
 
 def reference_answers(tmp_config: Config, lib: Library) -> dict[str, object]:
