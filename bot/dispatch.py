@@ -18,7 +18,6 @@ import contextlib
 import logging
 import math
 import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -108,7 +107,7 @@ class Dispatcher:
     _recorded: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
     _caught_up: dict[str, asyncio.Event] = field(default_factory=dict, init=False)
-    _failing: dict[tuple[str, str, Lane], tuple[int, float]] = field(
+    _failing: dict[tuple[str, str, Lane], tuple[int, datetime]] = field(
         default_factory=dict, init=False
     )
     _paused: dict[str, datetime] = field(default_factory=dict, init=False)  # per Retry-After
@@ -312,14 +311,17 @@ class Dispatcher:
         failing = self._failing.get(key)
         if failing is None or row.outbound.contact_id is None:
             return False
-        failed_id, since = failing
-        return failed_id < row.id and time.monotonic() - since <= self.delivery.order_hold_s
+        failed_id, created_at = failing
+        # the claim's rule exactly (the failing row's age, not its last failure): were the two
+        # to differ, the row handed back would be claimed again at once, and again, spinning
+        hold = timedelta(seconds=self.delivery.order_hold_s)
+        return failed_id < row.id and self.clock() - created_at <= hold
 
     def _note(self, row: OutboxRow, failed: bool) -> None:
         key = (row.outbound.channel, row.outbound.address, row.lane)
         if failed:
-            self._failing[key] = (row.id, time.monotonic())
-        elif self._failing.get(key, (None, 0.0))[0] == row.id:
+            self._failing[key] = (row.id, row.created_at)
+        elif key in self._failing and self._failing[key][0] == row.id:
             del self._failing[key]
 
     async def _send_one(self, row: OutboxRow, urgent: bool) -> None:

@@ -18,7 +18,7 @@ from pg import with_store
 from bot.app import CareBridge, Handled
 from bot.config import Config
 from bot.messages import Inbound
-from bot.store.owner import StoreOwner
+from bot.store.owner import URGENT_RUN, StoreOwner
 
 T0 = datetime(2024, 5, 1, 9, tzinfo=UTC)
 
@@ -162,3 +162,23 @@ def test_grouped_calls_queued_while_the_owner_is_busy_run_as_one_call() -> None:
         ValueError,
         40,
     ]
+
+
+def test_urgent_work_goes_first_but_never_starves_the_webhooks() -> None:
+    """A dispatcher that keeps claiming (urgent) must not hold a webhook's message (normal)
+    for ever: after URGENT_RUN urgent items in a row, the waiting one runs."""
+    owner, started, release, order = StoreOwner(), threading.Event(), threading.Event(), []
+    busy = owner.submit(lambda: started.set() or release.wait())
+    assert started.wait(10)  # everything below queues while the owner is busy
+    normal = owner.submit(order.append, "webhook")
+    urgent = [owner.submit(order.append, n, urgent=True) for n in range(3 * URGENT_RUN)]
+    release.set()
+    try:
+        busy.result()
+        normal.result(timeout=10)
+        for future in urgent:
+            future.result(timeout=10)
+    finally:
+        owner.close()
+    assert order.index("webhook") == URGENT_RUN  # first URGENT_RUN claims, then the webhook
+    assert [n for n in order if n != "webhook"] == list(range(3 * URGENT_RUN))  # in order

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from bot.config import DeliveryConfig
-from bot.dispatch import Dispatcher, RetryPolicy
+from bot.dispatch import DeliveryPolicy, Dispatcher, RetryPolicy
 from bot.errors import TransientChannelError
 from bot.messages import Outbound
 from bot.session import Contact
@@ -152,3 +152,55 @@ def test_a_retry_after_pauses_the_whole_channel_until_the_time_it_names(
     asyncio.run(scenario())
     assert sorted(m.text for m in channel.sent) == ["one", "two"]
     assert {r.status for r in map(store.get_outbox, (first, second)) if r} == {OutboxStatus.SENT}
+
+
+class _FailsOn(CollectingChannel):
+    """A provider that always refuses one text (a transient error) and takes the rest."""
+
+    def __init__(self, name: str, text: str) -> None:
+        super().__init__(name)
+        self.text = text
+
+    async def send(self, msg: Outbound) -> str:
+        if msg.text == self.text:
+            raise TransientChannelError("503", code="503")
+        return await super().send(msg)
+
+
+def test_a_failing_row_holds_the_next_reply_in_the_dispatcher_only_as_long_as_the_claim_does(
+    store: SqlStore, contact: Contact
+) -> None:
+    """The dispatcher's hold (a row claimed together with an earlier one that then failed goes
+    back unsent) measures what the claim measures: the failing row's age. Measured from its
+    last failure instead, every retry renewed the hold while the claim had already let the
+    next reply through, so the dispatcher claimed and handed it back in a tight loop that kept
+    the store's thread busy and starved the webhooks (the 60 s outage fault test)."""
+    failing = store.enqueue(sms(contact, "one"), T0)
+    nxt = store.enqueue(sms(contact, "two"), T0)
+    channel, now = _FailsOn("sms", "one"), [T0]
+    dispatcher = Dispatcher(
+        store,
+        {"sms": channel},
+        clock=lambda: now[0],
+        delivery=DeliveryPolicy(order_hold_s=20),
+        policy=RetryPolicy(base_s=1, cap_s=2, max_attempts=100),  # "one" is due every sweep
+    )
+
+    async def sweep(seconds: float) -> int:
+        now[0] = at(seconds)
+        return await dispatcher.run_once()
+
+    async def scenario() -> None:
+        assert await sweep(0) == 2  # claimed together; "one" fails, so "two" goes back
+        held = store.get_outbox(nxt)
+        assert held is not None and held.status is OutboxStatus.QUEUED and held.attempts <= 1
+        for second in range(3, 19, 3):  # "one" keeps failing; "two" waits its order hold
+            await sweep(second)
+            assert channel.sent == []
+        for second in range(21, 40, 3):  # the hold is over: "two" goes at the next sweep
+            await sweep(second)
+        assert [m.text for m in channel.sent] == ["two"]
+
+    asyncio.run(scenario())
+    row = store.get_outbox(failing)
+    assert row is not None and row.status is OutboxStatus.QUEUED and row.attempts > 3

@@ -2,9 +2,10 @@
 
 Webhook handlers and the dispatcher hand it their work instead of contending for the store's
 lock from many threads; the dispatcher's short claims and result writes go ahead of queued
-messages (`urgent`), so replies keep flowing while webhooks pour in. Grouped work
-(`run_grouped`: the inbound messages) that queued up meanwhile runs as one call, so its
-transactions commit once per group (group commit). Imports only the standard library.
+messages (`urgent`), so replies keep flowing while webhooks pour in; but never more than
+URGENT_RUN of them in a row while other work waits, so the webhooks are never starved.
+Grouped work (`run_grouped`: the inbound messages) that queued up meanwhile runs as one call,
+so its transactions commit once per group (group commit). Imports only the standard library.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 _Item = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 GROUP_MAX = 8  # grouped items run together at most (urgent work waits for one group)
+URGENT_RUN = 16  # urgent items run back to back at most while other work waits (no starving)
 
 
 class _Grouped:
@@ -48,6 +50,7 @@ class StoreOwner:
         self._urgent: deque[_Item] = deque()
         self._normal: deque[_Item] = deque()
         self._closed = False
+        self._streak = 0  # urgent items run in a row while normal work waited
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
@@ -103,7 +106,7 @@ class StoreOwner:
             with self._ready:
                 while not (self._urgent or self._normal or self._closed):
                     self._ready.wait()
-                queue = self._urgent or self._normal
+                queue = self._next_queue()
                 if not queue:
                     return  # closed and drained
                 future, fn, args, kwargs = queue.popleft()
@@ -124,6 +127,16 @@ class StoreOwner:
                 future.set_result(fn(*args, **kwargs))
             except BaseException as exc:  # handed to the waiting caller
                 future.set_exception(exc)
+
+    def _next_queue(self) -> deque[_Item]:
+        """Urgent work first, but never forever: after URGENT_RUN urgent items while other
+        work waited, one of those goes (a dispatcher that keeps claiming must not starve the
+        webhooks)."""
+        if self._urgent and not (self._normal and self._streak >= URGENT_RUN):
+            self._streak = self._streak + 1 if self._normal else 0
+            return self._urgent
+        self._streak = 0
+        return self._normal
 
     @staticmethod
     def _run_group(many: Callable[[list[Any]], Sequence[Any]], group: list[Any]) -> None:
