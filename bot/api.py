@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from bot import api_spec
 from bot.app import CareBridge, build_broadcasts
-from bot.broadcast import BroadcastError, Broadcasts, Draft
+from bot.broadcasts.service import BroadcastError, Broadcasts, Draft
 from bot.console_view import mask_address
 from bot.store import Audience, BroadcastRow, Store
 from bot.store.api import ApiStore, ApiTokenRow

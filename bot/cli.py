@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # the one-line help shown by `carebridge --help`; tests/test_cli.py keeps it true).
 LAZY_GROUPS = {
     "broadcast": (
-        "bot.cli_broadcast:broadcast",
+        "bot.broadcasts.cli:broadcast",
         "Health-advice broadcasts to subscribers (docs/broadcasts.md).",
     ),
     "contacts": ("bot.cli_io:contacts", "Bring contacts in from a CSV or XLSX file."),

@@ -1,8 +1,8 @@
 """The clinician console (docs/console.md): pages under /console and a JSON API under /api; every
 route checks log-in, role and (for changes) CSRF, and audits each view or change of patient data.
-Imports bot (app, auth, broadcast, console_broadcasts, console_dashboards, escalation, store,
-console_view), starlette and jinja2; never channels. The broadcast pages live in
-bot.console_broadcasts, the dashboards in bot.console_dashboards.
+Imports bot (app, auth, broadcasts, console_dashboards, escalation, store, console_view),
+starlette and jinja2; never channels. The broadcast pages live in bot.broadcasts.console, the
+dashboards in bot.console_dashboards.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
-from bot import console_broadcasts, console_dashboards, console_io, console_tokens
+from bot import console_dashboards, console_io, console_tokens
 from bot import console_view as view
 from bot.app import CareBridge, build_broadcasts
 from bot.auth import (
@@ -51,7 +51,8 @@ from bot.auth import (
     LowPriorityVerifier,
     ensure_admin,
 )
-from bot.broadcast import Broadcasts
+from bot.broadcasts import console as console_broadcasts
+from bot.broadcasts.service import Broadcasts
 from bot.escalation import PRIORITY_RANK, Priority, TicketError, Tickets, priority_for
 from bot.store import EscalationRow, EscalationStatus, Role, Store, UserRow, forgotten_address
 
