@@ -34,8 +34,8 @@ LAZY_GROUPS = {
         "bot.broadcasts.cli:broadcast",
         "Health-advice broadcasts to subscribers (docs/broadcasts.md).",
     ),
-    "contacts": ("bot.cli_io:contacts", "Bring contacts in from a CSV or XLSX file."),
-    "export": ("bot.cli_io:export", "Results out: CSV per flow or a FHIR R4 Bundle."),
+    "contacts": ("bot.io.cli:contacts", "Bring contacts in from a CSV or XLSX file."),
+    "export": ("bot.io.cli:export", "Results out: CSV per flow or a FHIR R4 Bundle."),
     "nlu": ("bot.cli_nlu:nlu", "Understanding layer: parse, test and train."),
     "patients": (
         "bot.cli_patients:patients",

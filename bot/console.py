@@ -34,7 +34,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
-from bot import console_dashboards, console_io, console_tokens
+from bot import console_dashboards, console_tokens
 from bot import console_view as view
 from bot.app import CareBridge, build_broadcasts
 from bot.auth import (
@@ -54,6 +54,7 @@ from bot.auth import (
 from bot.broadcasts import console as console_broadcasts
 from bot.broadcasts.service import Broadcasts
 from bot.escalation import PRIORITY_RANK, Priority, TicketError, Tickets, priority_for
+from bot.io import console as console_io
 from bot.store import EscalationRow, EscalationStatus, Role, Store, UserRow, forgotten_address
 
 log = logging.getLogger(__name__)
