@@ -42,7 +42,7 @@ LAZY_GROUPS = {
         ("Enroll patients for scheduled check-ins; see their schedules, check-ins and trends."),
     ),
     "users": ("bot.cli_users:users", "Console users: clinicians, coordinators and admins."),
-    "tokens": ("bot.cli_tokens:tokens", "API tokens for other systems (docs/api.md)."),
+    "tokens": ("bot.api.cli:tokens", "API tokens for other systems (docs/api.md)."),
 }
 
 

@@ -34,8 +34,9 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
-from bot import console_dashboards, console_tokens
+from bot import console_dashboards
 from bot import console_view as view
+from bot.api import console as console_tokens
 from bot.app import CareBridge, build_broadcasts
 from bot.auth import (
     DEVICE_COOKIE,
