@@ -105,7 +105,7 @@ def populate(db: Path, n: int) -> dict[str, Any]:
 def child_enqueue(db: Path, batch: int) -> dict[str, Any]:
     """Create, approve, preview and fan out one broadcast to everyone (in this process)."""
     from bot.app import build_broadcasts
-    from bot.broadcast import Draft
+    from bot.broadcasts.service import Draft
     from bot.store import SqliteStore
 
     with SqliteStore(db) as store:

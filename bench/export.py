@@ -120,7 +120,7 @@ def run_export(db: Path, kind: str, out: Path) -> dict[str, Any]:
         [
             sys.executable,
             "-c",
-            "import resource, bot.cli, bot.cli_io, bot.io_export, bot.app\n"
+            "import resource, bot.cli, bot.io.cli, bot.io.results_export, bot.app\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)",
         ],
         capture_output=True,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from bot import engine, trends
-from bot.broadcast import Broadcasts
+from bot.broadcasts.service import Broadcasts
 from bot.config import Config
 from bot.dispatch import DeliveryPolicy, Dispatcher, RetryPolicy, Sender
 from bot.escalation import Tickets

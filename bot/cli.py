@@ -31,18 +31,18 @@ if TYPE_CHECKING:
 # the one-line help shown by `carebridge --help`; tests/test_cli.py keeps it true).
 LAZY_GROUPS = {
     "broadcast": (
-        "bot.cli_broadcast:broadcast",
+        "bot.broadcasts.cli:broadcast",
         "Health-advice broadcasts to subscribers (docs/broadcasts.md).",
     ),
-    "contacts": ("bot.cli_io:contacts", "Bring contacts in from a CSV or XLSX file."),
-    "export": ("bot.cli_io:export", "Results out: CSV per flow or a FHIR R4 Bundle."),
+    "contacts": ("bot.io.cli:contacts", "Bring contacts in from a CSV or XLSX file."),
+    "export": ("bot.io.cli:export", "Results out: CSV per flow or a FHIR R4 Bundle."),
     "nlu": ("bot.cli_nlu:nlu", "Understanding layer: parse, test and train."),
     "patients": (
         "bot.cli_patients:patients",
         ("Enroll patients for scheduled check-ins; see their schedules, check-ins and trends."),
     ),
     "users": ("bot.cli_users:users", "Console users: clinicians, coordinators and admins."),
-    "tokens": ("bot.cli_tokens:tokens", "API tokens for other systems (docs/api.md)."),
+    "tokens": ("bot.api.cli:tokens", "API tokens for other systems (docs/api.md)."),
 }
 
 

@@ -1,8 +1,9 @@
 """The clinician console (docs/console.md): pages under /console and a JSON API under /api; every
 route checks log-in, role and (for changes) CSRF, and audits each view or change of patient data.
-Imports bot (app, auth, broadcast, console_broadcasts, console_dashboards, escalation, store,
-console_view), starlette and jinja2; never channels. The broadcast pages live in
-bot.console_broadcasts, the dashboards in bot.console_dashboards.
+Imports bot (app, auth, escalation, store, console_view, and the capability folders' console
+modules: api, broadcasts, dashboards, io), starlette and jinja2; never channels. The broadcast
+pages live in bot.broadcasts.console, the dashboards in bot.dashboards.console, import and export
+in bot.io.console, the API token page in bot.api.console.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
-from bot import console_broadcasts, console_dashboards, console_io, console_tokens
 from bot import console_view as view
+from bot.api import console as console_tokens
 from bot.app import CareBridge, build_broadcasts
 from bot.auth import (
     DEVICE_COOKIE,
@@ -51,8 +52,11 @@ from bot.auth import (
     LowPriorityVerifier,
     ensure_admin,
 )
-from bot.broadcast import Broadcasts
+from bot.broadcasts import console as console_broadcasts
+from bot.broadcasts.service import Broadcasts
+from bot.dashboards import console as console_dashboards
 from bot.escalation import PRIORITY_RANK, Priority, TicketError, Tickets, priority_for
+from bot.io import console as console_io
 from bot.store import EscalationRow, EscalationStatus, Role, Store, UserRow, forgotten_address
 
 log = logging.getLogger(__name__)
@@ -62,7 +66,7 @@ POLL_HEADER = "x-carebridge-poll"  # sent by console.js with its background requ
 STATIC_FILES = {
     "console.js": "text/javascript",
     "console.css": "text/css",
-    "dashboards.css": "text/css",  # issue 16: the dashboards (bot.console_dashboards)
+    "dashboards.css": "text/css",  # issue 16: the dashboards (bot.dashboards.console)
 }
 CLINICIAN = frozenset({Role.CLINICIAN})
 ADMIN = frozenset({Role.ADMIN})

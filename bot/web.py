@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot.api import ApiTokens, api_routes
+from bot.api.service import ApiTokens, api_routes
 from bot.app import CareBridge, build_broadcasts, build_channels, build_dispatcher
 from bot.config import Config, is_loopback
 from bot.console import console_routes

@@ -21,7 +21,7 @@ from types import ModuleType
 
 from bot.app import CareBridge, build_broadcasts
 from bot.auth import Auth
-from bot.broadcast import Draft
+from bot.broadcasts.service import Draft
 from bot.config import Config
 from bot.dispatch import Dispatcher
 from bot.errors import PermanentChannelError

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.app import build_broadcasts
-from bot.broadcast import Broadcasts, Draft
+from bot.broadcasts.service import Broadcasts, Draft
 from bot.config import Config
 from bot.dispatch import Dispatcher
 from bot.store import BroadcastRow, OutboxRow, SqlStore

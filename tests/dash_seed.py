@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bot.app import build_broadcasts
-from bot.broadcast import Draft
+from bot.broadcasts.service import Draft
 from bot.config import Config
 from bot.session import Contact, Session
 from bot.store import Lane, SqlStore

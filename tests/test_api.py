@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 from console_helpers import make_user, served
 
+from bot.api.cli import tokens
 from bot.app import CareBridge
-from bot.cli_tokens import tokens
 from bot.config import Config
 from bot.flow import Library
 from bot.messages import Inbound

@@ -12,7 +12,7 @@ from console_helpers import served
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
-from bot.api import ENDPOINTS, ApiTokens
+from bot.api.service import ENDPOINTS, ApiTokens
 from bot.app import CareBridge
 from bot.config import Config
 from bot.flow import Library

@@ -24,7 +24,7 @@ from broadcast_helpers import (
 )
 
 from bot.app import build_broadcasts
-from bot.broadcast import BroadcastError, Broadcasts, Draft, Recurrence
+from bot.broadcasts.service import BroadcastError, Broadcasts, Draft, Recurrence
 from bot.config import Config
 from bot.errors import StoreError
 from bot.messages import Outbound

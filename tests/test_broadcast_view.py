@@ -9,8 +9,8 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 from broadcast_helpers import T0, Clock, coordinators, service, started
 
-from bot import broadcast_view as bv
-from bot.broadcast import ChannelStats, Stats
+from bot.broadcasts import view as bv
+from bot.broadcasts.service import ChannelStats, Stats
 from bot.config import Config
 from bot.store import BroadcastRow, BroadcastStatus, SqlStore, UserRow
 
@@ -58,7 +58,7 @@ def test_progress_says_what_the_status_alone_does_not(store: SqlStore, config: C
 
 
 def draft_row(store: SqlStore, config: Config) -> BroadcastRow:
-    from bot.broadcast import Draft
+    from bot.broadcasts.service import Draft
 
     svc = service(store, config, Clock())
     return svc.create(Draft("advice", {"en": "Stay safe."}), by="alice")

@@ -16,8 +16,8 @@ import pytest
 from broadcast_helpers import configured, coordinators, subscriber
 from click.testing import CliRunner, Result
 
-import bot.cli_broadcast as cli_broadcast
-from bot.cli_broadcast import broadcast
+import bot.broadcasts.cli as cli_broadcast
+from bot.broadcasts.cli import broadcast
 from bot.config import Config
 from bot.store import open_store
 from channels.base import CollectingChannel

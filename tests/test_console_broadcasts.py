@@ -20,10 +20,10 @@ from console_helpers import make_user, served, session_cookie
 
 from bot.app import CareBridge, Interpreter, load_flows
 from bot.auth import Auth
-from bot.broadcast import Broadcasts
+from bot.broadcasts.console import READ, WRITE, pages
+from bot.broadcasts.service import Broadcasts
 from bot.config import Config
 from bot.console import ROUTE_ROLES
-from bot.console_broadcasts import READ, WRITE, pages
 from bot.flow import Library
 from bot.store import BroadcastStatus, OutboxStatus, Role, SqlStore
 from bot.web import create_app

@@ -17,10 +17,10 @@ from starlette.routing import Route
 
 from bot.app import CareBridge, build_broadcasts
 from bot.auth import LOGIN_COOKIE, SESSION_COOKIE, Auth
-from bot.broadcast import Draft
+from bot.broadcasts.service import Draft
 from bot.config import load_config
 from bot.console import ANY_ROLE, PUBLIC, ROUTE_ROLES
-from bot.dashboards import HEALTH as HEALTH_AGGREGATES
+from bot.dashboards.service import HEALTH as HEALTH_AGGREGATES
 from bot.messages import Inbound
 from bot.store import Role
 from bot.web import create_app

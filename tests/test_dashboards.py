@@ -26,7 +26,7 @@ from bot.app import CareBridge
 from bot.auth import SESSION_COOKIE, Auth
 from bot.config import Config, load_config
 from bot.console_view import concept_labels
-from bot.dashboards import BOARD, BOARDS, Dashboards, Filters, Table, percentile, runs
+from bot.dashboards.service import BOARD, BOARDS, Dashboards, Filters, Table, percentile, runs
 from bot.scheduler import missed_streak
 from bot.store import CheckinKind, CheckinRow, CheckinStatus, Role
 from bot.web import create_app

@@ -12,7 +12,7 @@ from typing import Any
 
 from browser import chromium
 
-from bot.dashboards import BOARDS
+from bot.dashboards.service import BOARDS
 
 ROOT = Path(__file__).resolve().parent.parent
 PHONE, DESKTOP = 375, 1280

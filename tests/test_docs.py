@@ -56,3 +56,33 @@ def test_readme_quick_start_is_exactly_make_run_and_make_test() -> None:
         "make run",
         "make test",
     ]
+
+
+FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
+INLINE = re.compile(r"`([^`]+)`")
+# A repo path as the docs write it: bot/store/io.py, tests/test_docs.py, scripts/screenshots.py;
+# globs and placeholders (tests/test_*.py, bot/{x}.py) are not names of one file.
+REPO_PATH = re.compile(
+    r"(?<![\w./-])((?:bot|channels|nlu|bench|tests)/[\w./-]*\.py|scripts/[\w./-]*[\w])(?![\w*{}<>])"
+)
+
+
+def named_paths(text: str) -> set[str]:
+    """The repo paths a Markdown text names in code: inline `spans` and fenced blocks."""
+    code = FENCE.findall(text)
+    code += INLINE.findall(FENCE.sub("", text))
+    return {path for span in code for path in REPO_PATH.findall(span)}
+
+
+def test_named_paths_finds_paths_in_code_only() -> None:
+    text = "`bot/io/cli.py`, bot/not_code.py\n```sh\npython bench/run.py\n```\n`tests/test_*.py`"
+    assert named_paths(text) == {"bot/io/cli.py", "bench/run.py"}
+
+
+def test_the_files_the_docs_name_exist() -> None:
+    missing = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for path in sorted(named_paths(doc.read_text(encoding="utf-8"))):
+            if not (ROOT / path).exists():
+                missing.append(f"{doc.relative_to(ROOT)}: {path}")
+    assert not missing, "the docs name files that do not exist:\n" + "\n".join(missing)

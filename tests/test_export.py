@@ -19,10 +19,10 @@ from click.testing import CliRunner
 from fhir.resources.R4B.bundle import Bundle
 from io_helpers import ALICE, BOB, T0, seed_results
 
-from bot import fhir, io_export
 from bot.cli import main
 from bot.config import Config
 from bot.flow import Library
+from bot.io import fhir, results_export
 from bot.store import open_store
 from bot.store.io import ExportFilter
 
@@ -129,8 +129,8 @@ def test_csv_has_a_row_per_conversation_and_a_column_per_concept(
     text = run(path, "csv", "--flow", "hypertension_checkin")
     rows = list(csv.DictReader(io.StringIO(text)))
     header = next(csv.reader(io.StringIO(text)))
-    concepts = io_export.concept_columns(lib, "hypertension_checkin")
-    assert header == [*io_export.BASE_COLUMNS, *concepts]
+    concepts = results_export.concept_columns(lib, "hypertension_checkin")
+    assert header == [*results_export.BASE_COLUMNS, *concepts]
     assert {"systolic_bp", "diastolic_bp", "chest_pain"} <= set(concepts)
     (row,) = rows
     assert row["conversation_id"] == str(ids["bp"])
@@ -185,7 +185,7 @@ def test_the_store_is_read_in_batches_as_the_export_streams(
     assert first.value == 70 and len(reads) == 1  # one batch read, not the whole table
     assert len(list(readings)) == 94
     assert sum("FROM readings" in sql for sql in reads) == 10
-    chunks = io_export.fhir_bundle(store, lib, ExportFilter())
+    chunks = results_export.fhir_bundle(store, lib, ExportFilter())
     text = "".join(chunks)
     assert len(json.loads(text)["entry"]) == 96  # 95 observations and their patient
     store.close()

@@ -15,7 +15,7 @@ from io_helpers import ALICE, Site, console_site, seed_results
 
 from bot.config import Config
 from bot.console import ROUTE_ROLES
-from bot.console_io import EXPORT, EXPORTERS
+from bot.io.console import EXPORT, EXPORTERS
 from bot.store import Role
 
 IDS: dict[str, int] = {}

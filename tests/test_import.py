@@ -15,10 +15,10 @@ import yaml
 from click.testing import CliRunner
 from io_helpers import ROWS, T0, contacts_file, known_people, phone
 
-from bot import io_import
 from bot.app import load_flows
 from bot.cli import main
 from bot.config import Config
+from bot.io import contacts_import
 from bot.store import CheckinKind, CheckinStatus, SqlStore
 from bot.store import open_store as open_configured
 
@@ -148,7 +148,7 @@ def test_a_crash_half_way_leaves_nothing_half_imported(
     _, file, _ = setup
     store = open_store(tmp_config)
     config = tmp_config
-    plan = io_import.plan_import(store, config, load_flows(config).flows, file.read_bytes())
+    plan = contacts_import.plan_import(store, config, load_flows(config).flows, file.read_bytes())
     calls = 0
     original = getattr(store, step)
 
@@ -161,7 +161,7 @@ def test_a_crash_half_way_leaves_nothing_half_imported(
 
     monkeypatch.setattr(store, step, failing)
     with pytest.raises(OSError):
-        io_import.apply_import(store, config, plan, T0)
+        contacts_import.apply_import(store, config, plan, T0)
     assert calls == nth  # it did fail half way, after writing
     assert count(store, "SELECT count(*) FROM contacts") == 352
     assert count(store, "SELECT count(*) FROM contact_tags") == 0

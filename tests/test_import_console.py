@@ -14,7 +14,7 @@ from io_helpers import ROWS, Site, console_site, contacts_file, known_people, ph
 
 from bot.config import Config
 from bot.console import ROUTE_ROLES
-from bot.console_io import IMPORT, IMPORTERS
+from bot.io.console import IMPORT, IMPORTERS
 from bot.store import Role
 
 CSV = "text/csv"

@@ -11,7 +11,7 @@ from console_helpers import make_user, served
 from fakes import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.api import ApiTokens
+from bot.api.service import ApiTokens
 from bot.app import CareBridge
 from bot.config import Config
 from bot.flow import Library

@@ -20,7 +20,7 @@ from console_helpers import make_user, served, session_cookie
 from bot import app as composition
 from bot import enrollment, scheduler
 from bot.app import CareBridge, build_broadcasts
-from bot.broadcast import Draft
+from bot.broadcasts.service import Draft
 from bot.cli_patients import patients
 from bot.config import Config, EscalationConfig, OnCallConfig
 from bot.messages import Inbound

@@ -1,9 +1,9 @@
 """The dashboard pages of the console (docs/console.md, Dashboards): one page per dashboard with a
 range and region filter, charts drawn as inline SVG with their numbers in a table, and a CSV per
 chart with exactly those numbers. Mounted by bot.console (`pages()`); who may see which
-dashboard is `bot.dashboards.BOARDS`.
+dashboard is `bot.dashboards.service.BOARDS`.
 
-Imports bot.dashboards, bot.dashboards_view, bot.store and starlette; never channels.
+Imports bot.dashboards.service, bot.dashboards.view, bot.store and starlette; never channels.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, TypeAlias, cast
 
 from starlette.responses import RedirectResponse, Response
 
-from bot import dashboards_view as dv
-from bot.dashboards import BOARD, BOARDS, RANGES, Board, Dashboards, Filters, number
+from bot.dashboards import view as dv
+from bot.dashboards.service import BOARD, BOARDS, RANGES, Board, Dashboards, Filters, number
 from bot.store import Role
 from bot.store.dashboards import DashStore
 

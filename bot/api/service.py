@@ -1,7 +1,7 @@
 """The API for other systems under /api/v1 (docs/api.md): bearer tokens with scopes, kept only as
 their SHA-256, revocable, every request audited; contacts, conversations, escalations, readings
 and broadcasts in keyset pages; the OpenAPI document and a browsable page of it.
-Imports bot (api_spec, broadcast, console_view, store, app for types), starlette and jinja2.
+Imports bot (api.spec, broadcasts, console_view, store, app for types), starlette and jinja2.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from bot import api_spec
+from bot.api import spec as api_spec
 from bot.app import CareBridge, build_broadcasts
-from bot.broadcast import BroadcastError, Broadcasts, Draft
+from bot.broadcasts.service import BroadcastError, Broadcasts, Draft
 from bot.console_view import mask_address
 from bot.store import Audience, BroadcastRow, Store
 from bot.store.api import ApiStore, ApiTokenRow
@@ -45,7 +45,7 @@ SCOPES: Mapping[str, str] = {
 }
 _TOUCH_EVERY = timedelta(minutes=1)
 _TEMPLATES = Environment(
-    loader=FileSystemLoader(str(Path(__file__).resolve().parent / "templates")),
+    loader=FileSystemLoader(str(Path(__file__).resolve().parent.parent / "templates")),
     autoescape=select_autoescape(["html"]),
 )
 

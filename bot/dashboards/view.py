@@ -3,7 +3,7 @@ loop in dash.html renders, so charts need no script and no CDN and fit the conso
 (colours come from CSS classes, never style attributes). Columns over time, horizontal stacked
 bars, and time-to-claim bars with the deadline marked.
 
-Imports bot.dashboards only; no I/O.
+Imports bot.dashboards.service only; no I/O.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bot.dashboards import Number, Table, num, number
+from bot.dashboards.service import Number, Table, num, number
 
 WIDTH = 640  # viewBox units; the SVG scales to its box (letter sizes in dashboards.css)
 

@@ -4,8 +4,8 @@ timings) and everything as one FHIR R4 Bundle. Both are generators of text chunk
 store's batched reads, so a million rows never sit in memory: the CLI writes as it reads, the
 console streams a response. Shared by the console, the CLI and the API.
 
-Imports bot.console_view, bot.engine (asked_concepts), bot.fhir, bot.flow, bot.store and orjson;
-no I/O of its own.
+Imports bot.console_view, bot.engine (asked_concepts), bot.io.fhir, bot.flow, bot.store and
+orjson; no I/O of its own.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 
 import orjson
 
-from bot import fhir
 from bot.console_view import concept_labels, mask_address
 from bot.engine import asked_concepts
 from bot.flow import Library
+from bot.io import fhir
 from bot.store import Store
 from bot.store.io import (
     ExportConversation,

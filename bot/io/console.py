@@ -3,9 +3,9 @@ a contacts file, see a preview with every refused row and its reason, and confir
 (the only role that sees health data) download results as CSV per flow or a FHIR Bundle,
 streamed, with phone numbers masked unless they tick the box (audited either way).
 
-Mounted by bot.console (`pages()`, `UPLOADS`). Imports bot.io_import, bot.io_export, bot.store
-and starlette; never channels. An upload waits for its confirmation in a private temporary
-folder (0700, files 0600) for at most an hour; logs carry counts only.
+Mounted by bot.console (`pages()`, `UPLOADS`). Imports bot.io (contacts_import, results_export),
+bot.store and starlette; never channels. An upload waits for its confirmation in a private
+temporary folder (0700, files 0600) for at most an hour; logs carry counts only.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from bot import io_export, io_import
 from bot.errors import CarebridgeError
+from bot.io import contacts_import, results_export
 from bot.store import TRIAGE_LEVELS, Role
 from bot.store.io import ExportFilter
 
@@ -102,7 +102,7 @@ def _render(ctx: Ctx, name: str, status: int = 200, **data: Any) -> Response:
 
 
 def _channels() -> tuple[str, ...]:
-    return io_import.IMPORT_CHANNELS
+    return contacts_import.IMPORT_CHANNELS
 
 
 def import_page(ctx: Ctx, *, error: str = "", status: int = 200) -> Response:
@@ -112,14 +112,14 @@ def import_page(ctx: Ctx, *, error: str = "", status: int = 200) -> Response:
         status,
         error=error,
         channels=_channels(),
-        columns=io_import.COLUMNS,
+        columns=contacts_import.COLUMNS,
         max_mb=MAX_UPLOAD_BYTES // (1024 * 1024),
     )
 
 
-def _plan(ctx: Ctx, data: bytes, filename: str, channel: str) -> io_import.ImportPlan:
+def _plan(ctx: Ctx, data: bytes, filename: str, channel: str) -> contacts_import.ImportPlan:
     bridge = ctx.console.bridge
-    return io_import.plan_import(
+    return contacts_import.plan_import(
         bridge.store,
         bridge.config,
         bridge.library.flows,
@@ -143,7 +143,7 @@ def import_preview(ctx: Ctx) -> Response:
     channel = _channel(ctx)
     try:
         plan = _plan(ctx, data, filename, channel)
-    except io_import.ImportFileError as exc:
+    except contacts_import.ImportFileError as exc:
         return import_page(ctx, error=f"{filename}: {exc}", status=400)
     token = _keep(ctx.user.id, data) if plan.rows else ""
     report = plan.report(applied=False)
@@ -177,10 +177,10 @@ def import_confirm(ctx: Ctx) -> Response:
     filename = ctx.form.get("filename", "contacts.csv")[:200]
     try:
         plan = _plan(ctx, data, filename, _channel(ctx))
-        report = io_import.apply_import(
+        report = contacts_import.apply_import(
             ctx.console.store, ctx.console.bridge.config, plan, ctx.console.now()
         )
-    except (io_import.ImportFileError, CarebridgeError) as exc:
+    except (contacts_import.ImportFileError, CarebridgeError) as exc:
         log.error("import failed: %s", type(exc).__name__)
         return import_page(ctx, error=f"nothing was imported: {exc}", status=400)
     finally:
@@ -262,7 +262,7 @@ def _download(
         return export_page(ctx, error=str(exc), status=400)
     real_ids = ctx.request.query_params.get("real_ids") == "1"
     action = "export_csv" if kind == "csv" else "export_fhir"  # as the CLI's
-    ctx.console.audit(ctx, action, real_ids=real_ids, **io_export.describe(flt))
+    ctx.console.audit(ctx, action, real_ids=real_ids, **results_export.describe(flt))
     stamp = ctx.console.now().strftime("%Y%m%d-%H%M")
     return StreamingResponse(
         make(flt, real_ids),
@@ -280,7 +280,7 @@ def export_csv(ctx: Ctx) -> Response:
     return _download(
         ctx,
         "csv",
-        lambda flt, real: io_export.conversations_csv(store, library, flt, real_ids=real),
+        lambda flt, real: results_export.conversations_csv(store, library, flt, real_ids=real),
         "text/csv; charset=utf-8",
         re.sub(r"[^a-z0-9_]", "", flow) or "results",
     )
@@ -292,7 +292,7 @@ def export_fhir(ctx: Ctx) -> Response:
     return _download(
         ctx,
         "json",
-        lambda flt, real: io_export.fhir_bundle(store, library, flt, real_ids=real),
+        lambda flt, real: results_export.fhir_bundle(store, library, flt, real_ids=real),
         "application/fhir+json",
         "results-fhir",
     )

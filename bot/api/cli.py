@@ -1,5 +1,5 @@
 """`carebridge tokens`: API tokens for other systems (create, list, revoke; docs/api.md).
-Registered on the main group by bot.cli; imports bot.api, bot.config, bot.store, click.
+Registered on the main group by bot.cli; imports bot.api.service, bot.config, bot.store, click.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import click
 
-from bot.api import SCOPES, ApiError, ApiTokens, api_store
+from bot.api.service import SCOPES, ApiError, ApiTokens, api_store
 from bot.config import Config
 from bot.errors import CarebridgeError
 from bot.store import open_store

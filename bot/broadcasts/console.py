@@ -1,9 +1,9 @@
 """The coordinators' broadcast pages in the console (docs/console.md, docs/broadcasts.md): the
 list, create with live SMS checks, preview, two-person approval, send, live stats with a chart,
 the kill switch, corrections and CSV. Mounted by bot.console (`pages()`); every change goes
-through bot.broadcast.Broadcasts, which checks the role again and writes the audit log.
+through bot.broadcasts.service.Broadcasts, which checks the role again and writes the audit log.
 
-Imports bot.broadcast, bot.broadcast_view, bot.console_view, bot.schedules, bot.store and
+Imports bot.broadcasts (service, view), bot.console_view, bot.schedules, bot.store and
 starlette; never channels. Logs carry ids, never message text or phone numbers.
 """
 
@@ -18,9 +18,16 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
-from bot import broadcast_view as bv
 from bot import console_view as view
-from bot.broadcast import MAY_BROADCAST, STAT_COLUMNS, BroadcastError, Broadcasts, Draft, Stats
+from bot.broadcasts import view as bv
+from bot.broadcasts.service import (
+    MAY_BROADCAST,
+    STAT_COLUMNS,
+    BroadcastError,
+    Broadcasts,
+    Draft,
+    Stats,
+)
 from bot.schedules import CONDITION_FLOWS
 from bot.store import BroadcastRow, FanOutStep, Role
 
@@ -30,7 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READ = frozenset(Role)  # any logged-in user reads broadcasts: texts and counts, no patient data
-WRITE = MAY_BROADCAST  # coordinators and admins act (and bot.broadcast checks it again)
+WRITE = MAY_BROADCAST  # coordinators and admins act (and bot.broadcasts.service checks it again)
 BASE = "/console/broadcasts"
 
 Page: TypeAlias = "tuple[str, str, frozenset[Role], Callable[[Ctx], Response], bool]"

@@ -1,6 +1,7 @@
 """`carebridge broadcast`: coordinator broadcasts from the command line (create, preview,
 approve, send with a progress bar, status and CSV, cancel, correct, list, sweep, contact).
-Registered on the main group by bot.cli; imports bot.app, bot.broadcast, bot.store, click.
+Registered on the main group by bot.cli; imports bot.app, bot.broadcasts.service, bot.store,
+click.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import click
 
 from bot.app import build_broadcasts, build_channels, build_dispatcher, channels_off
-from bot.broadcast import Broadcasts, Draft, Preview, Recurrence, Stats
+from bot.broadcasts.service import Broadcasts, Draft, Preview, Recurrence, Stats
 from bot.config import Config
 from bot.errors import CarebridgeError
 from bot.schedules import parse_clock

@@ -1,6 +1,7 @@
 """The admins' API token page in the console (docs/api.md): list tokens, make one (shown once,
-stored only as its SHA-256) and revoke one. Mounted by bot.console (`pages()`); bot.api.ApiTokens
-writes the audit log. Imports bot.api, bot.store and starlette; never channels.
+stored only as its SHA-256) and revoke one. Mounted by bot.console (`pages()`);
+bot.api.service.ApiTokens writes the audit log. Imports bot.api.service, bot.store and starlette;
+never channels.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from starlette.responses import RedirectResponse, Response
 
-from bot.api import SCOPES, ApiError, ApiTokens, api_store
+from bot.api.service import SCOPES, ApiError, ApiTokens, api_store
 from bot.store import Role
 
 if TYPE_CHECKING:

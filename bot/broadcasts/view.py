@@ -1,7 +1,7 @@
 """What the console's broadcast pages show, as plain data for the templates and the JSON API: a
 form read into a `Draft`, the buttons a user may press (and why not), text checks as one line
-each, the schedule in words, and the stats chart's geometry. Imports bot.broadcast, bot.schedules
-and bot.store row types only; no I/O.
+each, the schedule in words, and the stats chart's geometry. Imports bot.broadcasts.service,
+bot.schedules and bot.store row types only; no I/O.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
-from bot.broadcast import (
+from bot.broadcasts.service import (
     MAY_BROADCAST,
     ChannelStats,
     Draft,
@@ -122,8 +122,8 @@ def draft_from_form(
     templates: Sequence[str],
     default_tz: str,
 ) -> Draft:
-    """The create form as a Draft (bot.broadcast checks the rest); FormError for a field that
-    cannot be read at all (a date that is not a date)."""
+    """The create form as a Draft (bot.broadcasts.service checks the rest); FormError for a field
+    that cannot be read at all (a date that is not a date)."""
     texts, sms = texts_from_form(form, languages)
     when = form.get("when", "now")
     if when not in WHEN:

@@ -20,8 +20,8 @@ from typing import IO, Any
 import click
 from tqdm import tqdm
 
-from bot import io_export, io_import
 from bot.cli_patients import _bridge  # one way to open the bot for a CLI command
+from bot.io import contacts_import, results_export
 from bot.store import TRIAGE_LEVELS
 from bot.store.io import ExportFilter
 
@@ -39,7 +39,7 @@ def contacts() -> None:
 @click.option(
     "--channel",
     "default_channel",
-    type=click.Choice(io_import.IMPORT_CHANNELS),
+    type=click.Choice(contacts_import.IMPORT_CHANNELS),
     default="sms",
     show_default=True,
     help="The channel of rows without one (a known number keeps its own).",
@@ -75,7 +75,7 @@ def import_cmd(
             desc="checking", unit=" rows", file=sys.stderr, disable=_off(progress), leave=False
         ) as bar:
             try:
-                plan = io_import.plan_import(
+                plan = contacts_import.plan_import(
                     bridge.store,
                     bridge.config,
                     bridge.library.flows,
@@ -84,7 +84,7 @@ def import_cmd(
                     default_channel=default_channel,
                     progress=bar.update,
                 )
-            except io_import.ImportFileError as exc:
+            except contacts_import.ImportFileError as exc:
                 raise click.ClickException(f"{file}: {exc}") from None
         if dry_run:
             report = plan.report(applied=False)
@@ -96,7 +96,7 @@ def import_cmd(
                 file=sys.stderr,
                 disable=_off(progress),
             ) as bar:
-                report = io_import.apply_import(
+                report = contacts_import.apply_import(
                     bridge.store, bridge.config, plan, bridge.clock(), progress=bar.update
                 )
             bridge.store.add_audit(
@@ -108,7 +108,7 @@ def import_cmd(
             )
     if rejects is not None:
         with rejects.open("w", encoding="utf-8", newline="") as out:
-            out.writelines(io_import.rejects_csv(plan))
+            out.writelines(contacts_import.rejects_csv(plan))
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
@@ -238,7 +238,7 @@ def export_csv(
             raise click.ClickException(f"--flow: unknown flow {flow!r} (flows: {known})")
         _audit(bridge, "export_csv", flt, real_ids)
         count = _write(
-            io_export.conversations_csv(bridge.store, bridge.library, flt, real_ids=real_ids),
+            results_export.conversations_csv(bridge.store, bridge.library, flt, real_ids=real_ids),
             output,
         )
     click.echo(f"exported {count} conversations of {flow}", err=True)
@@ -265,7 +265,7 @@ def export_fhir(
     with _bridge(ctx) as bridge:
         _audit(bridge, "export_fhir", flt, real_ids)
         count = _write(
-            io_export.fhir_bundle(bridge.store, bridge.library, flt, real_ids=real_ids), output
+            results_export.fhir_bundle(bridge.store, bridge.library, flt, real_ids=real_ids), output
         )
     click.echo(f"exported a FHIR Bundle ({count} chunks)", err=True)
 
@@ -285,5 +285,5 @@ def _audit(bridge: Any, action: str, flt: ExportFilter, real_ids: bool) -> None:
         None,
         getpass.getuser(),
         action,
-        detail=io_export.describe(flt) | {"real_ids": real_ids, "via": "cli"},
+        detail=results_export.describe(flt) | {"real_ids": real_ids, "via": "cli"},
     )
