@@ -496,13 +496,14 @@ class Dispatcher:
 
 def _quiet_release(meta: Mapping[str, str], now: datetime) -> datetime:
     """When a row carrying `quiet` ("21:00-08:00") and `tz` may go: now, or the end of the
-    recipient's quiet hours (bot.broadcast writes both; urgent broadcasts carry no `quiet`)."""
+    recipient's quiet hours (bot.broadcasts.service writes both; urgent broadcasts carry no
+    `quiet`)."""
     quiet, tz = meta.get("quiet"), meta.get("tz")
     if not quiet or not tz:
         return now
     try:
         start, end = (parse_clock(part) for part in quiet.split("-", 1))
         return defer_quiet(now, zone(tz), QuietHours(start, end))
-    except ValueError:  # written by bot.broadcast, so never expected; send rather than stall
+    except ValueError:  # bot.broadcasts.service wrote it: never expected; send, do not stall
         log.warning("outbox meta has unreadable quiet hours; sending")
         return now

@@ -92,6 +92,16 @@ def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
         SqliteStore(not_a_db)
 
 
+def test_a_url_is_refused_as_a_file_path_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PostgreSQL URL handed to the SQLite store once made folders named `postgresql:`."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match="not a SQLite file path: postgresql://"):
+        SqliteStore("postgresql://carebridge@127.0.0.1:5432/carebridge")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_wal_and_pragmas_are_on(sqlite_store: Store) -> None:
     store = sqlite_store
 

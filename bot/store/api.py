@@ -67,7 +67,7 @@ PAGED: Mapping[str, frozenset[str]] = {
 
 
 class ApiStore(Protocol):
-    """The methods bot.api, bot.cli_tokens and bot.metrics use on top of `Store`."""
+    """The methods bot.api.service, bot.api.cli and bot.metrics use on top of `Store`."""
 
     def add_api_token(
         self,

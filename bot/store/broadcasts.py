@@ -83,7 +83,7 @@ class Audience:
 
 @dataclass(frozen=True)
 class NewBroadcast:
-    """A broadcast to store as a draft (bot.broadcast checks it first)."""
+    """A broadcast to store as a draft (bot.broadcasts.service checks it first)."""
 
     name: str
     texts: dict[str, str] = field(hash=False)  # language -> text

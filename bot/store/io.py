@@ -35,7 +35,7 @@ class ExportFilter:
 
 @dataclass(frozen=True)
 class NewContact:
-    """A contact an import adds (bot.io_import): address and the facts the file gave."""
+    """A contact an import adds (bot.io.contacts_import): address and the facts the file gave."""
 
     channel: str
     address: str

@@ -53,6 +53,8 @@ class SqliteStore(SqlStore):
     """`Store` on one SQLite file. Thread-safe: one connection guarded by a re-entrant lock."""
 
     def __init__(self, path: str | Path, *, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
+        if "://" in str(path):  # a URL (postgresql://...) is not a file: never create it as one
+            raise StoreError(f"not a SQLite file path: {path} (open a URL with open_store)")
         self.path = Path(path)
         self._lock = threading.RLock()
         if sqlite3.sqlite_version_info < _MIN_SQLITE:
