@@ -14,6 +14,10 @@ from pg import with_store
 
 from bot.config import Config
 
+# one xdist worker plays each engine's module fixture once (spread over two, both played it:
+# 230 s of CPU twice in `make test`)
+pytestmark = pytest.mark.xdist_group("messy_patients")
+
 
 @pytest.fixture(scope="module")
 def outcomes(module_store_url: str, config: Config) -> list[Outcome]:

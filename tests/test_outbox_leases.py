@@ -182,6 +182,7 @@ def test_a_failing_row_holds_the_next_reply_in_the_dispatcher_only_as_long_as_th
         store,
         {"sms": channel},
         clock=lambda: now[0],
+        rates={"sms": 100.0},  # the rate limiter runs on real time: never the wait here
         delivery=DeliveryPolicy(order_hold_s=20),
         policy=RetryPolicy(base_s=1, cap_s=2, max_attempts=100),  # "one" is due every sweep
     )
