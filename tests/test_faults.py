@@ -40,6 +40,14 @@ EMERGENCY_WITHIN_S = 10.0
 pytestmark = pytest.mark.xdist_group("processes")
 
 
+def test_make_test_runs_this_file_in_its_xdist_group(request: pytest.FixtureRequest) -> None:
+    """Under `make test` (--dist loadgroup) xdist marks a grouped test's id with its group;
+    pytest 9.2 silently dropped that (pytest-xdist#1386), and the groups were spread again."""
+    if not getattr(request.config.option, "loadgroup", False):
+        pytest.skip("not run with --dist loadgroup")
+    assert request.node.nodeid.endswith("@processes")
+
+
 def emergency_times(
     twilio: FakeTwilio, patients: Patients, who: list[int], sent: dict[int, float], timeout: float
 ) -> dict[int, float]:
